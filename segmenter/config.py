@@ -1,0 +1,178 @@
+"""Every environment variable the backend reads, in one place, typed, with defaults.
+
+``Settings.from_env()`` is called once at start-up (service, worker, command
+line); a bad value raises ``ConfigError`` naming the variable, which stops
+start-up with that message.  The README lists the same variables.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from segmenter.errors import ConfigError
+
+TRAINING_BACKENDS = ("thread", "rq")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _text(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name)
+    return default if value is None or value.strip() == "" else value.strip()
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+    raw = _text(env, name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = _text(env, name, str(default))
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name}={value} must lie between {low} and {high}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = _text(env, name, "true" if default else "false").lower()
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean (use true or false)")
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = _text(env, name, default)
+    value = raw.upper() if name == "LOG_LEVEL" else raw.lower()
+    if value not in choices:
+        raise ConfigError(f"{name}={raw!r} must be one of {', '.join(choices)}")
+    return value
+
+
+def _url(env: Mapping[str, str], *names: str) -> str:
+    for name in names:
+        raw = _text(env, name, "")
+        if raw:
+            if not raw.startswith(("http://", "https://")):
+                raise ConfigError(f"{name}={raw!r} must start with http:// or https://")
+            return raw.rstrip("/")
+    return ""
+
+
+def _hosts(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    raw = _text(env, name, "")
+    return tuple(h.strip().lower() for h in raw.split(",") if h.strip())
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """What shapes a training run; saved beside each model for reproducibility."""
+
+    sequence_size: int = 50
+    hidden_size: int = 64
+    epochs: int = 1000
+    patience: int = 20
+    batch_size: int = 32
+    learning_rate: float = 3e-3
+    balanced_accuracy_threshold: float = 0.85
+    min_class_f1_threshold: float = 0.70
+    use_class_weights: bool = True
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The backend's whole configuration."""
+
+    model_dir: Path = Path("models")
+    cache_dir: Path = Path("models/.cache")
+    label_studio_url: str = ""
+    label_studio_api_key: str = ""
+    allowed_hosts: tuple[str, ...] = ()
+    local_files_root: Path | None = None
+    max_download_mb: int = 200
+    start_training_each_n_updates: int = 1
+    training_backend: str = "thread"
+    redis_url: str = "redis://localhost:6379/0"
+    rq_queue: str = "segmenter"
+    keep_versions: int = 3
+    model_cache_size: int = 8
+    basic_auth_user: str = ""
+    basic_auth_pass: str = ""
+    port: int = 9090
+    workers: int = 1
+    threads: int = 8
+    log_level: str = "INFO"
+    training: TrainingSettings = field(default_factory=TrainingSettings)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read the settings from ``env`` (default: the process environment)."""
+        env = os.environ if env is None else env
+        model_dir = Path(_text(env, "MODEL_DIR", "models")).expanduser().resolve()
+        cache_dir = Path(_text(env, "CACHE_DIR", str(model_dir / ".cache"))).expanduser().resolve()
+        root = _text(env, "LOCAL_FILES_ROOT", "")
+        local_root = Path(root).expanduser().resolve() if root else None
+        if local_root is not None and not local_root.is_dir():
+            raise ConfigError(f"LOCAL_FILES_ROOT={root!r} is not a directory")
+        user = _text(env, "BASIC_AUTH_USER", "")
+        password = _text(env, "BASIC_AUTH_PASS", "")
+        if bool(user) != bool(password):
+            raise ConfigError("BASIC_AUTH_USER and BASIC_AUTH_PASS must be set together")
+        training = TrainingSettings(
+            sequence_size=_int(env, "SEQUENCE_SIZE", 50, 2),
+            hidden_size=_int(env, "HIDDEN_SIZE", 64, 2),
+            epochs=_int(env, "TRAIN_EPOCHS", 1000, 1),
+            patience=_int(env, "EARLY_STOPPING_PATIENCE", 20, 1),
+            batch_size=_int(env, "BATCH_SIZE", 32, 1),
+            learning_rate=_float(env, "LEARNING_RATE", 3e-3, 1e-6, 1.0),
+            balanced_accuracy_threshold=_float(env, "BALANCED_ACCURACY_THRESHOLD", 0.85, 0.0, 1.0),
+            min_class_f1_threshold=_float(env, "MIN_CLASS_F1_THRESHOLD", 0.70, 0.0, 1.0),
+            use_class_weights=_bool(env, "USE_CLASS_WEIGHTS", True),
+            seed=_int(env, "SEED", 0, 0),
+        )
+        return cls(
+            model_dir=model_dir,
+            cache_dir=cache_dir,
+            label_studio_url=_url(env, "LABEL_STUDIO_URL", "LABEL_STUDIO_HOST"),
+            label_studio_api_key=_text(env, "LABEL_STUDIO_API_KEY", ""),
+            allowed_hosts=_hosts(env, "ALLOWED_HOSTS"),
+            local_files_root=local_root,
+            max_download_mb=_int(env, "MAX_DOWNLOAD_MB", 200, 1),
+            start_training_each_n_updates=_int(env, "START_TRAINING_EACH_N_UPDATES", 1, 1),
+            training_backend=_choice(env, "TRAINING_BACKEND", "thread", TRAINING_BACKENDS),
+            redis_url=_text(env, "REDIS_URL", "redis://localhost:6379/0"),
+            rq_queue=_text(env, "RQ_QUEUE", "segmenter"),
+            keep_versions=_int(env, "KEEP_VERSIONS", 3, 1),
+            model_cache_size=_int(env, "MODEL_CACHE_SIZE", 8, 1),
+            basic_auth_user=user,
+            basic_auth_pass=password,
+            port=_int(env, "PORT", 9090, 1),
+            workers=_int(env, "WORKERS", 1, 1),
+            threads=_int(env, "THREADS", 8, 1),
+            log_level=_choice(env, "LOG_LEVEL", "INFO", LOG_LEVELS),
+            training=training,
+        )
+
+    def describe(self) -> dict[str, object]:
+        """The settings as plain values, secrets masked, for logs and the status route."""
+        out: dict[str, object] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("label_studio_api_key", "basic_auth_pass") and value:
+                value = "***"
+            out[f.name] = value if isinstance(value, (int, float, str, bool, tuple)) else str(value)
+        return out

@@ -1,0 +1,74 @@
+import pytest
+
+from segmenter.config import Settings
+from segmenter.errors import ConfigError
+
+
+def test_defaults(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    s = Settings.from_env({})
+    assert s.model_dir == tmp_path / "models" and s.cache_dir == tmp_path / "models" / ".cache"
+    t = s.training
+    assert (t.sequence_size, t.hidden_size, t.epochs) == (50, 64, 1000)
+    assert (t.balanced_accuracy_threshold, t.min_class_f1_threshold, t.use_class_weights) == (0.85, 0.70, True)
+    assert (s.port, s.training_backend, s.start_training_each_n_updates) == (9090, "thread", 1)
+    assert s.label_studio_url == "" and s.allowed_hosts == ()
+
+
+def test_values_are_typed_and_aliases_work(tmp_path):
+    env = {
+        "MODEL_DIR": str(tmp_path),
+        "LABEL_STUDIO_HOST": "http://ls:8080/",
+        "SEQUENCE_SIZE": "20",
+        "USE_CLASS_WEIGHTS": "false",
+        "BALANCED_ACCURACY_THRESHOLD": "0.9",
+        "ALLOWED_HOSTS": "Data.Example.org, files:8000",
+        "LOG_LEVEL": "debug",
+    }
+    s = Settings.from_env(env)
+    assert s.label_studio_url == "http://ls:8080" and s.training.sequence_size == 20
+    assert s.training.use_class_weights is False and s.training.balanced_accuracy_threshold == 0.9
+    assert s.allowed_hosts == ("data.example.org", "files:8000") and s.log_level == "DEBUG"
+    assert Settings.from_env({"LABEL_STUDIO_URL": "http://a", "LABEL_STUDIO_HOST": "http://b"}).label_studio_url == (
+        "http://a"
+    )
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("SEQUENCE_SIZE", "fifty"),
+        ("SEQUENCE_SIZE", "1"),
+        ("TRAIN_EPOCHS", "0"),
+        ("BALANCED_ACCURACY_THRESHOLD", "1.5"),
+        ("USE_CLASS_WEIGHTS", "maybe"),
+        ("TRAINING_BACKEND", "celery"),
+        ("LABEL_STUDIO_URL", "localhost:8080"),
+        ("LOG_LEVEL", "loud"),
+        ("LOCAL_FILES_ROOT", "/no/such/dir"),
+        ("BASIC_AUTH_USER", "only-user"),
+    ],
+)
+def test_bad_values_name_the_variable(name, value):
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({name: value})
+
+
+def test_describe_masks_secrets():
+    s = Settings.from_env({"LABEL_STUDIO_API_KEY": "secret", "BASIC_AUTH_USER": "u", "BASIC_AUTH_PASS": "pw"})
+    text = str(s.describe())
+    assert "secret" not in text and "pw" not in text
+
+
+def test_wsgi_refuses_to_start_on_a_bad_value(tmp_path):
+    import subprocess
+    import sys
+
+    r = subprocess.run(
+        [sys.executable, "-c", "import _wsgi"],
+        env={"SEQUENCE_SIZE": "x", "MODEL_DIR": str(tmp_path), "PATH": ""},
+        capture_output=True,
+        text=True,
+        cwd=str(__import__("pathlib").Path(__file__).parents[1]),
+    )
+    assert r.returncode != 0 and "SEQUENCE_SIZE" in r.stderr
