@@ -1,0 +1,361 @@
+"""A small fake Label Studio, served over real HTTP on 127.0.0.1, for tests.
+
+It speaks the parts of Label Studio 1.23 the backend uses: the JSON export,
+``/data/upload/`` and ``/data/local-files/`` downloads with ETags, the
+Personal Access Token exchange, legacy tokens (which can be switched off as a
+real organization does) and ``/health``.  Every request is recorded so tests
+can count them.  Files added with ``add_public_file`` stand in for a foreign
+host: served without auth.
+
+    with FakeLabelStudio(legacy_token="secret") as ls:
+        project = ls.add_project(CONFIG)
+        csv = ls.add_file("a.csv", b"time,x\\n0,1\\n", project)
+        ls.add_task(project, {"csv_url": csv}, annotations=[[region]])
+        client = LabelStudioClient(ls.url, "secret")
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import itertools
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Self
+
+import pytest
+from flask import Flask, Response, jsonify, request
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+LEGACY_DISABLED = "legacy token authentication has been disabled for this organization"
+_NOW = "2026-01-01T00:00:00.000000Z"
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One request the fake received."""
+
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+
+
+@dataclass
+class _File:
+    content: bytes
+    auth: bool
+    etag: bool = True
+    chunked: bool = False
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, *args: object, **kwargs: object) -> None:
+        pass
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class FakeLabelStudio:
+    """A fake Label Studio on a free port; use as a context manager or via ``fake_label_studio``."""
+
+    def __init__(
+        self,
+        legacy_token: str = "legacy-token",
+        legacy_enabled: bool = True,
+        access_lifetime: float = 300.0,
+    ) -> None:
+        self.legacy_token = legacy_token
+        self.legacy_enabled = legacy_enabled
+        self.access_lifetime = access_lifetime
+        self.requests: list[Recorded] = []
+        self.projects: dict[int, dict] = {}
+        self.tasks: dict[int, dict] = {}
+        self._files: dict[str, _File] = {}
+        self._secret = os.urandom(16)
+        self._live_access: set[int] = set()
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._server = make_server("127.0.0.1", 0, self._app(), threaded=True, request_handler=_QuietHandler)
+        self.url = f"http://127.0.0.1:{self._server.server_port}"
+        # Handler threads may sit on clients' keep-alive connections: do not wait for them on close.
+        self._server.daemon_threads = True
+        self._server.block_on_close = False
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def add_project(self, label_config: str = "<View></View>", title: str = "Project") -> int:
+        """Create a project and return its id."""
+        project_id = next(self._ids)
+        self.projects[project_id] = {"id": project_id, "title": title, "label_config": label_config}
+        return project_id
+
+    def add_task(
+        self,
+        project_id: int,
+        data: dict,
+        annotations: list | None = None,
+        predictions: list | None = None,
+    ) -> dict:
+        """Create a task; each annotation is a result list or a dict with at least ``result``."""
+        task_id = next(self._ids)
+        task = {
+            "id": task_id,
+            "annotations": [],
+            "file_upload": None,
+            "drafts": [],
+            "predictions": list(predictions or []),
+            "data": data,
+            "meta": {},
+            "created_at": _NOW,
+            "updated_at": _NOW,
+            "inner_id": task_id,
+            "total_annotations": 0,
+            "cancelled_annotations": 0,
+            "total_predictions": len(predictions or []),
+            "comment_count": 0,
+            "unresolved_comment_count": 0,
+            "last_comment_updated_at": None,
+            "project": project_id,
+            "updated_by": None,
+            "comment_authors": [],
+        }
+        self.tasks[task_id] = task
+        for annotation in annotations or []:
+            self.add_annotation(task_id, annotation)
+        return task
+
+    def add_annotation(self, task_id: int, annotation: list | dict) -> dict:
+        """Add an annotation (a result list, or a dict with ``result``) to a task."""
+        task = self.tasks[task_id]
+        given = {"result": annotation} if isinstance(annotation, list) else dict(annotation)
+        record = {
+            "id": next(self._ids),
+            "completed_by": 1,
+            "result": [],
+            "was_cancelled": False,
+            "ground_truth": False,
+            "created_at": _NOW,
+            "updated_at": _NOW,
+            "draft_created_at": None,
+            "lead_time": 1.0,
+            "prediction": {},
+            "result_count": 0,
+            "unique_id": f"fake-{task_id}-{len(task['annotations'])}",
+            "import_id": None,
+            "last_action": None,
+            "bulk_created": False,
+            "task": task_id,
+            "project": task["project"],
+            "updated_by": 1,
+            "parent_prediction": None,
+            "parent_annotation": None,
+            "last_created_by": None,
+            **given,
+        }
+        record["result_count"] = len(record["result"])
+        task["annotations"].append(record)
+        task["total_annotations"] = sum(not a["was_cancelled"] for a in task["annotations"])
+        task["cancelled_annotations"] = sum(a["was_cancelled"] for a in task["annotations"])
+        return record
+
+    def add_file(self, name: str, content: bytes, project_id: int = 1, **options: object) -> str:
+        """Serve ``content`` as an upload (auth required); returns the relative URL tasks hold.
+
+        Options: ``etag`` (default True), ``chunked`` (no Content-Length), ``headers``.
+        """
+        path = f"/data/upload/{project_id}/{name}"
+        self._files[path] = _File(content, auth=True, **options)
+        return path
+
+    def add_local_file(self, rel_path: str, content: bytes, **options: object) -> str:
+        """Serve ``content`` from Label Studio's local files storage; returns ``/data/local-files/?d=...``."""
+        self._files[f"/data/local-files/{rel_path}"] = _File(content, auth=True, **options)
+        return f"/data/local-files/?d={rel_path}"
+
+    def add_public_file(self, path: str, content: bytes, **options: object) -> str:
+        """Serve ``content`` without auth at ``path``, as a foreign host would; returns the full URL."""
+        self._files["/" + path.lstrip("/")] = _File(content, auth=False, **options)
+        return self.url + "/" + path.lstrip("/")
+
+    def add_redirect(self, path: str, location: str, auth: bool = False) -> str:
+        """Answer ``path`` with a 302 to ``location``; returns the full URL."""
+        self._files["/" + path.lstrip("/")] = _File(b"", auth=auth, headers={"Location": location})
+        return self.url + "/" + path.lstrip("/")
+
+    def make_pat(self, lifetime: float = 3600.0) -> str:
+        """A Personal Access Token: a signed JWT refresh token."""
+        return self._jwt({"token_type": "refresh", "user_id": 1}, lifetime)
+
+    def revoke_access_tokens(self) -> None:
+        """Make every access token issued so far answer 401, as after expiry."""
+        with self._lock:
+            self._live_access.clear()
+
+    def calls(
+        self, method: str | None = None, path: str | None = None, prefix: str | None = None
+    ) -> list[Recorded]:
+        """The recorded requests matching method, exact path and path prefix."""
+        with self._lock:
+            found = list(self.requests)
+        return [
+            r
+            for r in found
+            if (method is None or r.method == method)
+            and (path is None or r.path == path)
+            and (prefix is None or r.path.startswith(prefix))
+        ]
+
+    def clear_requests(self) -> None:
+        """Forget the recorded requests."""
+        with self._lock:
+            self.requests.clear()
+
+    def _jwt(self, claims: dict, lifetime: float) -> str:
+        now = time.time()
+        body = {**claims, "iat": now, "exp": now + lifetime, "jti": next(self._ids)}
+        head = (
+            _b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode()) + "." + _b64(json.dumps(body).encode())
+        )
+        signature = hmac.new(self._secret, head.encode(), hashlib.sha256).digest()
+        return head + "." + _b64(signature)
+
+    def _verify(self, token: str, token_type: str) -> dict | None:
+        parts = token.split(".")
+        if len(parts) != 3:
+            return None
+        expected = hmac.new(self._secret, f"{parts[0]}.{parts[1]}".encode(), hashlib.sha256).digest()
+        if not hmac.compare_digest(_b64(expected), parts[2]):
+            return None
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+        if claims.get("token_type") != token_type or claims["exp"] < time.time():
+            return None
+        return claims
+
+    def _auth_error(self) -> Response | None:
+        header = request.headers.get("Authorization", "")
+        legacy = request.headers.get("X-Api-Key") or (header[6:] if header.startswith("Token ") else None)
+        if legacy is not None:
+            if not self.legacy_enabled:
+                return Response(json.dumps({"detail": LEGACY_DISABLED}), 401, mimetype="application/json")
+            if legacy == self.legacy_token:
+                return None
+        elif header.startswith("Bearer "):
+            claims = self._verify(header[7:], "access")
+            if claims is not None and claims["jti"] in self._live_access:
+                return None
+        return Response(json.dumps({"detail": "Invalid token."}), 401, mimetype="application/json")
+
+    def _app(self) -> Flask:
+        app = Flask("fakels")
+
+        @app.before_request
+        def record() -> None:
+            entry = Recorded(
+                request.method, request.path, request.query_string.decode(), dict(request.headers)
+            )
+            with self._lock:
+                self.requests.append(entry)
+
+        @app.get("/health")
+        def health() -> Response:
+            return jsonify({"status": "UP"})
+
+        @app.post("/api/token/refresh/")
+        def refresh() -> Response:
+            given = (request.get_json(silent=True) or {}).get("refresh", "")
+            if not isinstance(given, str) or self._verify(given, "refresh") is None:
+                return Response(
+                    json.dumps({"detail": "Token is invalid or expired", "code": "token_not_valid"}),
+                    401,
+                    mimetype="application/json",
+                )
+            access = self._jwt({"token_type": "access", "user_id": 1}, self.access_lifetime)
+            with self._lock:
+                self._live_access.add(self._verify(access, "access")["jti"])
+            return jsonify({"access": access})
+
+        @app.get("/api/projects/<int:project_id>/export")
+        def export(project_id: int) -> Response:
+            denied = self._auth_error()
+            if denied is not None:
+                return denied
+            if project_id not in self.projects:
+                return Response(json.dumps({"detail": "Not found."}), 404, mimetype="application/json")
+            every = request.args.get("download_all_tasks", "false").lower() == "true"
+            tasks = [
+                t for t in self.tasks.values() if t["project"] == project_id and (every or t["annotations"])
+            ]
+            return jsonify(tasks)
+
+        @app.get("/api/projects/<int:project_id>")
+        def project(project_id: int) -> Response:
+            denied = self._auth_error()
+            if denied is not None:
+                return denied
+            if project_id not in self.projects:
+                return Response(json.dumps({"detail": "Not found."}), 404, mimetype="application/json")
+            return jsonify(self.projects[project_id])
+
+        @app.get("/api/tasks/<int:task_id>")
+        def task(task_id: int) -> Response:
+            denied = self._auth_error()
+            if denied is not None:
+                return denied
+            return jsonify(self.tasks.get(task_id, {}))
+
+        @app.get("/data/local-files/")
+        def local_files() -> Response:
+            return self._serve(f"/data/local-files/{request.args.get('d', '')}")
+
+        @app.get("/<path:path>")
+        def files(path: str) -> Response:
+            return self._serve("/" + path)
+
+        return app
+
+    def _serve(self, key: str) -> Response:
+        served = self._files.get(key)
+        if served is None:
+            return Response("not found", 404)
+        if served.auth:
+            denied = self._auth_error()
+            if denied is not None:
+                return denied
+        if "Location" in served.headers:
+            return Response("", 302, headers=served.headers)
+        headers = dict(served.headers)
+        if served.etag:
+            etag = '"' + hashlib.sha256(served.content).hexdigest()[:16] + '"'
+            headers["ETag"] = etag
+            if request.headers.get("If-None-Match") == etag:
+                return Response(status=304, headers=headers)
+        if served.chunked:
+            body = served.content
+            chunks = (body[i : i + 4096] for i in range(0, len(body), 4096))
+            return Response(chunks, 200, headers=headers, mimetype="application/octet-stream")
+        return Response(served.content, 200, headers=headers, mimetype="application/octet-stream")
+
+
+@pytest.fixture
+def fake_label_studio() -> Iterator[FakeLabelStudio]:
+    """A running fake with the default legacy token ``legacy-token``; register with
+    ``pytest_plugins = ["fakels"]`` in a conftest, or import it into a test module."""
+    with FakeLabelStudio() as server:
+        yield server
