@@ -1,0 +1,135 @@
+"""Label Studio annotations -> one class per row of a series.
+
+Which annotation of a task counts: a ground-truth annotation alone when the
+task has one, else the most recently updated submitted annotation.  Cancelled
+(skipped) annotations never count.  A submitted annotation without regions
+says "all background".
+
+Class 0 is background wherever no region covers a row.  A range covers the
+rows whose time lies in [start, end]; an instant (``instant: true`` or
+start == end) marks the nearest sample.  ``start``/``end`` arrive as row
+indices, raw numeric time values, strings in ``timeFormat`` (UTC) or epoch
+milliseconds for datetime axes: all are accepted.  Ranges are applied in
+order (a later one wins where they overlap), instants last.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from segmenter.labelconfig import Target
+from segmenter.series import Series
+from segmenter.timeformat import parse_time
+
+log = logging.getLogger(__name__)
+
+
+def choose_annotation(task: dict) -> dict | None:
+    """The annotation of ``task`` that training uses, or None when none counts."""
+    submitted = [a for a in task.get("annotations") or [] if not a.get("was_cancelled")]
+    if not submitted:
+        return None
+    truth = [a for a in submitted if a.get("ground_truth")]
+    pool = truth or submitted
+
+    def recency(annotation: dict) -> tuple[str, str, int]:
+        return (
+            str(annotation.get("updated_at") or ""),
+            str(annotation.get("created_at") or ""),
+            int(annotation.get("id") or 0),
+        )
+
+    return max(pool, key=recency)
+
+
+@dataclass
+class RowLabels:
+    """Per-row classes of one series plus what the regions said about their shape."""
+
+    labels: np.ndarray  # int64 (n,), 0 = background, k = target.labels[k - 1]
+    instant_classes: frozenset[int]  # classes that were marked with instants
+    range_lengths: list[int]  # rows covered by each range region (for post-processing)
+
+
+def _to_axis(value: object, series: Series, target: Target) -> float:
+    """A region's start or end as a value on ``series.time``."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a time")
+    if isinstance(value, (int, float)):
+        return float(value)
+    text = str(value).strip()
+    if series.time_kind == "datetime" and target.time_format:
+        try:
+            return parse_time(text, target.time_format)
+        except ValueError:
+            pass
+    return float(text)
+
+
+def _nearest(time: np.ndarray, t: float) -> int:
+    i = int(np.searchsorted(time, t))
+    if i == 0:
+        return 0
+    if i >= len(time):
+        return len(time) - 1
+    return i if time[i] - t < t - time[i - 1] else i - 1
+
+
+def regions_of(annotation_result: list[dict], target: Target) -> list[dict]:
+    """The results of an annotation that belong to ``target``."""
+    return [
+        r
+        for r in annotation_result or []
+        if r.get("from_name") == target.from_name
+        and r.get("to_name", target.to_name) == target.to_name
+        and isinstance(r.get("value"), dict)
+        and r["value"].get("timeserieslabels")
+    ]
+
+
+def row_labels(series: Series, results: list[dict], target: Target, task_id: object = None) -> RowLabels:
+    """Per-row classes of ``series`` from an annotation's ``result`` list."""
+    n = len(series)
+    labels = np.zeros(n, dtype=np.int64)
+    index = {name: k + 1 for k, name in enumerate(target.labels)}
+    instants: list[tuple[int, int]] = []
+    instant_classes: set[int] = set()
+    range_lengths: list[int] = []
+    for region in regions_of(results, target):
+        value = region["value"]
+        names = [name for name in value["timeserieslabels"] if name in index]
+        if not names:
+            log.warning(
+                "task %s: region %s has label(s) %s, not in the config of %r; skipped",
+                task_id, region.get("id"), value["timeserieslabels"], target.from_name,
+            )
+            continue
+        cls = index[names[0]]
+        try:
+            start = _to_axis(value.get("start"), series, target)
+            end = _to_axis(value.get("end", value.get("start")), series, target)
+        except (TypeError, ValueError):
+            log.warning(
+                "task %s: region %s has start=%r end=%r, not times of this series; skipped",
+                task_id, region.get("id"), value.get("start"), value.get("end"),
+            )
+            continue
+        if start > end:
+            start, end = end, start
+        if value.get("instant") or start == end:
+            instants.append((_nearest(series.time, start), cls))
+            instant_classes.add(cls)
+            continue
+        lo = int(np.searchsorted(series.time, start, side="left"))
+        hi = int(np.searchsorted(series.time, end, side="right"))
+        if hi <= lo:
+            lo = _nearest(series.time, (start + end) / 2)
+            hi = lo + 1
+        labels[lo:hi] = cls
+        range_lengths.append(hi - lo)
+    for row, cls in instants:
+        labels[row] = cls
+    return RowLabels(labels, frozenset(instant_classes), range_lengths)

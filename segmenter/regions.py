@@ -1,0 +1,139 @@
+"""Per-row class probabilities -> Label Studio ``timeserieslabels`` regions.
+
+All steps are whole-array operations: run-length encoding of the per-row
+classes, a minimum-length clean-up, per-segment mean probabilities from a
+cumulative sum.  The only Python loops run over segments, never over rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from segmenter.labelconfig import Target
+from segmenter.series import Series
+from segmenter.timeformat import format_time
+
+LOW_CONFIDENCE_FRACTION = 0.05
+
+
+@dataclass
+class Segments:
+    """Runs of equal class: first row, last row (inclusive) and class of each run."""
+
+    starts: np.ndarray
+    ends: np.ndarray
+    classes: np.ndarray
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return self.ends - self.starts + 1
+
+
+def run_lengths(classes: np.ndarray) -> Segments:
+    """Run-length encode a per-row class array."""
+    if len(classes) == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return Segments(empty, empty, empty)
+    change = np.flatnonzero(classes[1:] != classes[:-1]) + 1
+    starts = np.concatenate([[0], change]).astype(np.int64)
+    ends = np.concatenate([change - 1, [len(classes) - 1]]).astype(np.int64)
+    return Segments(starts, ends, classes[starts].astype(np.int64))
+
+
+def drop_short_runs(classes: np.ndarray, min_rows: int, keep: frozenset[int]) -> np.ndarray:
+    """Give runs shorter than ``min_rows`` the class of the previous long run.
+
+    Runs of classes in ``keep`` (those labelled with instants) stay whatever
+    their length.  Runs before the first long run take the next long run's
+    class.  This removes the flicker that over-segments a recording.
+    """
+    if min_rows <= 1 or len(classes) == 0:
+        return classes
+    seg = run_lengths(classes)
+    kept = np.isin(seg.classes, list(keep))
+    short = (seg.lengths < min_rows) & ~kept
+    donor = ~short & ~kept
+    if not short.any() or not donor.any():
+        return classes
+    order = np.arange(len(short))
+    previous_long = np.maximum.accumulate(np.where(donor, order, -1))
+    next_long = np.minimum.accumulate(np.where(donor, order, len(short))[::-1])[::-1]
+    source = np.where(previous_long >= 0, previous_long, next_long)
+    new = np.where(short, seg.classes[source], seg.classes)
+    return np.repeat(new, seg.lengths)
+
+
+def task_score(confidence: np.ndarray) -> float:
+    """Mean top-class probability over the least confident 5% of rows (at least one row).
+
+    A recording that is clear everywhere scores near 1; one with any stretch
+    the model hesitates on scores low, so sorting the Data Manager by
+    prediction score ascending brings the tasks that need a human first.
+    """
+    if len(confidence) == 0:
+        return 0.0
+    k = max(1, int(len(confidence) * LOW_CONFIDENCE_FRACTION))
+    lowest = np.partition(confidence, k - 1)[:k]
+    return float(lowest.mean())
+
+
+def _axis_value(series: Series, row: int, target: Target) -> object:
+    """A row's position in the form the Label Studio UI writes it."""
+    t = float(series.time[row])
+    if series.time_kind == "index":
+        return int(row)
+    if series.time_kind == "datetime" and target.time_format:
+        return format_time(t, target.time_format)
+    return int(t) if t.is_integer() else t
+
+
+def _region_id(target: Target, start: int, end: int, label: str) -> str:
+    key = f"{target.from_name}|{start}|{end}|{label}".encode()
+    return hashlib.sha1(key).hexdigest()[:10]
+
+
+def to_results(
+    series: Series,
+    probs: np.ndarray,
+    target: Target,
+    instant_classes: frozenset[int],
+    min_rows: int,
+) -> tuple[list[dict], np.ndarray]:
+    """Regions for one series and the per-row confidence (top-class probability).
+
+    ``probs`` is (rows, classes) with class 0 background.  Segments of a class
+    labelled with instants become one instant at their most probable row.
+    """
+    classes = drop_short_runs(probs.argmax(axis=1), min_rows, instant_classes)
+    own = probs[np.arange(len(classes)), classes]
+    cumulative = np.concatenate([[0.0], np.cumsum(own, dtype=np.float64)])
+    seg = run_lengths(classes)
+    foreground = seg.classes != 0
+    starts, ends, labels = seg.starts[foreground], seg.ends[foreground], seg.classes[foreground]
+    scores = (cumulative[ends + 1] - cumulative[starts]) / (ends - starts + 1)
+    results = []
+    for start, end, cls, score in zip(starts.tolist(), ends.tolist(), labels.tolist(), scores.tolist()):
+        instant = cls in instant_classes
+        if instant and end > start:
+            start = end = start + int(np.argmax(own[start : end + 1]))
+            score = float(own[start])
+        label = target.labels[cls - 1]
+        results.append(
+            {
+                "id": _region_id(target, start, end, label),
+                "from_name": target.from_name,
+                "to_name": target.to_name,
+                "type": "timeserieslabels",
+                "value": {
+                    "start": _axis_value(series, start, target),
+                    "end": _axis_value(series, end, target),
+                    "instant": bool(instant and start == end),
+                    "timeserieslabels": [label],
+                },
+                "score": round(float(score), 4),
+            }
+        )
+    return results, probs.max(axis=1)

@@ -1,0 +1,168 @@
+"""Versioned model artifacts on disk, one directory per project.
+
+Layout under ``MODEL_DIR``::
+
+    model_project_{id}/v{N}-{UTC time}.pt     weights + metadata of every target
+    model_project_{id}/v{N}-{UTC time}.json   the same metadata, readable
+    model_project_{id}/status.json            training state (see ``jobs``)
+
+A version is complete once its ``.pt`` file exists: it is written to a temp
+file in the same directory and renamed into place, so a crash never leaves a
+half-written model, and readers never see one.  The newest ``keep`` versions
+stay.  Files are loaded with ``torch.load(weights_only=True)``: plain tensors
+and values only, never arbitrary pickles.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from segmenter.inference import TrainedModel
+
+INITIAL_VERSION = "untrained"
+_VERSION_FILE = re.compile(r"^v(\d+)-[0-9TZ]+\.pt$")
+
+
+def project_key(project: object) -> str:
+    """Label Studio's project as a directory-safe id: ``"1.1795697041"`` and ``1`` -> ``"1"``."""
+    text = str(project).strip()
+    head = text.split(".", 1)[0]
+    if not head.isdigit():
+        raise ValueError(f"project {project!r} is not a Label Studio project id")
+    return head
+
+
+def project_dir(model_dir: Path, project: object) -> Path:
+    """Where one project's models and state live."""
+    return Path(model_dir) / f"model_project_{project_key(project)}"
+
+
+def atomic_write(path: Path, write: Callable[[Path], None], mode: int = 0o644) -> None:
+    """Write ``path`` through ``write(temp_path)`` and rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(temp))
+        with open(temp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.chmod(temp, mode)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: object, mode: int = 0o644) -> None:
+    """Atomically write ``data`` as JSON."""
+    atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=2, default=str)), mode)
+
+
+def read_json(path: Path, default: object = None) -> object:
+    """JSON from ``path``, or ``default`` when it is missing or unreadable."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return default
+
+
+def versions(model_dir: Path, project: object) -> list[str]:
+    """Complete versions of a project, oldest first."""
+    folder = project_dir(model_dir, project)
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return []
+    found = [(int(m.group(1)), name[:-3]) for name in names if (m := _VERSION_FILE.match(name))]
+    return [name for _, name in sorted(found)]
+
+
+def latest_version(model_dir: Path, project: object) -> str:
+    """The newest complete version, or ``INITIAL_VERSION`` before the first training."""
+    found = versions(model_dir, project)
+    return found[-1] if found else INITIAL_VERSION
+
+
+def save(model_dir: Path, project: object, models: list[TrainedModel], keep: int = 3) -> str:
+    """Store ``models`` as the project's next version and prune old ones; returns the version."""
+    folder = project_dir(model_dir, project)
+    folder.mkdir(parents=True, exist_ok=True)
+    existing = versions(model_dir, project)
+    number = int(existing[-1].split("-", 1)[0][1:]) + 1 if existing else 1
+    version = f"v{number}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+    meta = {
+        "version": version,
+        "project": project_key(project),
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "targets": [
+            {k: v for k, v in m.to_state().items() if k != "weights" and k not in ("mean", "std")}
+            for m in models
+        ],
+    }
+    payload = {"version": version, "models": [m.to_state() for m in models]}
+    write_json(folder / f"{version}.json", meta)
+    atomic_write(folder / f"{version}.pt", lambda p: torch.save(payload, p))
+    for old in versions(model_dir, project)[:-keep]:
+        (folder / f"{old}.pt").unlink(missing_ok=True)
+        (folder / f"{old}.json").unlink(missing_ok=True)
+    return version
+
+
+def load(model_dir: Path, project: object, version: str) -> list[TrainedModel]:
+    """The models of one stored version."""
+    path = project_dir(model_dir, project) / f"{version}.pt"
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    return [TrainedModel.from_state(state) for state in payload["models"]]
+
+
+def metadata(model_dir: Path, project: object, version: str) -> dict:
+    """The readable metadata of one stored version ({} when missing)."""
+    return read_json(project_dir(model_dir, project) / f"{version}.json", {}) or {}
+
+
+class ModelCache:
+    """The newest models of recently used projects, in memory, least recently used dropped.
+
+    Every lookup lists the project's directory, so a version saved by another
+    process (a training worker, another gunicorn worker) is picked up at once.
+    """
+
+    def __init__(self, model_dir: Path, capacity: int = 8) -> None:
+        self.model_dir = Path(model_dir)
+        self.capacity = capacity
+        self._items: OrderedDict[str, tuple[str, list[TrainedModel]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, project: object) -> tuple[str, list[TrainedModel]]:
+        """(version, models) of the project's newest version; ([], INITIAL_VERSION) before training."""
+        key = project_key(project)
+        version = latest_version(self.model_dir, key)
+        if version == INITIAL_VERSION:
+            return version, []
+        with self._lock:
+            cached = self._items.get(key)
+            if cached is not None and cached[0] == version:
+                self._items.move_to_end(key)
+                return cached
+        models = load(self.model_dir, key, version)
+        with self._lock:
+            self._items[key] = (version, models)
+            self._items.move_to_end(key)
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+        return version, models
+
+    def cached_projects(self) -> list[str]:
+        """Projects currently held in memory, least recently used first."""
+        with self._lock:
+            return list(self._items)

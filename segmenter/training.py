@@ -1,0 +1,293 @@
+"""The training path: annotated tasks -> one ``TrainedModel`` per target.
+
+Read top to bottom: ``collect_examples`` turns tasks into (series, row labels)
+pairs, ``split`` holds out whole tasks (or the tail of a single series) for
+validation, ``train_target`` fits the network with early stopping, and
+``train_project`` does it for every control/object pair of a labeling config.
+
+Early stopping: after each epoch the held-out data is predicted exactly as at
+inference time.  The model is good enough once balanced accuracy reaches
+``balanced_accuracy_threshold`` and every range class's F1 reaches
+``min_class_f1_threshold``; training then goes on while the validation loss
+still improves and stops after ``patience`` epochs without improvement (three
+times that while the thresholds are not yet met), ``epochs`` at most.  The
+checkpoint kept is the best one: thresholds met first, then lowest loss.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from segmenter.annotations import RowLabels, choose_annotation, row_labels
+from segmenter.config import TrainingSettings
+from segmenter.errors import SegmenterError, TaskDataError
+from segmenter.inference import TrainedModel, window_probabilities
+from segmenter.labelconfig import Target, parse_label_config
+from segmenter.network import SegmenterNet
+from segmenter.series import Series
+from segmenter.taskdata import Fetcher, read_task_series
+from segmenter.windows import WindowSource
+
+log = logging.getLogger(__name__)
+
+VALIDATION_FRACTION = 0.2
+MAX_CLASS_WEIGHT = 50.0
+Progress = Callable[[str], None]
+
+
+class TrainingError(SegmenterError):
+    """Training cannot start: no usable annotated task, or nothing to learn."""
+
+
+@dataclass
+class Example:
+    """One task's series for one target with its per-row classes."""
+
+    task_id: object
+    series: Series
+    rows: RowLabels
+
+
+def collect_examples(
+    tasks: list[dict], target: Target, fetcher: Fetcher
+) -> tuple[list[Example], list[str]]:
+    """Training examples from tasks with a counted annotation; unreadable tasks are skipped.
+
+    Returns the examples and one message per skipped task.
+    """
+    examples, skipped = [], []
+    for task in tasks:
+        annotation = choose_annotation(task)
+        if annotation is None:
+            continue
+        try:
+            series = read_task_series(task, target, fetcher)
+        except TaskDataError as exc:
+            log.error("training skips %s", exc)
+            skipped.append(str(exc))
+            continue
+        rows = row_labels(series, annotation.get("result") or [], target, task.get("id"))
+        examples.append(Example(task.get("id"), series, rows))
+    return examples, skipped
+
+
+def split(examples: list[Example], rng: np.random.Generator) -> tuple[list[Example], list[Example], str]:
+    """Training and validation examples, and how validation was chosen."""
+    if len(examples) >= 2:
+        n_val = max(1, round(VALIDATION_FRACTION * len(examples)))
+        order = rng.permutation(len(examples))
+        val = [examples[i] for i in sorted(order[:n_val])]
+        train = [examples[i] for i in sorted(order[n_val:])]
+        return train, val, f"held-out tasks {[e.task_id for e in val]}"
+    only = examples[0]
+    n = len(only.series)
+    cut = int(round(n * (1 - VALIDATION_FRACTION)))
+    if cut < 1 or n - cut < 1:
+        return examples, examples, "the training data itself (series too short to hold out rows)"
+
+    def part(sl: slice) -> Example:
+        s = Series(only.series.time[sl], only.series.values[sl], only.series.time_kind)
+        r = RowLabels(only.rows.labels[sl], only.rows.instant_classes, only.rows.range_lengths)
+        return Example(only.task_id, s, r)
+
+    return [part(slice(0, cut))], [part(slice(cut, n))], f"last {n - cut} rows of task {only.task_id}"
+
+
+def class_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
+    """Inverse class frequency over the training rows, capped; absent classes weigh 1."""
+    counts = np.bincount(labels[labels >= 0], minlength=n_classes).astype(np.float64)
+    present = counts > 0
+    weights = np.ones(n_classes)
+    weights[present] = counts.sum() / (present.sum() * counts[present])
+    return torch.tensor(np.minimum(weights, MAX_CLASS_WEIGHT), dtype=torch.float32)
+
+
+def scores(truth: np.ndarray, pred: np.ndarray, n_classes: int) -> dict:
+    """Balanced accuracy and per-class F1 from per-row classes."""
+    confusion = np.bincount(truth * n_classes + pred, minlength=n_classes * n_classes).reshape(
+        n_classes, n_classes
+    )
+    tp = np.diag(confusion).astype(np.float64)
+    true_count = confusion.sum(axis=1)
+    pred_count = confusion.sum(axis=0)
+    seen = true_count > 0
+    recall = np.divide(tp, true_count, out=np.zeros(n_classes), where=seen)
+    f1 = np.divide(2 * tp, true_count + pred_count, out=np.zeros(n_classes), where=(true_count + pred_count) > 0)
+    return {
+        "balanced_accuracy": float(recall[seen].mean()) if seen.any() else 0.0,
+        "per_class_f1": {int(c): float(f1[c]) for c in range(n_classes) if seen[c] or pred_count[c]},
+    }
+
+
+@dataclass
+class Validation:
+    loss: float
+    balanced_accuracy: float
+    min_class_f1: float
+    per_class_f1: dict[int, float]
+
+
+def validate(net: SegmenterNet, val: list[Example], model: TrainedModel, balanced: bool) -> Validation:
+    """Predict the held-out series as inference does and score them."""
+    n_classes = len(model.target.classes)
+    truth, pred, nll = [], [], []
+    for example in val:
+        probs = window_probabilities(net, model.normalise(example.series.values), model.sequence_size)
+        y = example.rows.labels
+        truth.append(y)
+        pred.append(probs.argmax(axis=1))
+        nll.append(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-8, None)))
+    y, p, loss = np.concatenate(truth), np.concatenate(pred), np.concatenate(nll)
+    if balanced:
+        per_class = [loss[y == c].mean() for c in np.unique(y)]
+        mean_loss = float(np.mean(per_class))
+    else:
+        mean_loss = float(loss.mean())
+    s = scores(y, p, n_classes)
+    judged = [f for c, f in s["per_class_f1"].items() if c not in model.instant_classes]
+    return Validation(mean_loss, s["balanced_accuracy"], min(judged) if judged else 0.0, s["per_class_f1"])
+
+
+def train_target(
+    examples: list[Example],
+    target: Target,
+    settings: TrainingSettings,
+    progress: Progress | None = None,
+) -> TrainedModel:
+    """Fit one network for ``target`` and return the best validation checkpoint."""
+    if not examples:
+        raise TrainingError(f"no annotated task to train {target.from_name!r} on")
+    started = time.monotonic()
+    torch.manual_seed(settings.seed)
+    rng = np.random.default_rng(settings.seed)
+    n_classes = len(target.classes)
+    train, val, held_out = split(examples, rng)
+
+    train_values = np.concatenate([e.series.values for e in train])
+    train_labels = np.concatenate([e.rows.labels for e in train])
+    mean = train_values.mean(axis=0).astype(np.float32)
+    std = train_values.std(axis=0).astype(np.float32)
+    std[std < 1e-6] = 1.0
+
+    range_classes = {int(c) for e in examples for c in np.unique(e.rows.labels)} - {0}
+    marked_instant = set().union(*(e.rows.instant_classes for e in examples))
+    ranged = {c for e in examples for c in _range_classes(e)}
+    instant_classes = frozenset(marked_instant - ranged)
+    lengths = [n for e in examples for n in e.rows.range_lengths]
+    min_rows = max(1, min(lengths) // 2) if lengths else 1
+
+    size = settings.sequence_size
+    net = SegmenterNet(len(target.channels), n_classes, settings.hidden_size)
+    model = TrainedModel(target, net, mean, std, size, settings.hidden_size, instant_classes, min_rows)
+    source = WindowSource.build([model.normalise(e.series.values) for e in train], [e.rows.labels for e in train], size)
+    weights = class_weights(train_labels, n_classes) if settings.use_class_weights else None
+    optimiser = torch.optim.Adam(net.parameters(), lr=settings.learning_rate)
+    stride = max(1, size // 2)
+
+    best_key, best_state, best_val, best_epoch = None, None, None, 0
+    since_improved, lowest_loss, ever_met, reason = 0, math.inf, False, "epoch cap"
+    for epoch in range(1, settings.epochs + 1):
+        net.train()
+        starts = source.starts(stride, jitter=rng)
+        starts = starts[rng.permutation(len(starts))]
+        epoch_loss = 0.0
+        for i in range(0, len(starts), settings.batch_size):
+            x, y = source.gather(starts[i : i + settings.batch_size])
+            if (y >= 0).sum() == 0:
+                continue
+            logits = net(torch.from_numpy(x))
+            loss = F.cross_entropy(
+                logits.reshape(-1, n_classes), torch.from_numpy(y).reshape(-1), weight=weights, ignore_index=-1
+            )
+            optimiser.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            optimiser.step()
+            epoch_loss += loss.item() * len(x)
+        v = validate(net, val, model, settings.use_class_weights)
+        met = (
+            v.balanced_accuracy >= settings.balanced_accuracy_threshold
+            and v.min_class_f1 >= settings.min_class_f1_threshold
+        )
+        ever_met |= met
+        key = (met, -v.loss)
+        if best_key is None or key > best_key:
+            best_key, best_state, best_val, best_epoch = key, copy.deepcopy(net.state_dict()), v, epoch
+        if v.loss < lowest_loss - 1e-4:
+            lowest_loss, since_improved = v.loss, 0
+        else:
+            since_improved += 1
+        if progress is not None:
+            progress(
+                f"{target.from_name} epoch {epoch}: train loss {epoch_loss / max(1, len(starts)):.4f} "
+                f"val loss {v.loss:.4f} balanced acc {v.balanced_accuracy:.3f} min F1 {v.min_class_f1:.3f}"
+            )
+        if ever_met and since_improved >= settings.patience:
+            reason = f"thresholds met, no validation-loss improvement for {settings.patience} epochs"
+            break
+        if since_improved >= 3 * settings.patience:
+            reason = f"thresholds not met, no validation-loss improvement for {3 * settings.patience} epochs"
+            break
+
+    net.load_state_dict(best_state)
+    net.eval()
+    class_rows = np.bincount(np.concatenate([e.rows.labels for e in examples]), minlength=n_classes)
+    model.info = {
+        "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "train_seconds": round(time.monotonic() - started, 2),
+        "epochs": epoch,
+        "best_epoch": best_epoch,
+        "stopped_because": reason,
+        "validation": {
+            "held_out": held_out,
+            "loss": round(best_val.loss, 5),
+            "balanced_accuracy": round(best_val.balanced_accuracy, 4),
+            "min_class_f1": round(best_val.min_class_f1, 4),
+            "per_class_f1": {target.classes[c]: round(f, 4) for c, f in best_val.per_class_f1.items()},
+            "thresholds_met": bool(best_key[0]),
+        },
+        "data": {
+            "tasks": len(examples),
+            "rows": int(class_rows.sum()),
+            "class_rows": {target.classes[c]: int(n) for c, n in enumerate(class_rows)},
+            "labelled_classes": sorted(target.classes[c] for c in range_classes),
+        },
+        "settings": dict(vars(settings)),
+    }
+    return model
+
+
+def _range_classes(example: Example) -> set[int]:
+    """Classes that cover more than one row somewhere in ``example``."""
+    labels = example.rows.labels
+    same_as_next = (labels[1:] == labels[:-1]) & (labels[1:] > 0)
+    return {int(c) for c in np.unique(labels[1:][same_as_next])}
+
+
+def train_project(
+    label_config: str,
+    tasks: list[dict],
+    fetcher: Fetcher,
+    settings: TrainingSettings,
+    progress: Progress | None = None,
+) -> list[TrainedModel]:
+    """One trained model per target of ``label_config``, from the annotated ``tasks``."""
+    models = []
+    for target in parse_label_config(label_config):
+        examples, skipped = collect_examples(tasks, target, fetcher)
+        if not examples:
+            detail = f"; {len(skipped)} unreadable: {skipped[:3]}" if skipped else ""
+            raise TrainingError(f"no task with a submitted annotation for {target.from_name!r}{detail}")
+        model = train_target(examples, target, settings, progress)
+        model.info["data"]["skipped_tasks"] = skipped
+        models.append(model)
+    return models

@@ -1,0 +1,125 @@
+"""Offline end to end: planted events -> train -> predict -> the events are found."""
+
+import numpy as np
+import pytest
+import torch
+
+from segmenter import store, synthetic
+from segmenter.annotations import row_labels
+from segmenter.config import TrainingSettings
+from segmenter.evaluation import event_f1, match_events
+from segmenter.inference import TrainedModel, predict_tasks
+from segmenter.labelconfig import parse_label_config
+from segmenter.taskdata import read_task_series
+from segmenter.training import TrainingError, train_project
+
+SETTINGS = TrainingSettings(epochs=80, patience=6, batch_size=32)
+
+
+class DictFetcher:
+    """Task files held in memory, by name."""
+
+    def __init__(self, files):
+        self.files = files
+
+    def fetch(self, ref, task_id=None):
+        return self.files[ref]
+
+
+def make_tasks(n_tasks, seed, spikes=0, rows=1200):
+    files, tasks = {}, []
+    for i in range(n_tasks):
+        rec = synthetic.make_recording(rows, seed=seed + i, n_events=4, spikes=spikes)
+        name = f"rec{seed + i}.csv"
+        files[name] = rec.frame.to_csv(index=False).encode()
+        result = synthetic.regions(rec.events, rec.frame["time"].to_numpy())
+        tasks.append({"id": i + 1, "data": {"csv_url": name}, "annotations": [{"id": i, "result": result}]})
+    return tasks, DictFetcher(files)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    config = synthetic.label_config(with_spikes=True)
+    tasks, fetcher = make_tasks(4, seed=10, spikes=3)
+    return config, train_project(config, tasks, fetcher, SETTINGS)
+
+
+def test_planted_ranges_and_instants_are_found(trained):
+    config, models = trained
+    tests, fetcher = make_tasks(2, seed=100, spikes=3)
+    predictions = predict_tasks(models, tests, fetcher)
+    [target] = parse_label_config(config)
+    matched = n_true = n_pred = 0
+    for task, prediction in zip(tests, predictions):
+        series = read_task_series(task, target, fetcher)
+        truth = row_labels(series, task["annotations"][0]["result"], target).labels
+        pred = row_labels(series, prediction["result"], target).labels
+        m, t, p = match_events(truth, pred, models[0].instant_classes, instant_tolerance=3)
+        matched, n_true, n_pred = matched + m, n_true + t, n_pred + p
+        assert 0 <= prediction["score"] <= 1
+        assert all(0 <= r["score"] <= 1 for r in prediction["result"])
+    assert n_true == 2 * 4 + 2 * 3
+    assert event_f1(matched, n_true, n_pred) >= 0.8
+    spike = target.labels.index("Spike") + 1
+    assert models[0].instant_classes == frozenset({spike})
+    instants = [r for p in predictions for r in p["result"] if r["value"]["instant"]]
+    assert instants and all(r["value"]["timeserieslabels"] == ["Spike"] for r in instants)
+
+
+def test_metadata_records_validation_and_data(trained):
+    _, [model] = trained
+    info = model.info
+    assert info["validation"]["held_out"].startswith("held-out tasks")
+    assert set(info["validation"]["per_class_f1"]) >= {"__background__", "Run", "Walk"}
+    assert info["data"]["tasks"] == 4 and info["data"]["rows"] == 4 * 1200
+    assert 1 <= info["best_epoch"] <= info["epochs"] <= SETTINGS.epochs
+
+
+def test_store_round_trip_predicts_identically(trained, tmp_path):
+    _, models = trained
+    version = store.save(tmp_path, "7.1795697041", models)
+    assert version.startswith("v1-") and store.latest_version(tmp_path, 7) == version
+    [loaded] = store.load(tmp_path, 7, version)
+    tests, fetcher = make_tasks(1, seed=200)
+    assert predict_tasks(models, tests, fetcher) == predict_tasks([loaded], tests, fetcher)
+    assert isinstance(loaded, TrainedModel) and loaded.target == models[0].target
+
+
+def test_training_is_reproducible():
+    config = synthetic.label_config()
+    tasks, fetcher = make_tasks(2, seed=1, rows=400)
+    settings = TrainingSettings(epochs=3, patience=2)
+    a = train_project(config, tasks, fetcher, settings)[0]
+    b = train_project(config, tasks, fetcher, settings)[0]
+    for (name, wa), wb in zip(a.net.state_dict().items(), b.net.state_dict().values()):
+        assert torch.equal(wa, wb), name
+
+
+def test_single_task_validates_on_its_tail_and_tiny_series_train():
+    config = synthetic.label_config()
+    tasks, fetcher = make_tasks(1, seed=3, rows=600)
+    [model] = train_project(config, tasks, fetcher, TrainingSettings(epochs=2, patience=1))
+    assert model.info["validation"]["held_out"].startswith("last 120 rows")
+    fetcher.files["one.csv"] = b"time,sensor1,sensor2\n0,1.0,2.0\n"
+    tiny = [{"id": 9, "data": {"csv_url": "one.csv"}, "annotations": [{"result": []}]}]
+    [small] = train_project(config, tiny, fetcher, TrainingSettings(epochs=2, patience=1))
+    [prediction] = predict_tasks([small], tiny, fetcher)
+    assert prediction["result"] == [] or len(prediction["result"]) == 1
+
+
+def test_no_annotated_task_is_a_clear_error():
+    config = synthetic.label_config()
+    tasks, fetcher = make_tasks(1, seed=3, rows=100)
+    tasks[0]["annotations"] = [{"result": [], "was_cancelled": True}]
+    with pytest.raises(TrainingError, match="no task with a submitted annotation"):
+        train_project(config, tasks, fetcher, SETTINGS)
+
+
+def test_unreadable_task_is_skipped_and_reported():
+    config = synthetic.label_config()
+    tasks, fetcher = make_tasks(2, seed=5, rows=300)
+    fetcher.files[tasks[1]["data"]["csv_url"]] = b"time,sensor1,sensor2\n0,abc,1\n1,2,3\n"
+    [model] = train_project(config, tasks, fetcher, TrainingSettings(epochs=2, patience=1))
+    [skipped] = model.info["data"]["skipped_tasks"]
+    assert "task 2" in skipped and "sensor1" in skipped
+    assert np.isfinite(model.mean).all()
