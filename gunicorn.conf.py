@@ -1,0 +1,22 @@
+"""gunicorn settings from the same environment variables as the backend
+(PORT, WORKERS, THREADS, LOG_LEVEL); see README."""
+
+import sys
+
+from segmenter.config import Settings
+from segmenter.errors import ConfigError
+
+try:
+    _settings = Settings.from_env()
+except ConfigError as exc:
+    sys.exit(f"configuration error: {exc}")
+
+bind = f"0.0.0.0:{_settings.port}"
+workers = _settings.workers
+threads = _settings.threads
+worker_class = "gthread"
+# Label Studio waits up to 100 s for /predict; leave room above that.
+timeout = 180
+graceful_timeout = 30
+loglevel = _settings.log_level.lower()
+accesslog = "-"

@@ -1,0 +1,78 @@
+"""TimeSeriesSegmenter: the Label Studio ML backend model of this project.
+
+``predict`` applies the project's newest trained LSTM to each task's series and
+returns predicted segments; ``fit`` turns annotation webhooks into background
+trainings.  The numerics live in the ``segmenter`` package; this file only
+wires them to Label Studio's protocol.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from segmenter import jobs
+from segmenter.errors import LabelConfigError
+from segmenter.inference import TrainedModel, predict_tasks
+from segmenter.labelconfig import parse_label_config
+from segmenter.mlbase import LabelStudioMLBase
+
+log = logging.getLogger(__name__)
+
+ANNOTATION_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED", "ANNOTATIONS_DELETED")
+TRAIN_EVENT = "START_TRAINING"
+
+
+class TimeSeriesSegmenter(LabelStudioMLBase):
+    """Segments ``<TimeSeries>`` into ``<TimeSeriesLabels>`` ranges and instants."""
+
+    def connect(self, hostname: str | None, access_token: str | None, extra_params: object) -> None:
+        """Keep Label Studio's address, token and config for background trainings."""
+        jobs.save_connection(
+            self.settings.model_dir,
+            self.project_id,
+            {"hostname": hostname or "", "access_token": access_token or "", "schema": self.label_config},
+        )
+
+    def applicable_models(self) -> tuple[str, list[TrainedModel]]:
+        """The newest version and its models that fit the current label config.
+
+        A model trained for other labels, channels or time handling is never
+        applied: its target is left out until a training on the new config.
+        """
+        version, models = self.runtime.cache.get(self.project_id)
+        if not models or not self.label_config:
+            return version, models
+        wanted = {t.signature() for t in parse_label_config(self.label_config)}
+        fitting = [m for m in models if m.target.signature() in wanted]
+        if len(fitting) < len(models):
+            log.warning(
+                "project %s: %d model(s) of version %s were trained for another label config; not applied",
+                self.project_id, len(models) - len(fitting), version,
+            )
+        return version, fitting
+
+    def predict(self, tasks: list[dict], context: dict | None = None, **kwargs: object) -> list[dict]:
+        """One prediction per task; empty results before the first training."""
+        try:
+            version, models = self.applicable_models()
+        except LabelConfigError as exc:
+            log.error("project %s: cannot predict: %s", self.project_id, exc)
+            version, models = self.model_version, []
+        if not models:
+            predictions = [{"result": [], "score": 0.0} for _ in tasks]
+        else:
+            predictions = predict_tasks(models, tasks, jobs.fetcher_for(self.settings, self.project_id))
+        return [{**p, "model_version": version} for p in predictions]
+
+    def fit(self, event: str, data: dict, **kwargs: object) -> dict:
+        """Schedule a background training for annotation events and Start Training."""
+        scheduler = self.runtime.scheduler
+        if event == TRAIN_EVENT:
+            scheduler.request(self.project_id, event)
+            return {"scheduled": True}
+        if event in ANNOTATION_EVENTS:
+            if scheduler.count_event(self.project_id, self.settings.start_training_each_n_updates):
+                scheduler.request(self.project_id, event)
+                return {"scheduled": True}
+            return {"scheduled": False, "reason": "waiting for more annotation events"}
+        return {"scheduled": False, "reason": f"{event} does not train"}

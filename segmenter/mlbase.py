@@ -1,0 +1,68 @@
+"""``LabelStudioMLBase``: the familiar label-studio-ml 2.x model surface.
+
+label-studio-ml 2.x is not on the package index, so this project keeps its
+shape itself: a model object is made per request for one project and label
+config, ``setup()`` runs when Label Studio connects, ``predict(tasks,
+context)`` returns one prediction per task and ``fit(event, data)`` reacts to
+webhook events.  What outlives a request (settings, the model cache, the
+training scheduler) is the ``Runtime`` the app hands to every model object.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from segmenter import store
+from segmenter.config import Settings
+from segmenter.jobs import Scheduler
+
+
+@dataclass
+class Runtime:
+    """Process-wide services shared by the model objects of all requests."""
+
+    settings: Settings
+    cache: store.ModelCache
+    scheduler: Scheduler
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Runtime:
+        return cls(settings, store.ModelCache(settings.model_dir, settings.model_cache_size), Scheduler(settings))
+
+
+class LabelStudioMLBase(ABC):
+    """Base class of a Label Studio ML backend model bound to one project."""
+
+    def __init__(self, project_id: str, label_config: str | None, runtime: Runtime) -> None:
+        self.project_id = store.project_key(project_id)
+        self.label_config = label_config or ""
+        self.runtime = runtime
+        self.setup()
+
+    @property
+    def settings(self) -> Settings:
+        return self.runtime.settings
+
+    @property
+    def model_version(self) -> str:
+        """The version ``/setup``, ``/predict`` and ``/versions`` all report."""
+        return store.latest_version(self.settings.model_dir, self.project_id)
+
+    def versions(self) -> list[str]:
+        """Stored versions of this project, oldest first."""
+        return store.versions(self.settings.model_dir, self.project_id)
+
+    def setup(self) -> None:
+        """Called for every model object; override to prepare per-project state."""
+
+    def connect(self, hostname: str | None, access_token: str | None, extra_params: object) -> None:
+        """Called by ``/setup`` with what Label Studio sends about itself; override to keep it."""
+
+    @abstractmethod
+    def predict(self, tasks: list[dict], context: dict | None = None, **kwargs: object) -> list[dict]:
+        """One ``{"result": [...], "score": s}`` per task, in order."""
+
+    @abstractmethod
+    def fit(self, event: str, data: dict, **kwargs: object) -> dict:
+        """React to a webhook event (train, or not); must return quickly."""

@@ -1,0 +1,166 @@
+"""The Flask app Label Studio talks to: ``/health``, ``/setup``, ``/predict``,
+``/webhook``, ``/versions``, plus ``/status`` for people.
+
+Routes only translate HTTP to calls on a model object (``LabelStudioMLBase``)
+and back; they never train inline and never let one bad task or body turn
+into a 500 for Label Studio.
+
+Basic auth (``BASIC_AUTH_USER``/``BASIC_AUTH_PASS``) guards every route but
+``/webhook``: Label Studio sends no Basic auth on event webhooks, so guarding
+it would silently stop auto-training.  Instead an unauthenticated webhook is
+accepted only for a project that was connected through an authenticated
+``/setup``, and its body is used only as a trigger: training data always comes
+from Label Studio's export API with our own token.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+from collections.abc import Callable
+from functools import wraps
+
+from flask import Flask, Response, jsonify, request
+
+from segmenter import jobs, store
+from segmenter.config import Settings
+from segmenter.mlbase import LabelStudioMLBase, Runtime
+
+log = logging.getLogger(__name__)
+
+ModelClass = type[LabelStudioMLBase]
+
+
+class BadRequest(Exception):
+    """The request body is not what the route expects."""
+
+
+def _json_body() -> dict:
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise BadRequest("body must be a JSON object (Content-Type: application/json)")
+    return data
+
+
+def _project_of(data: dict) -> str:
+    project = data.get("project")
+    if isinstance(project, dict):
+        project = project.get("id")
+    if project in (None, ""):
+        tasks = data.get("tasks")
+        if isinstance(tasks, list) and tasks and isinstance(tasks[0], dict):
+            project = tasks[0].get("project")
+    if project in (None, ""):
+        raise BadRequest("request names no project")
+    try:
+        return store.project_key(project)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+
+
+def create_app(model_class: ModelClass, settings: Settings | None = None, runtime: Runtime | None = None) -> Flask:
+    """The WSGI app serving ``model_class`` with ``settings`` (default: from the environment)."""
+    settings = settings or (runtime.settings if runtime else Settings.from_env())
+    runtime = runtime or Runtime.from_settings(settings)
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = Flask(__name__)
+    app.config["RUNTIME"] = runtime
+
+    def authorised() -> bool:
+        if not settings.basic_auth_user:
+            return True
+        auth = request.authorization
+        return bool(
+            auth
+            and auth.type == "basic"
+            and hmac.compare_digest(auth.username or "", settings.basic_auth_user)
+            and hmac.compare_digest(auth.password or "", settings.basic_auth_pass)
+        )
+
+    def guarded(view: Callable[..., Response]) -> Callable[..., Response]:
+        @wraps(view)
+        def wrapper(*args: object, **kwargs: object) -> Response:
+            if not authorised():
+                return Response(
+                    "authentication required", 401, {"WWW-Authenticate": 'Basic realm="ml-backend"'}
+                )
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    @app.errorhandler(BadRequest)
+    def bad_request(exc: BadRequest) -> tuple[Response, int]:
+        return jsonify({"error": str(exc)}), 400
+
+    @app.get("/")
+    @app.get("/health")
+    @guarded
+    def health() -> Response:
+        return jsonify({"status": "UP", "model_class": model_class.__name__})
+
+    @app.post("/setup")
+    @guarded
+    def setup() -> Response:
+        data = _json_body()
+        model = model_class(_project_of(data), data.get("schema"), runtime)
+        model.connect(data.get("hostname"), data.get("access_token"), data.get("extra_params"))
+        return jsonify({"model_version": model.model_version})
+
+    @app.post("/predict")
+    @guarded
+    def predict() -> Response:
+        data = _json_body()
+        tasks = data.get("tasks")
+        if not isinstance(tasks, list) or not all(isinstance(t, dict) for t in tasks):
+            raise BadRequest("'tasks' must be a list of task objects")
+        model = model_class(_project_of(data), data.get("label_config"), runtime)
+        context = (data.get("params") or {}).get("context")
+        results = model.predict(tasks, context=context)
+        return jsonify({"results": results})
+
+    @app.post("/webhook")
+    def webhook() -> Response:
+        data = _json_body()
+        action = data.get("action")
+        if not isinstance(action, str):
+            raise BadRequest("webhook body has no 'action'")
+        project = _project_of(data)
+        if not authorised() and not jobs.load_connection(settings.model_dir, project):
+            return jsonify({"error": f"project {project} was never connected through an authenticated /setup"}), 403
+        project_info = data.get("project")
+        label_config = project_info.get("label_config") if isinstance(project_info, dict) else None
+        model = model_class(project, label_config, runtime)
+        return jsonify({"status": "ok", "action": action, **model.fit(action, data)})
+
+    @app.get("/versions")
+    @guarded
+    def versions() -> Response:
+        project = request.args.get("project")
+        if project:
+            return jsonify({"versions": store.versions(settings.model_dir, store.project_key(project))})
+        found = []
+        for name in sorted(os.listdir(settings.model_dir)) if settings.model_dir.is_dir() else []:
+            if name.startswith("model_project_"):
+                found += store.versions(settings.model_dir, name.removeprefix("model_project_"))
+        return jsonify({"versions": found})
+
+    @app.get("/status")
+    @guarded
+    def status_all() -> Response:
+        projects = []
+        if settings.model_dir.is_dir():
+            names = os.listdir(settings.model_dir)
+            projects = sorted(n.removeprefix("model_project_") for n in names if n.startswith("model_project_"))
+        return jsonify({"projects": [jobs.read_status(settings.model_dir, p) for p in projects]})
+
+    @app.get("/status/<project>")
+    @guarded
+    def status_one(project: str) -> Response:
+        try:
+            key = store.project_key(project)
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+        return jsonify(jobs.read_status(settings.model_dir, key))
+
+    return app
