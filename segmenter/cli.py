@@ -1,0 +1,202 @@
+"""Offline command line for Label Studio JSON exports: train, predict, evaluate.
+
+    python -m segmenter train    --label-config C.xml --export E.json --model-dir DIR
+    python -m segmenter predict  --label-config C.xml --tasks T.json --model-dir DIR --out P.json
+    python -m segmenter evaluate --label-config C.xml --export E.json [--test-export T.json | --test-fraction 0.3]
+
+Task data may be URLs or paths relative to ``--data-root`` (default: the
+export's directory).  Training settings come from the same environment
+variables as the service.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from segmenter import store
+from segmenter.annotations import choose_annotation, row_labels
+from segmenter.config import Settings
+from segmenter.errors import SegmenterError
+from segmenter.evaluation import event_f1, match_events, timestep_scores
+from segmenter.inference import predict_tasks
+from segmenter.labelconfig import parse_label_config
+from segmenter.labelstudio import DataFetcher, LabelStudioClient
+from segmenter.regions import to_results
+from segmenter.taskdata import read_task_series
+from segmenter.training import train_project
+
+log = logging.getLogger("segmenter")
+
+
+def _read_tasks(path: Path) -> list[dict]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise SegmenterError(f"{path}: not a readable JSON file: {exc}") from exc
+    if isinstance(data, dict):
+        data = [data]
+    if not isinstance(data, list) or not all(isinstance(t, dict) and "data" in t for t in data):
+        raise SegmenterError(f"{path}: expected a Label Studio export (a list of tasks with 'data')")
+    return data
+
+
+def _fetcher(settings: Settings, data_root: Path) -> DataFetcher:
+    client = (
+        LabelStudioClient(settings.label_studio_url, settings.label_studio_api_key)
+        if settings.label_studio_url
+        else None
+    )
+    max_bytes = settings.max_download_mb * 1024 * 1024
+    return DataFetcher(
+        client, allowed_hosts=("*",), local_root=data_root, max_bytes=max_bytes, cache_dir=settings.cache_dir
+    )
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    tasks = _read_tasks(args.export)
+    models = train_project(
+        args.label_config.read_text(), tasks, _fetcher(settings, args.data_root), settings.training, _progress
+    )
+    version = store.save(args.model_dir, args.project, models, keep=settings.keep_versions)
+    print(json.dumps({"version": version, "models": [m.info for m in models]}, indent=2))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
+    tasks = _read_tasks(args.tasks)
+    version = store.latest_version(args.model_dir, args.project)
+    if version == store.INITIAL_VERSION:
+        raise SegmenterError(f"no trained model for project {args.project} in {args.model_dir}")
+    wanted = {t.signature() for t in parse_label_config(args.label_config.read_text())}
+    models = [m for m in store.load(args.model_dir, args.project, version) if m.target.signature() in wanted]
+    if not models:
+        raise SegmenterError(f"version {version} was trained for another label config; train again")
+    predictions = predict_tasks(models, tasks, _fetcher(settings, args.data_root))
+    out = [{**t, "predictions": [{**p, "model_version": version}]} for t, p in zip(tasks, predictions)]
+    args.out.write_text(json.dumps(out, indent=2))
+    print(f"wrote {len(out)} tasks with predictions of {version} to {args.out}", file=sys.stderr)
+    return 0
+
+
+def _split(tasks: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    annotated = [t for t in tasks if choose_annotation(t) is not None]
+    order = np.random.default_rng(seed).permutation(len(annotated))
+    n_test = max(1, round(fraction * len(annotated)))
+    if n_test >= len(annotated):
+        raise SegmenterError(f"{len(annotated)} annotated task(s): too few to hold out a test part")
+    test = {int(i) for i in order[:n_test]}
+    return [t for i, t in enumerate(annotated) if i not in test], [t for i, t in enumerate(annotated) if i in test]
+
+
+def evaluate(
+    label_config: str, train: list[dict], test: list[dict], fetcher: DataFetcher, settings: Settings
+) -> dict:
+    """Train on ``train``, predict ``test`` and score the predictions against its annotations."""
+    started = time.monotonic()
+    models = train_project(label_config, train, fetcher, settings.training, _progress)
+    train_seconds = time.monotonic() - started
+    truth_rows, pred_rows, classes = [], [], None
+    matched = n_true = n_pred = 0
+    predict_seconds = 0.0
+    for model in models:
+        target = model.target
+        offset = 0 if classes is None else len(classes) - 1
+        classes = (classes or ["__background__"]) + [f"{target.from_name}:{label}" for label in target.labels]
+        tolerance = max(1, model.sequence_size // 10)
+        for task in test:
+            annotation = choose_annotation(task)
+            if annotation is None:
+                continue
+            series = read_task_series(task, target, fetcher)
+            t0 = time.monotonic()
+            regions, _ = to_results(
+                series, model.probabilities(series), target, model.instant_classes, model.min_segment_rows
+            )
+            predict_seconds += time.monotonic() - t0
+            truth = row_labels(series, annotation.get("result") or [], target, task.get("id")).labels
+            pred = row_labels(series, regions, target, task.get("id")).labels
+            m, t, p = match_events(truth, pred, model.instant_classes, tolerance)
+            matched, n_true, n_pred = matched + m, n_true + t, n_pred + p
+            truth_rows.append(np.where(truth > 0, truth + offset, 0))
+            pred_rows.append(np.where(pred > 0, pred + offset, 0))
+    if not truth_rows:
+        raise SegmenterError("no annotated test task to evaluate on")
+    report = timestep_scores(np.concatenate(truth_rows), np.concatenate(pred_rows), classes)
+    report.update(
+        event_f1_iou50=event_f1(matched, n_true, n_pred),
+        n_true_segments=n_true,
+        n_pred_segments=n_pred,
+        n_train_tasks=len(train),
+        n_test_tasks=len(test),
+        train_seconds=round(train_seconds, 2),
+        predict_seconds=round(predict_seconds, 3),
+        validation=[m.info["validation"] for m in models],
+    )
+    return report
+
+
+def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    tasks = _read_tasks(args.export)
+    if args.test_export is not None:
+        train, test = tasks, _read_tasks(args.test_export)
+    else:
+        train, test = _split(tasks, args.test_fraction, args.seed)
+    fetcher = _fetcher(settings, args.data_root)
+    settings = replace(settings, training=replace(settings.training, seed=args.seed))
+    print(json.dumps(evaluate(args.label_config.read_text(), train, test, fetcher, settings), indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m segmenter", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--label-config", type=Path, required=True, help="labeling config XML file")
+        p.add_argument("--data-root", type=Path, help="where relative task paths point (default: export's folder)")
+        p.add_argument("--project", default="0", help="project id the model is stored under (default 0)")
+
+    train = sub.add_parser("train", help="train on an export and save the model")
+    common(train)
+    train.add_argument("--export", type=Path, required=True)
+    train.add_argument("--model-dir", type=Path, required=True)
+    predict = sub.add_parser("predict", help="write tasks with predictions, ready to import")
+    common(predict)
+    predict.add_argument("--tasks", type=Path, required=True)
+    predict.add_argument("--model-dir", type=Path, required=True)
+    predict.add_argument("--out", type=Path, required=True)
+    evaluate_p = sub.add_parser("evaluate", help="train on part of an export, score on the rest")
+    common(evaluate_p)
+    evaluate_p.add_argument("--export", type=Path, required=True)
+    held_out = evaluate_p.add_mutually_exclusive_group()
+    held_out.add_argument("--test-export", type=Path)
+    held_out.add_argument("--test-fraction", type=float, default=0.3)
+    evaluate_p.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m segmenter``; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        source = getattr(args, "export", None) or getattr(args, "tasks", None)
+        args.data_root = (args.data_root or source.parent).resolve()
+        logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+        handler = {"train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate}[args.command]
+        return handler(args, settings)
+    except (SegmenterError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
