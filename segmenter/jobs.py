@@ -169,7 +169,9 @@ def _train_once(settings: Settings, project: str) -> None:
 
 def drain(project: str, settings: Settings | None = None) -> None:
     """Train ``project`` until no request is pending; returns at once if another process trains it."""
-    settings = settings or Settings.from_env()
+    if settings is None:  # an RQ worker process
+        settings = Settings.from_env()
+        settings.apply_torch_threads()
     while True:
         with _flock(_training_lock(settings.model_dir, project), blocking=False) as mine:
             if not mine:

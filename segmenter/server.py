@@ -63,6 +63,7 @@ def create_app(model_class: ModelClass, settings: Settings | None = None, runtim
     """The WSGI app serving ``model_class`` with ``settings`` (default: from the environment)."""
     settings = settings or (runtime.settings if runtime else Settings.from_env())
     runtime = runtime or Runtime.from_settings(settings)
+    settings.apply_torch_threads()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = Flask(__name__)
     app.config["RUNTIME"] = runtime
