@@ -1,0 +1,77 @@
+"""Training on RQ: a real redis-server and a real `rq worker` process."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from segmenter import jobs, synthetic
+from segmenter.config import Settings, TrainingSettings
+from segmenter.jobs import Scheduler
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def redis_url(tmp_path):
+    port = free_port()
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    from redis import Redis
+
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            Redis.from_url(url).ping()
+            break
+        except Exception:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def test_rq_worker_trains_the_project(redis_url, tmp_path):
+    from fakels import FakeLabelStudio
+
+    model_dir = tmp_path / "models"
+    env = {**os.environ, "MODEL_DIR": str(model_dir), "TRAIN_EPOCHS": "3", "EARLY_STOPPING_PATIENCE": "1",
+           "LOG_LEVEL": "WARNING"}
+    with FakeLabelStudio(legacy_token="tok") as ls:
+        project = ls.add_project(synthetic.label_config())
+        for i in range(2):
+            rec = synthetic.make_recording(300, seed=i, n_events=2)
+            path = ls.add_file(f"r{i}.csv", rec.frame.to_csv(index=False).encode(), project)
+            ls.add_task(project, {"csv_url": path},
+                        annotations=[synthetic.regions(rec.events, rec.frame["time"].to_numpy())])
+        settings = Settings(model_dir=model_dir, training_backend="rq", redis_url=redis_url, rq_queue="segmenter",
+                            training=TrainingSettings(epochs=3, patience=1))
+        jobs.save_connection(model_dir, project, {"hostname": ls.url, "access_token": "tok", "schema": ""})
+        scheduler = Scheduler(settings)
+        scheduler.request(project, "START_TRAINING")
+        assert jobs.read_status(model_dir, project)["state"] == "queued"
+        worker = subprocess.run(
+            [sys.executable, "-m", "rq.cli", "worker", "--burst", "--url", redis_url, "segmenter"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        )
+        assert worker.returncode == 0, worker.stderr
+        status = jobs.read_status(model_dir, project)
+        assert status["state"] == "idle", status
+        assert status["model_version"].startswith("v1-")
+        assert ls.calls(prefix=f"/api/projects/{project}/export")
