@@ -1,0 +1,76 @@
+"""UEA BasicMotions as a Label Studio segmentation project (bundled in the aeon wheel, BSD-3).
+
+Each series concatenates 10 recordings of one split (6 channels, 100 steps
+each) in seeded random order; Standing is background, Walking / Running /
+Badminton are ranges.  40 recordings per split give 4 series per split.
+``write_project`` writes the CSVs, a labeling config and Label Studio exports.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from aeon.datasets import load_basic_motions
+
+CHANNELS = ("accx", "accy", "accz", "gyrx", "gyry", "gyrz")
+LABELS = {"walking": "Walking", "running": "Running", "badminton": "Badminton"}
+PER_SERIES = 10
+
+LABEL_CONFIG = (
+    '<View><TimeSeriesLabels name="label" toName="ts">'
+    + "".join(f'<Label value="{v}"/>' for v in LABELS.values())
+    + '</TimeSeriesLabels><TimeSeries name="ts" valueType="url" value="$csv_url" timeColumn="time">'
+    + "".join(f'<Channel column="{c}"/>' for c in CHANNELS)
+    + "</TimeSeries></View>"
+)
+
+
+def build_series(split: str, seed: int) -> list[tuple[pd.DataFrame, list[dict]]]:
+    """Series of one split: (frame with time + channels, Label Studio regions)."""
+    x, y = load_basic_motions(split=split)
+    order = np.random.default_rng(seed).permutation(len(y))
+    out = []
+    for k in range(0, len(order) - PER_SERIES + 1, PER_SERIES):
+        chosen = order[k : k + PER_SERIES]
+        values = np.concatenate([x[i].T for i in chosen])
+        frame = pd.DataFrame(values, columns=list(CHANNELS))
+        frame.insert(0, "time", np.arange(len(frame)))
+        regions, step = [], x.shape[2]
+        for j, i in enumerate(chosen):
+            label = LABELS.get(str(y[i]))
+            if label is None:
+                continue
+            regions.append(
+                {
+                    "id": f"r{k}_{j}",
+                    "from_name": "label",
+                    "to_name": "ts",
+                    "type": "timeserieslabels",
+                    "value": {"start": j * step, "end": j * step + step - 1, "instant": False,
+                              "timeserieslabels": [label]},
+                }
+            )
+        out.append((frame, regions))
+    return out
+
+
+def write_project(folder: Path, seed: int) -> tuple[Path, Path, Path]:
+    """Write CSVs, config and train/test exports into ``folder``; returns their paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    config = folder / "config.xml"
+    config.write_text(LABEL_CONFIG)
+    exports = []
+    for split in ("train", "test"):
+        tasks = []
+        for n, (frame, regions) in enumerate(build_series(split, seed)):
+            name = f"{split}_{n}.csv"
+            frame.to_csv(folder / name, index=False)
+            tasks.append({"id": len(tasks) + 1, "data": {"csv_url": name},
+                          "annotations": [{"id": n + 1, "result": regions}]})
+        path = folder / f"{split}.json"
+        path.write_text(json.dumps(tasks))
+        exports.append(path)
+    return config, exports[0], exports[1]

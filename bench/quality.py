@@ -1,0 +1,51 @@
+"""Quality on UEA BasicMotions with the default settings, median of 3 seeds.
+
+    .venv/bin/python bench/quality.py [--seeds 0 1 2]
+
+Targets (issue 2): timestep macro-F1 >= 0.97, event F1@IoU0.5 >= 0.90,
+training <= 30 s on 2 cores.  Runs `python -m segmenter evaluate` per seed,
+exactly as a user would, and prints each report and the medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from basicmotions import write_project  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    args = parser.parse_args()
+    reports = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in args.seeds:
+            config, train, test = write_project(Path(tmp) / f"seed{seed}", seed)
+            out = subprocess.run(
+                [sys.executable, "-m", "segmenter", "evaluate", "--label-config", str(config), "--export",
+                 str(train), "--test-export", str(test), "--seed", str(seed)],
+                cwd=ROOT, capture_output=True, text=True, env={**os.environ, "LOG_LEVEL": "WARNING"}, check=True,
+            )
+            report = json.loads(out.stdout)
+            reports.append(report)
+            keys = ("timestep_macro_f1", "balanced_accuracy", "event_f1_iou50", "n_true_segments",
+                    "n_pred_segments", "train_seconds", "predict_seconds")
+            print(f"seed {seed}: " + ", ".join(f"{k}={report[k]}" for k in keys), flush=True)
+    print("median of seeds " + " ".join(map(str, args.seeds)) + ":")
+    for key in ("timestep_macro_f1", "balanced_accuracy", "event_f1_iou50", "train_seconds"):
+        print(f"  {key}: {statistics.median(r[key] for r in reports)}")
+
+
+if __name__ == "__main__":
+    main()

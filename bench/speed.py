@@ -1,0 +1,82 @@
+"""Predict speed and memory: one 2-channel series from CSV bytes to regions.
+
+    .venv/bin/python bench/speed.py [--rows 10000 100000 1000000]
+
+Each size runs in a fresh process so its peak RSS is its own.  Prints the
+time of each stage (CSV parse, network, regions) and the peak RSS.  Target
+(issue 2): 1,000,000 rows <= 10 s and <= 1 GB on 2 cores (stretch 5 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def model():
+    """A model briefly trained on synthetic recordings (timing does not depend on its quality)."""
+    from segmenter import synthetic
+    from segmenter.config import TrainingSettings
+    from segmenter.training import train_project
+
+    files, tasks = {}, []
+    for i in range(2):
+        rec = synthetic.make_recording(2000, seed=i, n_events=6)
+        files[f"r{i}"] = rec.frame.to_csv(index=False).encode()
+        tasks.append({"id": i, "data": {"csv_url": f"r{i}"},
+                      "annotations": [{"result": synthetic.regions(rec.events, rec.frame["time"].to_numpy())}]})
+
+    class Files:
+        def fetch(self, ref, task_id=None):
+            return files[ref]
+
+    return train_project(synthetic.label_config(), tasks, Files(), TrainingSettings(epochs=15, patience=5))[0]
+
+
+def one(rows: int) -> dict:
+    """Time every stage for one series of ``rows`` rows (run in its own process)."""
+    from segmenter import synthetic
+    from segmenter.config import Settings
+    from segmenter.regions import to_results
+    from segmenter.series import load_series
+
+    Settings.from_env().apply_torch_threads()
+    m = model()
+    data = synthetic.make_recording(rows, seed=7, n_events=max(1, rows // 2000)).frame.to_csv(index=False).encode()
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    series = load_series(data, m.target, task_id=1)
+    t1 = time.perf_counter()
+    probs = m.probabilities(series)
+    t2 = time.perf_counter()
+    regions, _ = to_results(series, probs, m.target, m.instant_classes, m.min_segment_rows)
+    t3 = time.perf_counter()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"rows": rows, "csv_mb": round(len(data) / 1e6, 1), "parse_s": round(t1 - t0, 3),
+            "network_s": round(t2 - t1, 3), "regions_s": round(t3 - t2, 3), "total_s": round(t3 - t0, 3),
+            "regions": len(regions), "peak_rss_mb": round(peak / 1024), "rss_before_mb": round(base / 1024)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(one(args.one)))
+        return
+    for rows in args.rows:
+        out = subprocess.run([sys.executable, __file__, "--one", str(rows)], capture_output=True, text=True, check=True)
+        print(out.stdout.strip().splitlines()[-1], flush=True)
+
+
+if __name__ == "__main__":
+    main()
