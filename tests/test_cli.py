@@ -1,0 +1,78 @@
+"""The offline command line, run as a user runs it: python -m segmenter ..."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from segmenter import synthetic
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "TRAIN_EPOCHS": "40", "EARLY_STOPPING_PATIENCE": "5", "LOG_LEVEL": "WARNING"}
+
+
+def run(*args, check=True):
+    out = subprocess.run([sys.executable, "-m", "segmenter", *map(str, args)], cwd=ROOT, env=ENV,
+                         capture_output=True, text=True, timeout=300)
+    if check:
+        assert out.returncode == 0, out.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("export")
+    (folder / "data").mkdir()
+    (folder / "config.xml").write_text(synthetic.label_config())
+    tasks = []
+    for i in range(5):
+        rec = synthetic.make_recording(1000, seed=30 + i, n_events=4)
+        rec.frame.to_csv(folder / "data" / f"r{i}.csv", index=False)
+        result = synthetic.regions(rec.events, rec.frame["time"].to_numpy())
+        tasks.append({"id": i + 1, "data": {"csv_url": f"data/r{i}.csv"}, "annotations": [{"id": i, "result": result}]})
+    (folder / "export.json").write_text(json.dumps(tasks))
+    return folder
+
+
+def test_train_then_predict_writes_importable_predictions(project, tmp_path):
+    out = run("train", "--label-config", project / "config.xml", "--export", project / "export.json",
+              "--model-dir", tmp_path / "models", "--project", 4)
+    version = json.loads(out.stdout)["version"]
+    assert "epoch" in out.stderr  # progress is visible
+    tasks = [{"id": 10, "data": {"csv_url": "data/r0.csv"}}]
+    (project / "tasks.json").write_text(json.dumps(tasks))
+    run("predict", "--label-config", project / "config.xml", "--tasks", project / "tasks.json",
+        "--model-dir", tmp_path / "models", "--project", 4, "--out", tmp_path / "pred.json")
+    [task] = json.loads((tmp_path / "pred.json").read_text())
+    [prediction] = task["predictions"]
+    assert prediction["model_version"] == version and prediction["result"]
+    assert {r["value"]["timeserieslabels"][0] for r in prediction["result"]} <= {"Run", "Walk"}
+
+
+def test_evaluate_prints_the_metrics(project):
+    out = run("evaluate", "--label-config", project / "config.xml", "--export", project / "export.json",
+              "--test-fraction", 0.4, "--seed", 0)
+    report = json.loads(out.stdout)
+    for key in ("timestep_macro_f1", "balanced_accuracy", "per_class_f1", "event_f1_iou50", "n_true_segments",
+                "n_pred_segments", "train_seconds", "predict_seconds"):
+        assert key in report
+    assert report["n_test_tasks"] == 2 and report["n_true_segments"] == 8
+    assert report["timestep_macro_f1"] > 0.8
+
+
+def test_errors_are_one_clear_line(project, tmp_path):
+    out = run("predict", "--label-config", project / "config.xml", "--tasks", project / "export.json",
+              "--model-dir", tmp_path / "empty", "--out", tmp_path / "x.json", check=False)
+    assert out.returncode == 2 and "no trained model" in out.stderr and "Traceback" not in out.stderr
+    (tmp_path / "bad.json").write_text("{not json")
+    out = run("train", "--label-config", project / "config.xml", "--export", tmp_path / "bad.json",
+              "--model-dir", tmp_path / "m", check=False)
+    assert out.returncode == 2 and "bad.json" in out.stderr
+    outside = [{"id": 1, "data": {"csv_url": "/etc/passwd"}, "annotations": [{"result": []}]}]
+    (tmp_path / "outside.json").write_text(json.dumps(outside))
+    out = run("train", "--label-config", project / "config.xml", "--export", tmp_path / "outside.json",
+              "--model-dir", tmp_path / "m", check=False)
+    assert out.returncode == 2 and "task 1" in out.stderr
