@@ -68,11 +68,9 @@ class TimeSeriesSegmenter(LabelStudioMLBase):
         """Schedule a background training for annotation events and Start Training."""
         scheduler = self.runtime.scheduler
         if event == TRAIN_EVENT:
-            scheduler.request(self.project_id, event)
-            return {"scheduled": True}
+            return {"scheduled": scheduler.request(self.project_id, event)}
         if event in ANNOTATION_EVENTS:
-            if scheduler.count_event(self.project_id, self.settings.start_training_each_n_updates):
-                scheduler.request(self.project_id, event)
+            if scheduler.request(self.project_id, event, every=self.settings.start_training_each_n_updates):
                 return {"scheduled": True}
             return {"scheduled": False, "reason": "waiting for more annotation events"}
         return {"scheduled": False, "reason": f"{event} does not train"}

@@ -64,7 +64,7 @@ def update_status(model_dir: Path, project: object, change: Callable[[dict], Non
     with _flock(folder / "status.lock"):
         status = store.read_json(folder / STATUS_FILE, {}) or {}
         change(status)
-        store.write_json(folder / STATUS_FILE, status)
+        store.write_json(folder / STATUS_FILE, status, durable=False)
     return status
 
 
@@ -103,6 +103,12 @@ def load_connection(model_dir: Path, project: object) -> dict:
     return store.read_json(store.project_dir(model_dir, project) / CONNECTION_FILE, {}) or {}
 
 
+# One client per Label Studio and key, so a Personal Access Token's access
+# token is reused until it expires instead of being exchanged on every request.
+_clients: dict[tuple[str, str], LabelStudioClient] = {}
+_clients_lock = threading.Lock()
+
+
 def label_studio_for(settings: Settings, project: object) -> LabelStudioClient | None:
     """A client for the project's Label Studio: the operator's settings first, else ``/setup``'s."""
     connection = load_connection(settings.model_dir, project)
@@ -110,7 +116,11 @@ def label_studio_for(settings: Settings, project: object) -> LabelStudioClient |
     key = settings.label_studio_api_key or connection.get("access_token") or ""
     if not url:
         return None
-    return LabelStudioClient(url, key)
+    with _clients_lock:
+        client = _clients.get((url, key))
+        if client is None:
+            client = _clients[(url, key)] = LabelStudioClient(url, key)
+    return client
 
 
 def fetcher_for(settings: Settings, project: object) -> DataFetcher:
@@ -197,32 +207,31 @@ class Scheduler:
 
             self._queue = Queue(settings.rq_queue, connection=Redis.from_url(settings.redis_url))
 
-    def count_event(self, project: object, every: int) -> bool:
-        """Count an annotation event; True when it is the ``every``-th since the last request."""
-        result = {}
+    def request(self, project: object, reason: str, every: int = 1) -> bool:
+        """Count a request for a training of ``project``; start one on every ``every``-th.
 
-        def bump(status: dict) -> None:
-            status["events"] = status.get("events", 0) + 1
-            result["due"] = status["events"] >= every
-
-        update_status(self.settings.model_dir, project, bump)
-        return result["due"]
-
-    def request(self, project: object, reason: str) -> None:
-        """Ask for a training of ``project``; returns immediately."""
+        Returns whether a training was scheduled.  Returns immediately: the
+        counting is one locked read-modify-write of the status file.
+        """
         key = store.project_key(project)
+        due = {}
 
         def ask(status: dict) -> None:
-            status["requests"] = status.get("requests", 0) + 1
-            status["events"] = 0
-            status["last_request"] = {"reason": reason, "at": _now()}
-            if status.get("state") != TRAINING:
-                status["state"] = QUEUED
+            status["events"] = status.get("events", 0) + 1
+            due["yes"] = status["events"] >= every
+            if due["yes"]:
+                status["requests"] = status.get("requests", 0) + 1
+                status["events"] = 0
+                status["last_request"] = {"reason": reason, "at": _now()}
+                if status.get("state") != TRAINING:
+                    status["state"] = QUEUED
 
         update_status(self.settings.model_dir, key, ask)
+        if not due["yes"]:
+            return False
         if self._queue is not None:
             self._queue.enqueue(drain, key, job_timeout=24 * 3600, result_ttl=3600, failure_ttl=86400)
-            return
+            return True
         # Every request makes its own attempt: an attempt that finds the project's
         # lock taken returns at once, and the holder sees the request before it stops.
         thread = threading.Thread(target=self._run, args=(key,), name=f"train-{key}", daemon=True)
@@ -230,6 +239,7 @@ class Scheduler:
             self._threads = [t for t in self._threads if t.is_alive()]
             self._threads.append(thread)
         thread.start()
+        return True
 
     def _run(self, project: str) -> None:
         try:

@@ -47,15 +47,20 @@ def project_dir(model_dir: Path, project: object) -> Path:
     return Path(model_dir) / f"model_project_{project_key(project)}"
 
 
-def atomic_write(path: Path, write: Callable[[Path], None], mode: int = 0o644) -> None:
-    """Write ``path`` through ``write(temp_path)`` and rename it into place."""
+def atomic_write(path: Path, write: Callable[[Path], None], mode: int = 0o644, durable: bool = True) -> None:
+    """Write ``path`` through ``write(temp_path)`` and rename it into place.
+
+    ``durable`` also flushes the file to disk before the rename (models); state
+    files that are rewritten on every webhook skip that to stay fast.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         write(Path(temp))
-        with open(temp, "rb") as fh:
-            os.fsync(fh.fileno())
+        if durable:
+            with open(temp, "rb") as fh:
+                os.fsync(fh.fileno())
         os.chmod(temp, mode)
         os.replace(temp, path)
     except BaseException:
@@ -63,9 +68,9 @@ def atomic_write(path: Path, write: Callable[[Path], None], mode: int = 0o644) -
         raise
 
 
-def write_json(path: Path, data: object, mode: int = 0o644) -> None:
+def write_json(path: Path, data: object, mode: int = 0o644, durable: bool = True) -> None:
     """Atomically write ``data`` as JSON."""
-    atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=2, default=str)), mode)
+    atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=2, default=str)), mode, durable)
 
 
 def read_json(path: Path, default: object = None) -> object:
