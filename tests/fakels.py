@@ -76,6 +76,7 @@ class FakeLabelStudio:
         self.legacy_token = legacy_token
         self.legacy_enabled = legacy_enabled
         self.access_lifetime = access_lifetime
+        self.export_delay = 0.0  # seconds the export answer is held back (a slow Label Studio)
         self.requests: list[Recorded] = []
         self.projects: dict[int, dict] = {}
         self.tasks: dict[int, dict] = {}
@@ -298,6 +299,7 @@ class FakeLabelStudio:
                 return denied
             if project_id not in self.projects:
                 return Response(json.dumps({"detail": "Not found."}), 404, mimetype="application/json")
+            time.sleep(self.export_delay)
             every = request.args.get("download_all_tasks", "false").lower() == "true"
             tasks = [
                 t for t in self.tasks.values() if t["project"] == project_id and (every or t["annotations"])

@@ -164,9 +164,10 @@ def test_webhook_trains_then_predictions_carry_the_new_version(backend, fake_ls)
 
 
 def test_events_during_a_training_coalesce_into_one_follow_up(backend, fake_ls):
-    b = backend(training=replace(FAST, epochs=15, patience=50))
+    b = backend()
     project = fake_ls.add_project(CONFIG)
-    add_recordings(fake_ls, project, 2, rows=2000)
+    add_recordings(fake_ls, project, 2)
+    fake_ls.export_delay = 2.0  # the training is surely still running while the events arrive
     b.setup(project, fake_ls)
     b.webhook("START_TRAINING", project)
     deadline = time.monotonic() + 30
