@@ -1,0 +1,109 @@
+"""A person's view: headless Chromium logs in and opens a task with a prediction in the labeling UI.
+
+The prediction's tab (named by its model version) must be there; selected, its regions
+fill the region list with their labels and scores, each marked as predicted.  The screenshot lands in
+``artifacts/browser_task.png``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+
+import pytest
+
+from integration.support import CHROMEDRIVER, CHROMIUM, ensure_predicted, module_marks, require_browser
+from scripts.lsdriver import REPO, ProjectRun
+
+pytestmark = module_marks()
+
+ARTIFACTS = REPO / "artifacts"
+FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--window-size=1600,1000")
+REGION = ".lsf-tree__node_type_timeseriesregion"
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    require_browser()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service as DriverService
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    profile = tempfile.TemporaryDirectory(prefix="chromium-")
+    for flag in (*FLAGS, f"--user-data-dir={profile.name}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=DriverService(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        profile.cleanup()
+
+
+def test_prediction_shows_in_labeling_ui(label_studio, numeric_run: ProjectRun, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    run, api = numeric_run, label_studio.api
+    version = ensure_predicted(run)
+    candidates = [
+        (task, p) for task in run.unannotated() for p in api.predictions(task)
+        if p["model_version"] == version and p["result"]
+    ]
+    assert candidates, f"no unannotated task has a prediction of {version} with regions"
+    task, prediction = candidates[0]
+    labels = sorted(r["value"]["timeserieslabels"][0] for r in prediction["result"])
+    scores = sorted(f"{r['score']:.2f}" for r in prediction["result"])
+
+    browser.get(f"{label_studio.url}/user/login")
+    browser.find_element(By.NAME, "email").send_keys(label_studio.username)
+    browser.find_element(By.NAME, "password").send_keys(label_studio.password)
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    WebDriverWait(browser, 30).until(lambda d: "/user/login" not in d.current_url)
+
+    browser.get(f"{label_studio.url}/projects/{run.project}/data?task={task}")
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "browser_task.png"
+
+    def prediction_tab(driver: object) -> object:
+        for tab in driver.find_elements(By.CSS_SELECTOR, ".lsf-annotation-button"):
+            names = tab.find_elements(By.CSS_SELECTOR, ".lsf-annotation-button__name")
+            if names and names_version(names[0].text, version):
+                return tab
+        return None
+
+    def selected_with_regions(driver: object) -> bool:
+        tab = prediction_tab(driver)
+        selected = tab is not None and "lsf-annotation-button_selected" in (tab.get_attribute("class") or "")
+        return selected and len(driver.find_elements(By.CSS_SELECTOR, REGION)) == len(labels)
+
+    try:
+        tab = WebDriverWait(browser, 60, poll_frequency=0.5).until(prediction_tab)
+        tab.find_element(By.CSS_SELECTOR, ".lsf-annotation-button__main").click()  # show the prediction itself
+        WebDriverWait(browser, 30, poll_frequency=0.5).until(selected_with_regions)
+    finally:
+        browser.save_screenshot(str(shot))
+        (ARTIFACTS / "browser_task.html").write_text(browser.page_source)
+    regions = browser.find_elements(By.CSS_SELECTOR, REGION)
+    shown_labels = sorted(r.find_element(By.CSS_SELECTOR, ".lsf-outliner-item__title").text.strip() for r in regions)
+    assert shown_labels == labels
+    shown_scores = sorted(r.find_element(By.CSS_SELECTOR, ".lsf-outliner-item__control_type_score").text.strip()
+                          for r in regions)
+    assert shown_scores == scores
+    for region in regions:  # the sparkle icon of a region that came from a prediction
+        assert region.find_elements(By.CSS_SELECTOR, ".lsf-outliner-item__control_type_predict svg"), region.text
+    print(f"task {task}: the {len(regions)} regions of prediction {version} shown; screenshot {shot}")
+
+
+def names_version(shown: str, version: str) -> bool:
+    """Whether a tab title shows ``version``; long names are cut in the middle ("v5-20261...35811Z")."""
+    shown = shown.strip()
+    for cut in ("...", "\u2026"):
+        if cut in shown:
+            head, tail = shown.split(cut, 1)
+            return version.startswith(head) and version.endswith(tail) and len(head) + len(tail) > 4
+    return shown == version
