@@ -15,6 +15,8 @@ would see.  Two views:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from segmenter.regions import run_lengths
@@ -22,19 +24,41 @@ from segmenter.regions import run_lengths
 IOU_THRESHOLD = 0.5
 
 
-def timestep_scores(truth: np.ndarray, pred: np.ndarray, classes: list[str]) -> dict:
-    """Macro F1, balanced accuracy and per-class F1 over all rows."""
-    k = len(classes)
+@dataclass
+class ClassScores:
+    """Per-class row counts, recall and F1 from a confusion matrix."""
+
+    true_count: np.ndarray
+    pred_count: np.ndarray
+    recall: np.ndarray
+    f1: np.ndarray
+
+    @property
+    def balanced_accuracy(self) -> float:
+        """Mean recall over the classes present in the truth."""
+        seen = self.true_count > 0
+        return float(self.recall[seen].mean()) if seen.any() else 0.0
+
+
+def class_scores(truth: np.ndarray, pred: np.ndarray, n_classes: int) -> ClassScores:
+    """Recall and F1 of every class from per-row true and predicted classes."""
+    k = n_classes
     confusion = np.bincount(truth * k + pred, minlength=k * k).reshape(k, k).astype(np.float64)
     tp = np.diag(confusion)
     true_count, pred_count = confusion.sum(axis=1), confusion.sum(axis=0)
-    active = (true_count + pred_count) > 0
-    f1 = np.divide(2 * tp, true_count + pred_count, out=np.zeros(k), where=active)
+    f1 = np.divide(2 * tp, true_count + pred_count, out=np.zeros(k), where=(true_count + pred_count) > 0)
     recall = np.divide(tp, true_count, out=np.zeros(k), where=true_count > 0)
+    return ClassScores(true_count, pred_count, recall, f1)
+
+
+def timestep_scores(truth: np.ndarray, pred: np.ndarray, classes: list[str]) -> dict:
+    """Macro F1, balanced accuracy and per-class F1 over all rows."""
+    s = class_scores(truth, pred, len(classes))
+    active = (s.true_count + s.pred_count) > 0
     return {
-        "timestep_macro_f1": round(float(f1[active].mean()), 4) if active.any() else 0.0,
-        "balanced_accuracy": round(float(recall[true_count > 0].mean()), 4) if (true_count > 0).any() else 0.0,
-        "per_class_f1": {classes[c]: round(float(f1[c]), 4) for c in range(k) if active[c]},
+        "timestep_macro_f1": round(float(s.f1[active].mean()), 4) if active.any() else 0.0,
+        "balanced_accuracy": round(s.balanced_accuracy, 4),
+        "per_class_f1": {classes[c]: round(float(s.f1[c]), 4) for c in range(len(classes)) if active[c]},
     }
 
 

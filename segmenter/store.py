@@ -159,7 +159,11 @@ class ModelCache:
             if cached is not None and cached[0] == version:
                 self._items.move_to_end(key)
                 return cached
-        models = load(self.model_dir, key, version)
+        try:
+            models = load(self.model_dir, key, version)
+        except FileNotFoundError:  # pruned by a newer training since the listing: take that one
+            version = latest_version(self.model_dir, key)
+            models = load(self.model_dir, key, version)
         with self._lock:
             self._items[key] = (version, models)
             self._items.move_to_end(key)

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from segmenter.annotations import RowLabels, choose_annotation, row_labels
 from segmenter.config import TrainingSettings
 from segmenter.errors import SegmenterError, TaskDataError
+from segmenter.evaluation import class_scores
 from segmenter.inference import TrainedModel, window_probabilities
 from segmenter.labelconfig import Target, parse_label_config
 from segmenter.network import SegmenterNet
@@ -111,23 +112,6 @@ def class_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
     return torch.tensor(np.minimum(weights, MAX_CLASS_WEIGHT), dtype=torch.float32)
 
 
-def scores(truth: np.ndarray, pred: np.ndarray, n_classes: int) -> dict:
-    """Balanced accuracy and per-class F1 from per-row classes."""
-    confusion = np.bincount(truth * n_classes + pred, minlength=n_classes * n_classes).reshape(
-        n_classes, n_classes
-    )
-    tp = np.diag(confusion).astype(np.float64)
-    true_count = confusion.sum(axis=1)
-    pred_count = confusion.sum(axis=0)
-    seen = true_count > 0
-    recall = np.divide(tp, true_count, out=np.zeros(n_classes), where=seen)
-    f1 = np.divide(2 * tp, true_count + pred_count, out=np.zeros(n_classes), where=(true_count + pred_count) > 0)
-    return {
-        "balanced_accuracy": float(recall[seen].mean()) if seen.any() else 0.0,
-        "per_class_f1": {int(c): float(f1[c]) for c in range(n_classes) if seen[c] or pred_count[c]},
-    }
-
-
 @dataclass
 class Validation:
     loss: float
@@ -152,9 +136,11 @@ def validate(net: SegmenterNet, val: list[Example], model: TrainedModel, balance
         mean_loss = float(np.mean(per_class))
     else:
         mean_loss = float(loss.mean())
-    s = scores(y, p, n_classes)
-    judged = [f for c, f in s["per_class_f1"].items() if c not in model.instant_classes]
-    return Validation(mean_loss, s["balanced_accuracy"], min(judged) if judged else 0.0, s["per_class_f1"])
+    s = class_scores(y, p, n_classes)
+    active = np.flatnonzero((s.true_count + s.pred_count) > 0)
+    per_class = {int(c): float(s.f1[c]) for c in active}
+    judged = [f for c, f in per_class.items() if c not in model.instant_classes]
+    return Validation(mean_loss, s.balanced_accuracy, min(judged) if judged else 0.0, per_class)
 
 
 def train_target(
@@ -178,7 +164,7 @@ def train_target(
     std = train_values.std(axis=0).astype(np.float32)
     std[std < 1e-6] = 1.0
 
-    range_classes = {int(c) for e in examples for c in np.unique(e.rows.labels)} - {0}
+    labelled = {int(c) for e in examples for c in np.unique(e.rows.labels)} - {0}
     marked_instant = set().union(*(e.rows.instant_classes for e in examples))
     ranged = {c for e in examples for c in _range_classes(e)}
     instant_classes = frozenset(marked_instant - ranged)
@@ -259,7 +245,7 @@ def train_target(
             "tasks": len(examples),
             "rows": int(class_rows.sum()),
             "class_rows": {target.classes[c]: int(n) for c, n in enumerate(class_rows)},
-            "labelled_classes": sorted(target.classes[c] for c in range_classes),
+            "labelled_classes": sorted(target.classes[c] for c in labelled),
         },
         "settings": dict(vars(settings)),
     }
