@@ -1,9 +1,17 @@
 """Serve a WSGI app over real HTTP on 127.0.0.1 for the duration of a test."""
 
+import socket
 import threading
 from contextlib import contextmanager
 
 from werkzeug.serving import WSGIRequestHandler, make_server
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 class _Quiet(WSGIRequestHandler):

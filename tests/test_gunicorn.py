@@ -1,7 +1,6 @@
 """The real deployment shape: gunicorn with several worker processes."""
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -9,18 +8,13 @@ from pathlib import Path
 
 import pytest
 import requests
+from served import free_port
 
 from segmenter import store, synthetic
 from segmenter.config import TrainingSettings
 from segmenter.training import train_project
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

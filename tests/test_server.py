@@ -75,6 +75,16 @@ class Backend:
         raise AssertionError(f"project {project} still training: {status}")
 
 
+def trained_project(b, ls):
+    """A project of two annotated recordings, connected and trained once."""
+    project = ls.add_project(CONFIG)
+    tasks = add_recordings(ls, project, 2)
+    b.setup(project, ls)
+    b.webhook("START_TRAINING", project)
+    assert b.wait_idle(project)["state"] == "idle"
+    return project, tasks
+
+
 @pytest.fixture
 def backend(tmp_path):
     def start(**changes):
@@ -194,11 +204,8 @@ def test_start_training_each_n_updates(backend, fake_ls):
 
 def test_failed_training_is_recorded_and_previous_model_keeps_serving(backend, fake_ls):
     b = backend()
-    project = fake_ls.add_project(CONFIG)
-    tasks = add_recordings(fake_ls, project, 2)
-    b.setup(project, fake_ls)
-    b.webhook("START_TRAINING", project)
-    good = b.wait_idle(project)["model_version"]
+    project, tasks = trained_project(b, fake_ls)
+    good = b.get(f"/status/{project}").json()["model_version"]
     fake_ls.add_task(project, {"csv_url": "/data/upload/x/missing.csv"}, annotations=[[]])
     for task in tasks:
         fake_ls.tasks[task["id"]]["annotations"] = []  # nothing usable is left
@@ -236,11 +243,7 @@ def test_two_projects_train_concurrently_and_stay_isolated(backend, fake_ls):
 
 def test_a_changed_label_config_is_never_given_an_old_model(backend, fake_ls):
     b = backend()
-    project = fake_ls.add_project(CONFIG)
-    tasks = add_recordings(fake_ls, project, 2)
-    b.setup(project, fake_ls)
-    b.webhook("START_TRAINING", project)
-    b.wait_idle(project)
+    project, tasks = trained_project(b, fake_ls)
     changed = CONFIG.replace('column="sensor2"', 'column="sensor3"')
     results = b.predict(project, tasks, label_config=changed).json()["results"]
     assert all(r["result"] == [] for r in results)
@@ -248,11 +251,7 @@ def test_a_changed_label_config_is_never_given_an_old_model(backend, fake_ls):
 
 def test_a_broken_task_gets_an_empty_result_not_a_500(backend, fake_ls):
     b = backend()
-    project = fake_ls.add_project(CONFIG)
-    tasks = add_recordings(fake_ls, project, 2)
-    b.setup(project, fake_ls)
-    b.webhook("START_TRAINING", project)
-    b.wait_idle(project)
+    project, tasks = trained_project(b, fake_ls)
     broken = fake_ls.add_file("broken.csv", b"time,sensor1\n0,1\n", project)  # no sensor2
     batch = [tasks[0], {"id": 999, "data": {"csv_url": broken}, "project": project}, tasks[1]]
     response = b.predict(project, batch)
