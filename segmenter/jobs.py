@@ -36,15 +36,20 @@ STATUS_FILE = "status.json"
 
 
 @contextmanager
-def _flock(path: Path, blocking: bool = True) -> Iterator[bool]:
+def _flock(path: Path, blocking: bool = True, tries: int = 1) -> Iterator[bool]:
+    """An exclusive file lock; without ``blocking``, ``tries`` attempts 20 ms apart, then False."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-        except BlockingIOError:
-            yield False
-            return
+        for attempt in range(tries):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+                break
+            except BlockingIOError:
+                if attempt == tries - 1:
+                    yield False
+                    return
+                time.sleep(0.02)
         yield True
     finally:
         os.close(fd)
@@ -183,7 +188,9 @@ def drain(project: str, settings: Settings | None = None) -> None:
         settings = Settings.from_env()
         settings.apply_torch_threads()
     while True:
-        with _flock(_training_lock(settings.model_dir, project), blocking=False) as mine:
+        # A few tries: /status probes the same lock for an instant to tell a live
+        # training from one whose process died, and must not make a request be lost.
+        with _flock(_training_lock(settings.model_dir, project), blocking=False, tries=10) as mine:
             if not mine:
                 return
             while update_status(settings.model_dir, project, _claim)["claimed"]:
