@@ -6,13 +6,17 @@ time column, two datetime formats and no time column.
 
 from __future__ import annotations
 
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from segmenter.labelconfig import Target
-from segmenter.series import load_series
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from segmenter.labelconfig import Target  # noqa: E402
+from segmenter.series import load_series  # noqa: E402
 
 SIZES = (10_000, 100_000, 1_000_000)
 CASES = {
