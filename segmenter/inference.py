@@ -18,7 +18,7 @@ import torch
 from segmenter.errors import SegmenterError
 from segmenter.labelconfig import Target
 from segmenter.network import SegmenterNet
-from segmenter.regions import task_score, to_results
+from segmenter.regions import to_results
 from segmenter.series import Series
 from segmenter.taskdata import Fetcher, read_task_series
 from segmenter.windows import WindowSource
@@ -146,11 +146,11 @@ def predict_task(models: list[TrainedModel], task: dict, fetcher: Fetcher) -> di
     for model in models:
         series = read_task_series(task, model.target, fetcher)
         probs = model.probabilities(series)
-        regions, confidence = to_results(
+        regions, score = to_results(
             series, probs, model.target, model.instant_classes, model.min_segment_rows
         )
         results.extend(regions)
-        scores.append(task_score(confidence))
+        scores.append(score)
     return {"result": results, "score": round(min(scores), 4) if scores else 0.0}
 
 

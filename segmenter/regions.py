@@ -17,6 +17,7 @@ from segmenter.series import Series
 from segmenter.timeformat import format_time
 
 LOW_CONFIDENCE_FRACTION = 0.05
+BOUNDARY_MARGIN = 2
 
 
 @dataclass
@@ -66,13 +67,24 @@ def drop_short_runs(classes: np.ndarray, min_rows: int, keep: frozenset[int]) ->
     return np.repeat(new, seg.lengths)
 
 
-def task_score(confidence: np.ndarray) -> float:
+def task_score(confidence: np.ndarray, classes: np.ndarray | None = None) -> float:
     """Mean top-class probability over the least confident 5% of rows (at least one row).
 
     A recording that is clear everywhere scores near 1; one with any stretch
     the model hesitates on scores low, so sorting the Data Manager by
     prediction score ascending brings the tasks that need a human first.
+    Given the per-row ``classes``, rows within ``BOUNDARY_MARGIN`` of a class
+    change are left out: every boundary is a little uncertain, and counting
+    them would rank recordings by their number of events instead.
     """
+    if classes is not None and len(classes) > 1:
+        change = np.flatnonzero(classes[1:] != classes[:-1])
+        near = np.zeros(len(classes) + 1, dtype=np.int64)
+        np.add.at(near, np.clip(change - BOUNDARY_MARGIN + 1, 0, None), 1)
+        np.add.at(near, np.minimum(change + BOUNDARY_MARGIN + 1, len(classes)), -1)
+        interior = np.cumsum(near[:-1]) == 0
+        if interior.any():
+            confidence = confidence[interior]
     if len(confidence) == 0:
         return 0.0
     k = max(1, int(len(confidence) * LOW_CONFIDENCE_FRACTION))
@@ -101,8 +113,8 @@ def to_results(
     target: Target,
     instant_classes: frozenset[int],
     min_rows: int,
-) -> tuple[list[dict], np.ndarray]:
-    """Regions for one series and the per-row confidence (top-class probability).
+) -> tuple[list[dict], float]:
+    """Regions for one series and its task score (see ``task_score``).
 
     ``probs`` is (rows, classes) with class 0 background.  Segments of a class
     labelled with instants become one instant at their most probable row.
@@ -136,4 +148,4 @@ def to_results(
                 "score": round(float(score), 4),
             }
         )
-    return results, probs.max(axis=1)
+    return results, task_score(probs.max(axis=1), classes)

@@ -56,6 +56,18 @@ def test_task_score_is_low_when_part_of_the_series_is_uncertain():
     assert task_score(sure) > 0.95 and task_score(unsure) < 0.5
 
 
+def test_task_score_ignores_the_rows_next_to_boundaries():
+    classes = np.repeat([0, 1, 0, 2, 0, 1, 0], 20)
+    confidence = np.full(len(classes), 0.99)
+    change = np.flatnonzero(np.diff(classes)) + 1
+    for c in change:
+        confidence[c - 2 : c + 2] = 0.55  # every boundary a little uncertain
+    assert task_score(confidence) < 0.6
+    assert task_score(confidence, classes) > 0.95
+    confidence[50:58] = 0.4  # a hesitant stretch inside a segment still counts
+    assert task_score(confidence, classes) < 0.6
+
+
 def _probs(classes, n_classes=3, p=0.9):
     probs = np.full((len(classes), n_classes), (1 - p) / (n_classes - 1))
     probs[np.arange(len(classes)), classes] = p
@@ -65,14 +77,14 @@ def _probs(classes, n_classes=3, p=0.9):
 def test_to_results_index_axis_and_scores():
     classes = np.array([0] * 10 + [1] * 5 + [0] * 10 + [2] * 8)
     series = Series(np.arange(len(classes), dtype=float), np.zeros((len(classes), 1), np.float32), "index")
-    results, confidence = to_results(series, _probs(classes), TARGET, frozenset(), 1)
+    results, score = to_results(series, _probs(classes), TARGET, frozenset(), 1)
     assert [(r["value"]["start"], r["value"]["end"], r["value"]["timeserieslabels"]) for r in results] == [
         (10, 14, ["Run"]),
         (25, 32, ["Walk"]),
     ]
     assert all(r["value"]["instant"] is False and abs(r["score"] - 0.9) < 1e-6 for r in results)
     assert all(r["from_name"] == "label" and r["to_name"] == "ts" and r["type"] == "timeserieslabels" for r in results)
-    assert confidence.shape == (len(classes),)
+    assert abs(score - 0.9) < 1e-6
 
 
 def test_to_results_numeric_axis_and_instants():
