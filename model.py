@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 
 from segmenter import jobs
-from segmenter.errors import LabelConfigError
+from segmenter.errors import SegmenterError
 from segmenter.inference import TrainedModel, predict_tasks
 from segmenter.labelconfig import parse_label_config
 from segmenter.mlbase import LabelStudioMLBase
@@ -53,15 +53,17 @@ class TimeSeriesSegmenter(LabelStudioMLBase):
 
     def predict(self, tasks: list[dict], context: dict | None = None, **kwargs: object) -> list[dict]:
         """One prediction per task; empty results before the first training."""
+        version, models, fetcher = self.model_version, [], None
         try:
             version, models = self.applicable_models()
-        except LabelConfigError as exc:
+            if models:
+                fetcher = jobs.fetcher_for(self.settings, self.project_id)
+        except SegmenterError as exc:  # bad config, unusable Label Studio URL or key
             log.error("project %s: cannot predict: %s", self.project_id, exc)
-            version, models = self.model_version, []
-        if not models:
+        if fetcher is None:
             predictions = [{"result": [], "score": 0.0} for _ in tasks]
         else:
-            predictions = predict_tasks(models, tasks, jobs.fetcher_for(self.settings, self.project_id))
+            predictions = predict_tasks(models, tasks, fetcher)
         return [{**p, "model_version": version} for p in predictions]
 
     def fit(self, event: str, data: dict, **kwargs: object) -> dict:

@@ -260,6 +260,16 @@ def test_a_broken_task_gets_an_empty_result_not_a_500(backend, fake_ls):
     assert len(results) == 3 and results[1]["result"] == []
 
 
+def test_a_label_studio_without_key_gives_empty_predictions_not_a_500(backend, fake_ls, caplog):
+    b = backend()
+    project, tasks = trained_project(b, fake_ls)
+    b.setup(project, fake_ls, token="")  # Label Studio sent no usable key, none configured
+    response = b.predict(project, tasks)
+    assert response.status_code == 200
+    assert [r["result"] for r in response.json()["results"]] == [[], []]
+    assert "LABEL_STUDIO_API_KEY" in caplog.text
+
+
 def test_bad_bodies_get_400_with_a_message(backend):
     b = backend()
     r = requests.post(b.url + "/predict", data="not json", headers={"Content-Type": "application/json"}, timeout=5)
