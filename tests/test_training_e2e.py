@@ -123,3 +123,29 @@ def test_unreadable_task_is_skipped_and_reported():
     [skipped] = model.info["data"]["skipped_tasks"]
     assert "task 2" in skipped and "sensor1" in skipped
     assert np.isfinite(model.mean).all()
+
+
+def test_a_config_with_two_pairs_trains_and_predicts_both():
+    config = (
+        '<View><TimeSeriesLabels name="motion" toName="a"><Label value="Run"/><Label value="Walk"/></TimeSeriesLabels>'
+        '<TimeSeries name="a" value="$left" timeColumn="time"><Channel column="sensor1"/></TimeSeries>'
+        '<TimeSeriesLabels name="other" toName="b"><Label value="Walk"/></TimeSeriesLabels>'
+        '<TimeSeries name="b" value="$right"><Channel column="sensor2"/></TimeSeries></View>'
+    )
+    files, tasks = {}, []
+    for i in range(2):
+        rec = synthetic.make_recording(400, seed=i, n_events=2)
+        files[f"r{i}"] = rec.frame.to_csv(index=False).encode()
+        left = synthetic.regions(rec.events, rec.frame["time"].to_numpy())
+        for r in left:
+            r["from_name"], r["to_name"] = "motion", "a"
+        right = [dict(r, from_name="other", to_name="b") for r in synthetic.regions(rec.events)
+                 if r["value"]["timeserieslabels"] == ["Walk"]]
+        tasks.append({"id": i, "data": {"left": f"r{i}", "right": f"r{i}"}, "annotations": [{"result": left + right}]})
+    models = train_project(config, tasks, DictFetcher(files), TrainingSettings(epochs=3, patience=1))
+    expected = [("motion", ("Run", "Walk")), ("other", ("Walk",))]
+    assert [(m.target.from_name, m.target.labels) for m in models] == expected
+    assert models[1].info["data"]["class_rows"]["Walk"] > 0
+    [prediction] = predict_tasks(models, tasks[:1], DictFetcher(files))
+    assert {r["from_name"] for r in prediction["result"]} <= {"motion", "other"}
+    assert all((r["from_name"], r["to_name"]) in (("motion", "a"), ("other", "b")) for r in prediction["result"])
