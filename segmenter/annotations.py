@@ -52,6 +52,7 @@ class RowLabels:
     labels: np.ndarray  # int64 (n,), 0 = background, k = target.labels[k - 1]
     instant_classes: frozenset[int]  # classes that were marked with instants
     range_lengths: list[int]  # rows covered by each range region (for post-processing)
+    range_classes: frozenset[int] = frozenset()  # classes that were marked with ranges
 
 
 def _to_axis(value: object, series: Series, target: Target) -> float:
@@ -98,6 +99,7 @@ def row_labels(series: Series, results: list[dict], target: Target, task_id: obj
     instants: list[tuple[int, int]] = []
     instant_classes: set[int] = set()
     range_lengths: list[int] = []
+    range_classes: set[int] = set()
     for region in regions_of(results, target):
         value = region["value"]
         names = [name for name in value["timeserieslabels"] if name in index]
@@ -130,6 +132,7 @@ def row_labels(series: Series, results: list[dict], target: Target, task_id: obj
             hi = lo + 1
         labels[lo:hi] = cls
         range_lengths.append(hi - lo)
+        range_classes.add(cls)
     for row, cls in instants:
         labels[row] = cls
-    return RowLabels(labels, frozenset(instant_classes), range_lengths)
+    return RowLabels(labels, frozenset(instant_classes), range_lengths, frozenset(range_classes))

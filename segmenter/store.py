@@ -105,16 +105,14 @@ def save(model_dir: Path, project: object, models: list[TrainedModel], keep: int
     existing = versions(model_dir, project)
     number = int(existing[-1].split("-", 1)[0][1:]) + 1 if existing else 1
     version = f"v{number}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+    states = [m.to_state() for m in models]
     meta = {
         "version": version,
         "project": project_key(project),
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "targets": [
-            {k: v for k, v in m.to_state().items() if k != "weights" and k not in ("mean", "std")}
-            for m in models
-        ],
+        "targets": [{k: v for k, v in s.items() if k not in ("weights", "mean", "std")} for s in states],
     }
-    payload = {"version": version, "models": [m.to_state() for m in models]}
+    payload = {"version": version, "models": states}
     write_json(folder / f"{version}.json", meta)
     atomic_write(folder / f"{version}.pt", lambda p: torch.save(payload, p))
     for old in versions(model_dir, project)[:-keep]:

@@ -97,7 +97,7 @@ def split(examples: list[Example], rng: np.random.Generator) -> tuple[list[Examp
 
     def part(sl: slice) -> Example:
         s = Series(only.series.time[sl], only.series.values[sl], only.series.time_kind)
-        r = RowLabels(only.rows.labels[sl], only.rows.instant_classes, only.rows.range_lengths)
+        r = RowLabels(only.rows.labels[sl], only.rows.instant_classes, only.rows.range_lengths, only.rows.range_classes)
         return Example(only.task_id, s, r)
 
     return [part(slice(0, cut))], [part(slice(cut, n))], f"last {n - cut} rows of task {only.task_id}"
@@ -166,7 +166,7 @@ def train_target(
 
     labelled = {int(c) for e in examples for c in np.unique(e.rows.labels)} - {0}
     marked_instant = set().union(*(e.rows.instant_classes for e in examples))
-    ranged = {c for e in examples for c in _range_classes(e)}
+    ranged = set().union(*(e.rows.range_classes for e in examples))
     instant_classes = frozenset(marked_instant - ranged)
     lengths = [n for e in examples for n in e.rows.range_lengths]
     min_rows = max(1, min(lengths) // 2) if lengths else 1
@@ -250,13 +250,6 @@ def train_target(
         "settings": dict(vars(settings)),
     }
     return model
-
-
-def _range_classes(example: Example) -> set[int]:
-    """Classes that cover more than one row somewhere in ``example``."""
-    labels = example.rows.labels
-    same_as_next = (labels[1:] == labels[:-1]) & (labels[1:] > 0)
-    return {int(c) for c in np.unique(labels[1:][same_as_next])}
 
 
 def train_project(
