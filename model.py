@@ -12,8 +12,7 @@ import logging
 
 from segmenter import jobs
 from segmenter.errors import SegmenterError
-from segmenter.inference import TrainedModel, predict_tasks
-from segmenter.labelconfig import parse_label_config
+from segmenter.inference import TrainedModel, fitting_models, predict_tasks
 from segmenter.mlbase import LabelStudioMLBase
 
 log = logging.getLogger(__name__)
@@ -42,8 +41,7 @@ class TimeSeriesSegmenter(LabelStudioMLBase):
         version, models = self.runtime.cache.get(self.project_id)
         if not models or not self.label_config:
             return version, models
-        wanted = {t.signature() for t in parse_label_config(self.label_config)}
-        fitting = [m for m in models if m.target.signature() in wanted]
+        fitting = fitting_models(models, self.label_config)
         if len(fitting) < len(models):
             log.warning(
                 "project %s: %d model(s) of version %s were trained for another label config; not applied",

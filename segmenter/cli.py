@@ -26,8 +26,7 @@ from segmenter.annotations import choose_annotation, row_labels
 from segmenter.config import Settings
 from segmenter.errors import SegmenterError
 from segmenter.evaluation import event_f1, match_events, timestep_scores
-from segmenter.inference import predict_tasks
-from segmenter.labelconfig import parse_label_config
+from segmenter.inference import fitting_models, predict_tasks
 from segmenter.labelstudio import DataFetcher, LabelStudioClient
 from segmenter.regions import to_results
 from segmenter.taskdata import read_task_series
@@ -79,8 +78,7 @@ def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
     version = store.latest_version(args.model_dir, args.project)
     if version == store.INITIAL_VERSION:
         raise SegmenterError(f"no trained model for project {args.project} in {args.model_dir}")
-    wanted = {t.signature() for t in parse_label_config(args.label_config.read_text())}
-    models = [m for m in store.load(args.model_dir, args.project, version) if m.target.signature() in wanted]
+    models = fitting_models(store.load(args.model_dir, args.project, version), args.label_config.read_text())
     if not models:
         raise SegmenterError(f"version {version} was trained for another label config; train again")
     predictions = predict_tasks(models, tasks, _fetcher(settings, args.data_root))

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from segmenter.errors import SegmenterError
-from segmenter.labelconfig import Target
+from segmenter.labelconfig import Target, parse_label_config
 from segmenter.network import SegmenterNet
 from segmenter.regions import to_results
 from segmenter.series import Series
@@ -133,6 +133,16 @@ def window_probabilities(
             count.index_add_(0, rows, torch.ones(len(rows), 1))
     net.train(was_training)
     return (total[:n] / count[:n]).numpy()
+
+
+def fitting_models(models: list[TrainedModel], label_config: str) -> list[TrainedModel]:
+    """The models trained for a target of ``label_config`` exactly as it is now.
+
+    A model trained for other labels, channels or time handling is never
+    applied to a changed config.
+    """
+    wanted = {t.signature() for t in parse_label_config(label_config)}
+    return [m for m in models if m.target.signature() in wanted]
 
 
 def predict_task(models: list[TrainedModel], task: dict, fetcher: Fetcher) -> dict:
