@@ -80,9 +80,14 @@ def read_status(model_dir: Path, project: object) -> dict:
     status.setdefault("state", IDLE)
     if status["state"] == TRAINING:
         with _flock(_training_lock(model_dir, key), blocking=False) as free:
+            # The training may have ended between the read above and the probe:
+            # only the status read while holding its lock tells a dead one.
             if free:
-                status["state"] = FAILED
-                status["last_error"] = "training was interrupted: the process running it ended"
+                status = dict(store.read_json(store.project_dir(model_dir, key) / STATUS_FILE, {}) or {})
+                status.setdefault("state", IDLE)
+                if status["state"] == TRAINING:
+                    status["state"] = FAILED
+                    status["last_error"] = "training was interrupted: the process running it ended"
     version = store.latest_version(model_dir, key)
     status["project"] = key
     status["model_version"] = version

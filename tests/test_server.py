@@ -229,7 +229,7 @@ def test_two_projects_train_concurrently_and_stay_isolated(backend, fake_ls):
     b.webhook("START_TRAINING", p1)
     b.webhook("START_TRAINING", p2)
     s1, s2 = b.wait_idle(p1), b.wait_idle(p2)
-    assert s1["state"] == s2["state"] == "idle"
+    assert s1["state"] == s2["state"] == "idle", (s1.get("last_error"), s2.get("last_error"))
     m1 = store.load(b.runtime.settings.model_dir, p1, s1["model_version"])[0]
     m2 = store.load(b.runtime.settings.model_dir, p2, s2["model_version"])[0]
     assert m1.target.labels == ("Run", "Walk") and m2.target.labels == ("Walk",)
