@@ -73,18 +73,23 @@ def update_status(model_dir: Path, project: object, change: Callable[[dict], Non
     return status
 
 
+def _stored_status(model_dir: Path, project: str) -> dict:
+    """``status.json`` as stored, with its state ("idle" before anything happened)."""
+    status = dict(store.read_json(store.project_dir(model_dir, project) / STATUS_FILE, {}) or {})
+    status.setdefault("state", IDLE)
+    return status
+
+
 def read_status(model_dir: Path, project: object) -> dict:
     """The project's training state, current version, metrics and last error."""
     key = store.project_key(project)
-    status = dict(store.read_json(store.project_dir(model_dir, key) / STATUS_FILE, {}) or {})
-    status.setdefault("state", IDLE)
+    status = _stored_status(model_dir, key)
     if status["state"] == TRAINING:
         with _flock(_training_lock(model_dir, key), blocking=False) as free:
             # The training may have ended between the read above and the probe:
             # only the status read while holding its lock tells a dead one.
             if free:
-                status = dict(store.read_json(store.project_dir(model_dir, key) / STATUS_FILE, {}) or {})
-                status.setdefault("state", IDLE)
+                status = _stored_status(model_dir, key)
                 if status["state"] == TRAINING:
                     status["state"] = FAILED
                     status["last_error"] = "training was interrupted: the process running it ended"
@@ -171,7 +176,7 @@ def _claim(status: dict) -> None:
 
 
 def _pending(model_dir: Path, project: str) -> bool:
-    status = store.read_json(store.project_dir(model_dir, project) / STATUS_FILE, {}) or {}
+    status = _stored_status(model_dir, project)
     return status.get("requests", 0) > status.get("started_request", 0)
 
 
