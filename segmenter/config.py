@@ -181,7 +181,7 @@ class Settings:
         torch.set_num_threads(self.torch_threads)
 
     def describe(self) -> dict[str, object]:
-        """The settings as plain values, secrets masked, for logs and the status route."""
+        """The settings as plain values, secrets masked, for the start-up log."""
         out: dict[str, object] = {}
         for f in fields(self):
             value = getattr(self, f.name)

@@ -49,10 +49,6 @@ class LabelStudioMLBase(ABC):
         """The version ``/setup``, ``/predict`` and ``/versions`` all report."""
         return store.latest_version(self.settings.model_dir, self.project_id)
 
-    def versions(self) -> list[str]:
-        """Stored versions of this project, oldest first."""
-        return store.versions(self.settings.model_dir, self.project_id)
-
     def setup(self) -> None:
         """Called for every model object; override to prepare per-project state."""
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import os
 from collections.abc import Callable
 from functools import wraps
 
@@ -43,6 +42,14 @@ def _json_body() -> dict:
     return data
 
 
+def _key(project: object) -> str:
+    """The project's directory-safe id; a 400 for anything that is not a project id."""
+    try:
+        return store.project_key(project)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+
+
 def _project_of(data: dict) -> str:
     project = data.get("project")
     if isinstance(project, dict):
@@ -53,10 +60,7 @@ def _project_of(data: dict) -> str:
             project = tasks[0].get("project")
     if project in (None, ""):
         raise BadRequest("request names no project")
-    try:
-        return store.project_key(project)
-    except ValueError as exc:
-        raise BadRequest(str(exc)) from None
+    return _key(project)
 
 
 def create_app(model_class: ModelClass, settings: Settings | None = None, runtime: Runtime | None = None) -> Flask:
@@ -65,6 +69,7 @@ def create_app(model_class: ModelClass, settings: Settings | None = None, runtim
     runtime = runtime or Runtime.from_settings(settings)
     settings.apply_torch_threads()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log.info("settings: %s", settings.describe())
     app = Flask(__name__)
     app.config["RUNTIME"] = runtime
 
@@ -138,30 +143,18 @@ def create_app(model_class: ModelClass, settings: Settings | None = None, runtim
     @guarded
     def versions() -> Response:
         project = request.args.get("project")
-        if project:
-            return jsonify({"versions": store.versions(settings.model_dir, store.project_key(project))})
-        found = []
-        for name in sorted(os.listdir(settings.model_dir)) if settings.model_dir.is_dir() else []:
-            if name.startswith("model_project_"):
-                found += store.versions(settings.model_dir, name.removeprefix("model_project_"))
-        return jsonify({"versions": found})
+        projects = [_key(project)] if project else store.projects(settings.model_dir)
+        return jsonify({"versions": [v for p in projects for v in store.versions(settings.model_dir, p)]})
 
     @app.get("/status")
     @guarded
     def status_all() -> Response:
-        projects = []
-        if settings.model_dir.is_dir():
-            names = os.listdir(settings.model_dir)
-            projects = sorted(n.removeprefix("model_project_") for n in names if n.startswith("model_project_"))
+        projects = store.projects(settings.model_dir)
         return jsonify({"projects": [jobs.read_status(settings.model_dir, p) for p in projects]})
 
     @app.get("/status/<project>")
     @guarded
     def status_one(project: str) -> Response:
-        try:
-            key = store.project_key(project)
-        except ValueError as exc:
-            raise BadRequest(str(exc)) from None
-        return jsonify(jobs.read_status(settings.model_dir, key))
+        return jsonify(jobs.read_status(settings.model_dir, _key(project)))
 
     return app

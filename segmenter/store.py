@@ -30,6 +30,7 @@ import torch
 from segmenter.inference import TrainedModel
 
 INITIAL_VERSION = "untrained"
+_PROJECT_PREFIX = "model_project_"
 _VERSION_FILE = re.compile(r"^v(\d+)-[0-9TZ]+\.pt$")
 
 
@@ -44,7 +45,17 @@ def project_key(project: object) -> str:
 
 def project_dir(model_dir: Path, project: object) -> Path:
     """Where one project's models and state live."""
-    return Path(model_dir) / f"model_project_{project_key(project)}"
+    return Path(model_dir) / f"{_PROJECT_PREFIX}{project_key(project)}"
+
+
+def projects(model_dir: Path) -> list[str]:
+    """The projects that have a directory under ``model_dir``, by id."""
+    try:
+        names = os.listdir(model_dir)
+    except FileNotFoundError:
+        return []
+    keys = [n.removeprefix(_PROJECT_PREFIX) for n in names if n.startswith(_PROJECT_PREFIX)]
+    return sorted((k for k in keys if k.isdigit()), key=int)
 
 
 def atomic_write(path: Path, write: Callable[[Path], None], mode: int = 0o644, durable: bool = True) -> None:
@@ -147,7 +158,7 @@ class ModelCache:
         self._lock = threading.Lock()
 
     def get(self, project: object) -> tuple[str, list[TrainedModel]]:
-        """(version, models) of the project's newest version; ([], INITIAL_VERSION) before training."""
+        """(version, models) of the project's newest version; (INITIAL_VERSION, []) before training."""
         key = project_key(project)
         version = latest_version(self.model_dir, key)
         if version == INITIAL_VERSION:

@@ -279,6 +279,16 @@ def test_bad_bodies_get_400_with_a_message(backend):
     assert r.status_code == 400 and "names no project" in r.json()["error"]
     assert b.post("/webhook", {"project": {"id": 1}}).status_code == 400
     assert b.post("/setup", {"project": "abc"}).status_code == 400
+    assert b.get("/versions", params={"project": "../etc"}).status_code == 400
+    assert b.get("/status/abc").status_code == 400
+
+
+def test_listings_skip_folders_that_are_no_project(backend):
+    b = backend()
+    b.post("/setup", {"project": "7.1", "schema": CONFIG})
+    (b.runtime.settings.model_dir / "model_project_notes").mkdir()
+    assert [p["project"] for p in b.get("/status").json()["projects"]] == ["7"]
+    assert b.get("/versions").json() == {"versions": []}
 
 
 def test_basic_auth_guards_all_but_webhooks_of_connected_projects(backend, fake_ls):
