@@ -246,12 +246,7 @@ def start_label_studio(data_dir: Path, files_root: Path, log_path: Path, *, port
             raise DriverError(f"Label Studio moved from port {port} to {moved[-1]}: the port was taken")
         return banner in log and _health(url)
 
-    try:
-        wait_for(ready, timeout, f"Label Studio on {url}", alive=service.check_alive)
-    except BaseException:
-        service.stop()
-        raise
-    return service
+    return _started(service, ready, timeout)
 
 
 def start_backend(model_dir: Path, log_path: Path, *, label_studio_url: str, api_key: str,
@@ -273,8 +268,13 @@ def start_backend(model_dir: Path, log_path: Path, *, label_studio_url: str, api
     def ready() -> bool:
         return bool(listening.search(service.tail(200))) and _health(url)
 
+    return _started(service, ready, timeout)
+
+
+def _started(service: Service, ready: Callable[[], bool], timeout: float) -> Service:
+    """``service`` once ``ready()`` holds; stopped again if it never gets there."""
     try:
-        wait_for(ready, timeout, f"backend on {url}", alive=service.check_alive)
+        wait_for(ready, timeout, f"{service.name} on {service.url}", alive=service.check_alive)
     except BaseException:
         service.stop()
         raise

@@ -89,6 +89,14 @@ def _scrub(text: str, secrets: tuple[str, ...]) -> str:
     return text
 
 
+def _thread_session(local: threading.local) -> requests.Session:
+    """This thread's own ``requests.Session`` (sessions are not safe to share between threads)."""
+    session = getattr(local, "session", None)
+    if session is None:
+        session = local.session = requests.Session()
+    return session
+
+
 def _excerpt(response: requests.Response, limit: int = 200) -> str:
     """The first ``limit`` characters of the body, read without loading a huge one."""
     try:
@@ -194,10 +202,7 @@ class LabelStudioClient:
         return tasks
 
     def _session(self) -> requests.Session:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = self._local.session = requests.Session()
-        return session
+        return _thread_session(self._local)
 
     def _request(
         self, method: str, url: str, headers: Mapping[str, str] | None = None, **kwargs: object
@@ -512,10 +517,7 @@ class DataFetcher:
             raise DownloadError(self._scrub(f"cannot download {url}: {exc}"), task_id) from None
 
     def _session(self) -> requests.Session:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = self._local.session = requests.Session()
-        return session
+        return _thread_session(self._local)
 
     def _scrub(self, text: str) -> str:
         return self._ls.scrub(text) if self._ls is not None else text
