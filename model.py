@@ -26,11 +26,8 @@ class TimeSeriesSegmenter(LabelStudioMLBase):
 
     def connect(self, hostname: str | None, access_token: str | None, extra_params: object) -> None:
         """Keep Label Studio's address, token and config for background trainings."""
-        jobs.save_connection(
-            self.settings.model_dir,
-            self.project_id,
-            {"hostname": hostname or "", "access_token": access_token or "", "schema": self.label_config},
-        )
+        connection = jobs.connection_to_keep(self.settings, hostname, access_token)
+        jobs.save_connection(self.settings.model_dir, self.project_id, {**connection, "schema": self.label_config})
 
     def applicable_models(self) -> tuple[str, list[TrainedModel]]:
         """The newest version and its models that fit the current label config.

@@ -191,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         settings.apply_torch_threads()
+        settings.guard_secrets()
         source = getattr(args, "export", None) or getattr(args, "tasks", None)
         args.data_root = (args.data_root or source.parent).resolve()
         logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from segmenter.errors import ConfigError
+from segmenter.redaction import has_credentials, install, remember, without_credentials
 
 TRAINING_BACKENDS = ("thread", "rq")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -66,6 +67,12 @@ def _url(env: Mapping[str, str], *names: str) -> str:
     for name in names:
         raw = _text(env, name, "")
         if raw:
+            if has_credentials(raw):
+                # Never echo the value: it holds a password.
+                raise ConfigError(
+                    f"{name} must not contain a user name or password ({without_credentials(raw)!r} "
+                    "without them): the backend authenticates with LABEL_STUDIO_API_KEY"
+                )
             if not raw.startswith(("http://", "https://")):
                 raise ConfigError(f"{name}={raw!r} must start with http:// or https://")
             return raw.rstrip("/")
@@ -145,11 +152,20 @@ class Settings:
             use_class_weights=_bool(env, "USE_CLASS_WEIGHTS", True),
             seed=_int(env, "SEED", 0, 0),
         )
+        label_studio_url = _url(env, "LABEL_STUDIO_URL", "LABEL_STUDIO_HOST")
+        api_key = _text(env, "LABEL_STUDIO_API_KEY", "")
+        if api_key and not label_studio_url:
+            # The key is only ever sent to the Label Studio it belongs to; without the
+            # URL, the only address at hand would come from an unauthenticated request.
+            raise ConfigError(
+                "LABEL_STUDIO_API_KEY is set but LABEL_STUDIO_URL is not: set LABEL_STUDIO_URL to the "
+                "Label Studio the key belongs to (the key is never sent anywhere else)"
+            )
         return cls(
             model_dir=model_dir,
             cache_dir=cache_dir,
-            label_studio_url=_url(env, "LABEL_STUDIO_URL", "LABEL_STUDIO_HOST"),
-            label_studio_api_key=_text(env, "LABEL_STUDIO_API_KEY", ""),
+            label_studio_url=label_studio_url,
+            label_studio_api_key=api_key,
             allowed_hosts=_hosts(env, "ALLOWED_HOSTS"),
             local_files_root=local_root,
             max_download_mb=_int(env, "MAX_DOWNLOAD_MB", 200, 1),
@@ -179,6 +195,11 @@ class Settings:
         import torch
 
         torch.set_num_threads(self.torch_threads)
+
+    def guard_secrets(self) -> None:
+        """Mask this process's keys and URL passwords in every log line from now on."""
+        remember(self.label_studio_api_key, self.basic_auth_pass)
+        install()
 
     def describe(self) -> dict[str, object]:
         """The settings as plain values, secrets masked, for the start-up log."""

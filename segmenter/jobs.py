@@ -25,7 +25,8 @@ from pathlib import Path
 
 from segmenter import store
 from segmenter.config import Settings
-from segmenter.labelstudio import DataFetcher, LabelStudioClient
+from segmenter.labelstudio import DataFetcher, LabelStudioClient, same_origin
+from segmenter.redaction import redact, without_credentials
 from segmenter.training import train_project
 
 log = logging.getLogger(__name__)
@@ -124,11 +125,42 @@ _clients: dict[tuple[str, str], LabelStudioClient] = {}
 _clients_lock = threading.Lock()
 
 
+def connection_target(settings: Settings, connection: dict) -> tuple[str, str]:
+    """The (Label Studio URL, key) pair a project uses; each key travels only with its own host.
+
+    ``LABEL_STUDIO_URL`` wins over any ``/setup``: with it, the project uses the
+    operator's key, or else the ``/setup`` token only when that ``/setup`` named
+    the same Label Studio.  Without it, the ``/setup`` hostname goes with the
+    ``/setup`` token.  The operator's key never pairs with a ``/setup`` host.
+    """
+    hostname = (connection.get("hostname") or "").rstrip("/")
+    token = connection.get("access_token") or ""
+    if settings.label_studio_url:
+        if settings.label_studio_api_key:
+            return settings.label_studio_url, settings.label_studio_api_key
+        return settings.label_studio_url, token if same_origin(hostname, settings.label_studio_url) else ""
+    return hostname, token
+
+
+def connection_to_keep(settings: Settings, hostname: object, access_token: object) -> dict:
+    """What to store of a ``/setup``: its host without credentials, its token only where usable."""
+    host = without_credentials(hostname.strip()).rstrip("/") if isinstance(hostname, str) else ""
+    token = access_token.strip() if isinstance(access_token, str) else ""
+    if settings.label_studio_url and not same_origin(host, settings.label_studio_url):
+        if host:
+            log.warning(
+                "/setup names Label Studio %s but LABEL_STUDIO_URL is %s: the project keeps using "
+                "LABEL_STUDIO_URL and the /setup token is not kept", host, settings.label_studio_url,
+            )
+        token = ""
+    if settings.label_studio_api_key:
+        token = ""  # the operator's key is used; keep no second secret on disk
+    return {"hostname": host, "access_token": token}
+
+
 def label_studio_for(settings: Settings, project: object) -> LabelStudioClient | None:
-    """A client for the project's Label Studio: the operator's settings first, else ``/setup``'s."""
-    connection = load_connection(settings.model_dir, project)
-    url = settings.label_studio_url or (connection.get("hostname") or "").rstrip("/")
-    key = settings.label_studio_api_key or connection.get("access_token") or ""
+    """A client for the project's Label Studio (see ``connection_target``); None without a URL."""
+    url, key = connection_target(settings, load_connection(settings.model_dir, project))
     if not url:
         return None
     with _clients_lock:
@@ -186,7 +218,7 @@ def _train_once(settings: Settings, project: str) -> None:
         version = run_training(settings, project)
     except Exception as exc:  # any failure is recorded; the old model keeps serving
         log.exception("project %s: training failed", project)
-        outcome = {"state": FAILED, "last_error": f"{type(exc).__name__}: {exc}", "failed_at": _now()}
+        outcome = {"state": FAILED, "last_error": redact(f"{type(exc).__name__}: {exc}"), "failed_at": _now()}
     else:
         outcome = {"state": IDLE, "version": version, "last_trained_at": _now(), "last_error": None}
     update_status(settings.model_dir, project, lambda status: status.update(outcome))
@@ -197,6 +229,7 @@ def drain(project: str, settings: Settings | None = None) -> None:
     if settings is None:  # an RQ worker process
         settings = Settings.from_env()
         settings.apply_torch_threads()
+        settings.guard_secrets()
     while True:
         # A few tries: /status probes the same lock for an instant to tell a live
         # training from one whose process died, and must not make a request be lost.
