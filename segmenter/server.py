@@ -42,6 +42,24 @@ def _json_body() -> dict:
     return data
 
 
+def _text(data: dict, name: str) -> str | None:
+    """An optional string field of a body; anything but a string or null is a 400."""
+    value = data.get(name)
+    if value is not None and not isinstance(value, str):
+        raise BadRequest(f"'{name}' must be a string, not {type(value).__name__}")
+    return value
+
+
+def _object(data: dict, name: str) -> dict:
+    """An optional object field of a body ({} when absent); anything else is a 400."""
+    value = data.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadRequest(f"'{name}' must be an object, not {type(value).__name__}")
+    return value
+
+
 def _key(project: object) -> str:
     """The project's directory-safe id; a 400 for anything that is not a project id."""
     try:
@@ -68,6 +86,7 @@ def create_app(model_class: ModelClass, settings: Settings | None = None, runtim
     settings = settings or (runtime.settings if runtime else Settings.from_env())
     runtime = runtime or Runtime.from_settings(settings)
     settings.apply_torch_threads()
+    settings.guard_secrets()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log.info("settings: %s", settings.describe())
     app = Flask(__name__)
@@ -109,8 +128,8 @@ def create_app(model_class: ModelClass, settings: Settings | None = None, runtim
     @guarded
     def setup() -> Response:
         data = _json_body()
-        model = model_class(_project_of(data), data.get("schema"), runtime)
-        model.connect(data.get("hostname"), data.get("access_token"), data.get("extra_params"))
+        model = model_class(_project_of(data), _text(data, "schema"), runtime)
+        model.connect(_text(data, "hostname"), _text(data, "access_token"), data.get("extra_params"))
         return jsonify({"model_version": model.model_version})
 
     @app.post("/predict")
@@ -120,8 +139,9 @@ def create_app(model_class: ModelClass, settings: Settings | None = None, runtim
         tasks = data.get("tasks")
         if not isinstance(tasks, list) or not all(isinstance(t, dict) for t in tasks):
             raise BadRequest("'tasks' must be a list of task objects")
-        model = model_class(_project_of(data), data.get("label_config"), runtime)
-        context = (data.get("params") or {}).get("context")
+        params = _object(data, "params")
+        context = _object(params, "context") or None
+        model = model_class(_project_of(data), _text(data, "label_config"), runtime)
         results = model.predict(tasks, context=context)
         return jsonify({"results": results})
 
@@ -135,7 +155,7 @@ def create_app(model_class: ModelClass, settings: Settings | None = None, runtim
         if not authorised() and not jobs.load_connection(settings.model_dir, project):
             return jsonify({"error": f"project {project} was never connected through an authenticated /setup"}), 403
         project_info = data.get("project")
-        label_config = project_info.get("label_config") if isinstance(project_info, dict) else None
+        label_config = _text(project_info, "label_config") if isinstance(project_info, dict) else None
         model = model_class(project, label_config, runtime)
         return jsonify({"status": "ok", "action": action, **model.fit(action, data)})
 

@@ -34,13 +34,24 @@ _PROJECT_PREFIX = "model_project_"
 _VERSION_FILE = re.compile(r"^v(\d+)-[0-9TZ]+\.pt$")
 
 
+# Label Studio sends a project as its id or as "<id>.<created_at epoch>"; ASCII digits
+# only (str.isdigit also accepts "²" and "١"), and no more than fit a 64-bit id.
+_PROJECT_ID = re.compile(r"^\s*0*([0-9]{1,18})(?:\.[0-9]{1,20})?\s*$", re.ASCII)
+
+
 def project_key(project: object) -> str:
-    """Label Studio's project as a directory-safe id: ``"1.1795697041"`` and ``1`` -> ``"1"``."""
-    text = str(project).strip()
-    head = text.split(".", 1)[0]
-    if not head.isdigit():
-        raise ValueError(f"project {project!r} is not a Label Studio project id")
-    return head
+    """Label Studio's project as a directory-safe id: ``"1.1795697041"`` and ``1`` -> ``"1"``.
+
+    The one parser of project ids for every route and file name; anything else
+    is a ``ValueError`` whose message names the value (shortened).
+    """
+    plain = isinstance(project, (str, int)) and not isinstance(project, bool)
+    match = _PROJECT_ID.match(str(project)) if plain else None
+    if match is None:
+        shown = repr(project)
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        raise ValueError(f"project {shown} is not a Label Studio project id (ASCII digits, at most 18)")
+    return match.group(1)
 
 
 def project_dir(model_dir: Path, project: object) -> Path:
@@ -51,11 +62,13 @@ def project_dir(model_dir: Path, project: object) -> Path:
 def projects(model_dir: Path) -> list[str]:
     """The projects that have a directory under ``model_dir``, by id."""
     try:
-        names = os.listdir(model_dir)
-    except FileNotFoundError:
+        with os.scandir(model_dir) as entries:
+            names = [e.name for e in entries if e.is_dir(follow_symlinks=False)]
+    except (FileNotFoundError, NotADirectoryError):
         return []
     keys = [n.removeprefix(_PROJECT_PREFIX) for n in names if n.startswith(_PROJECT_PREFIX)]
-    return sorted((k for k in keys if k.isdigit()), key=int)
+    # A directory this backend did not make (another name, another spelling) is not a project.
+    return sorted((k for k in keys if _PROJECT_ID.match(k) and project_key(k) == k), key=int)
 
 
 def atomic_write(path: Path, write: Callable[[Path], None], mode: int = 0o644, durable: bool = True) -> None:
