@@ -10,7 +10,9 @@ rows whose time lies in [start, end]; an instant (``instant: true`` or
 start == end) marks the nearest sample.  ``start``/``end`` arrive as row
 indices, raw numeric time values, strings in ``timeFormat`` (UTC) or epoch
 milliseconds for datetime axes: all are accepted.  Ranges are applied in
-order (a later one wins where they overlap), instants last.
+order (a later one wins where they overlap), instants last.  A region that
+lies wholly outside the series is skipped and one that runs past it is
+clipped, each with a warning naming the task.
 """
 
 from __future__ import annotations
@@ -121,6 +123,15 @@ def row_labels(series: Series, results: list[dict], target: Target, task_id: obj
             continue
         if start > end:
             start, end = end, start
+        first, last = float(series.time[0]), float(series.time[-1])
+        if end < first or start > last:
+            # Nothing of the series lies under it: labelling the nearest edge row would
+            # invent an event there and skew the clean-up learned from real regions.
+            log.warning(
+                "task %s: region %s (start=%r end=%r) lies outside the series (%s to %s); skipped",
+                task_id, region.get("id"), value.get("start"), value.get("end"), series.time[0], series.time[-1],
+            )
+            continue
         if value.get("instant") or start == end:
             instants.append((_nearest(series.time, start), cls))
             instant_classes.add(cls)
@@ -131,8 +142,14 @@ def row_labels(series: Series, results: list[dict], target: Target, task_id: obj
             lo = _nearest(series.time, (start + end) / 2)
             hi = lo + 1
         labels[lo:hi] = cls
-        range_lengths.append(hi - lo)
         range_classes.add(cls)
+        if start < first or end > last:
+            log.warning(
+                "task %s: region %s (start=%r end=%r) runs past the series (%s to %s); clipped to it",
+                task_id, region.get("id"), value.get("start"), value.get("end"), series.time[0], series.time[-1],
+            )
+        else:  # a clipped region's length says nothing about how long such events are
+            range_lengths.append(hi - lo)
     for row, cls in instants:
         labels[row] = cls
     return RowLabels(labels, frozenset(instant_classes), range_lengths, frozenset(range_classes))
