@@ -51,7 +51,7 @@ def choose_annotation(task: dict) -> dict | None:
 class RowLabels:
     """Per-row classes of one series plus what the regions said about their shape."""
 
-    labels: np.ndarray  # int64 (n,), 0 = background, k = target.labels[k - 1]
+    class_ids: np.ndarray  # int64 (n,), 0 = background, k = target.labels[k - 1] (names live in Target.labels)
     instant_classes: frozenset[int]  # classes that were marked with instants
     range_lengths: list[int]  # rows covered by each range region (for post-processing)
     range_classes: frozenset[int] = frozenset()  # classes that were marked with ranges
@@ -96,7 +96,7 @@ def regions_of(annotation_result: list[dict], target: Target) -> list[dict]:
 def row_labels(series: Series, results: list[dict], target: Target, task_id: object = None) -> RowLabels:
     """Per-row classes of ``series`` from an annotation's ``result`` list."""
     n = len(series)
-    labels = np.zeros(n, dtype=np.int64)
+    class_ids = np.zeros(n, dtype=np.int64)
     index = {name: k + 1 for k, name in enumerate(target.labels)}
     instants: list[tuple[int, int]] = []
     instant_classes: set[int] = set()
@@ -141,7 +141,7 @@ def row_labels(series: Series, results: list[dict], target: Target, task_id: obj
         if hi <= lo:
             lo = _nearest(series.time, (start + end) / 2)
             hi = lo + 1
-        labels[lo:hi] = cls
+        class_ids[lo:hi] = cls
         range_classes.add(cls)
         if start < first or end > last:
             log.warning(
@@ -151,5 +151,5 @@ def row_labels(series: Series, results: list[dict], target: Target, task_id: obj
         else:  # a clipped region's length says nothing about how long such events are
             range_lengths.append(hi - lo)
     for row, cls in instants:
-        labels[row] = cls
-    return RowLabels(labels, frozenset(instant_classes), range_lengths, frozenset(range_classes))
+        class_ids[row] = cls
+    return RowLabels(class_ids, frozenset(instant_classes), range_lengths, frozenset(range_classes))

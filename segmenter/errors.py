@@ -48,6 +48,3 @@ class TaskDataError(SegmenterError):
 class DownloadError(TaskDataError):
     """A task's file could not be fetched: refused host, HTTP error, size cap."""
 
-
-class ModelNotReadyError(SegmenterError):
-    """No trained model fits the project's current labeling config."""

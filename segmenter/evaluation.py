@@ -147,8 +147,8 @@ def score(models: list[TrainedModel], tasks: list[dict], fetcher: Fetcher) -> di
                 series, model.probabilities(series), target, model.instant_classes, model.min_segment_rows
             )
             predict_seconds += time.monotonic() - started
-            truth = row_labels(series, annotation.get("result") or [], target, task.get("id")).labels
-            pred = row_labels(series, regions, target, task.get("id")).labels
+            truth = row_labels(series, annotation.get("result") or [], target, task.get("id")).class_ids
+            pred = row_labels(series, regions, target, task.get("id")).class_ids
             m, t, p = match_events(truth, pred, model.instant_classes, tolerance)
             matched, n_true, n_pred = matched + m, n_true + t, n_pred + p
             truth_rows.append(np.where(truth > 0, truth + offset, 0))

@@ -90,7 +90,6 @@ def create_app(model_class: ModelClass, settings: Settings | None = None, runtim
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log.info("settings: %s", settings.describe())
     app = Flask(__name__)
-    app.config["RUNTIME"] = runtime
 
     def authorised() -> bool:
         if not settings.basic_auth_user:

@@ -21,7 +21,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -97,7 +97,7 @@ def split(examples: list[Example], rng: np.random.Generator) -> tuple[list[Examp
 
     def part(sl: slice) -> Example:
         s = Series(only.series.time[sl], only.series.values[sl], only.series.time_kind)
-        r = RowLabels(only.rows.labels[sl], only.rows.instant_classes, only.rows.range_lengths, only.rows.range_classes)
+        r = replace(only.rows, class_ids=only.rows.class_ids[sl])
         return Example(only.task_id, s, r)
 
     return [part(slice(0, cut))], [part(slice(cut, n))], f"last {n - cut} rows of task {only.task_id}"
@@ -126,7 +126,7 @@ def validate(net: SegmenterNet, val: list[Example], model: TrainedModel, balance
     truth, pred, nll = [], [], []
     for example in val:
         probs = window_probabilities(net, model.normalise(example.series.values), model.sequence_size)
-        y = example.rows.labels
+        y = example.rows.class_ids
         truth.append(y)
         pred.append(probs.argmax(axis=1))
         nll.append(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-8, None)))
@@ -159,12 +159,12 @@ def train_target(
     train, val, held_out = split(examples, rng)
 
     train_values = np.concatenate([e.series.values for e in train])
-    train_labels = np.concatenate([e.rows.labels for e in train])
+    train_labels = np.concatenate([e.rows.class_ids for e in train])
     mean = train_values.mean(axis=0).astype(np.float32)
     std = train_values.std(axis=0).astype(np.float32)
     std[std < 1e-6] = 1.0
 
-    labelled = {int(c) for e in examples for c in np.unique(e.rows.labels)} - {0}
+    labelled = {int(c) for e in examples for c in np.unique(e.rows.class_ids)} - {0}
     marked_instant = set().union(*(e.rows.instant_classes for e in examples))
     ranged = set().union(*(e.rows.range_classes for e in examples))
     instant_classes = frozenset(marked_instant - ranged)
@@ -174,7 +174,9 @@ def train_target(
     size = settings.sequence_size
     net = SegmenterNet(len(target.channels), n_classes, settings.hidden_size)
     model = TrainedModel(target, net, mean, std, size, settings.hidden_size, instant_classes, min_rows)
-    source = WindowSource.build([model.normalise(e.series.values) for e in train], [e.rows.labels for e in train], size)
+    source = WindowSource.build(
+        [model.normalise(e.series.values) for e in train], [e.rows.class_ids for e in train], size
+    )
     weights = class_weights(train_labels, n_classes) if settings.use_class_weights else None
     optimiser = torch.optim.Adam(net.parameters(), lr=settings.learning_rate)
     stride = max(1, size // 2)
@@ -226,7 +228,7 @@ def train_target(
 
     net.load_state_dict(best_state)
     net.eval()
-    class_rows = np.bincount(np.concatenate([e.rows.labels for e in examples]), minlength=n_classes)
+    class_rows = np.bincount(np.concatenate([e.rows.class_ids for e in examples]), minlength=n_classes)
     model.info = {
         "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "train_seconds": round(time.monotonic() - started, 2),

@@ -152,7 +152,7 @@ def test_a_region_outside_the_series_is_skipped_with_a_warning_naming_the_task(c
     clean = row_labels(series, regions, target, task_id=42)
     with caplog.at_level(logging.WARNING):
         dirty = row_labels(series, regions + outside, target, task_id=42)
-    np.testing.assert_array_equal(dirty.labels, clean.labels)
+    np.testing.assert_array_equal(dirty.class_ids, clean.class_ids)
     assert dirty.range_lengths == clean.range_lengths
     assert dirty.instant_classes == clean.instant_classes
     assert caplog.text.count("task 42: region") == 3 and "outside the series" in caplog.text
@@ -164,6 +164,6 @@ def test_a_region_running_past_the_series_is_clipped_and_does_not_set_the_clean_
     past = {**regions[0], "id": "tail", "value": {**regions[0]["value"], "start": 295, "end": 5000}}
     with caplog.at_level(logging.WARNING):
         rows = row_labels(series, regions + [past], target, task_id=43)
-    assert (rows.labels[295:] == 1).all()
+    assert (rows.class_ids[295:] == 1).all()
     assert rows.range_lengths == row_labels(series, regions, target).range_lengths
     assert "task 43: region tail" in caplog.text and "clipped" in caplog.text
