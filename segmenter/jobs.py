@@ -97,6 +97,9 @@ def read_status(model_dir: Path, project: object) -> dict:
     version = store.latest_version(model_dir, key)
     status["project"] = key
     status["model_version"] = version
+    broken = store.broken(model_dir, key)
+    if broken:  # model files that did not load, set aside (see store)
+        status["broken"] = broken
     if version != store.INITIAL_VERSION:
         meta = store.metadata(model_dir, key, version)
         keys = ("trained_at", "train_seconds", "epochs", "stopped_because", "validation", "data")

@@ -117,6 +117,13 @@ def create_app(model_class: ModelClass, settings: Settings | None = None, runtim
     def bad_request(exc: BadRequest) -> tuple[Response, int]:
         return jsonify({"error": str(exc)}), 400
 
+    @app.errorhandler(store.StorageError)
+    def storage_full(exc: store.StorageError) -> tuple[Response, int]:
+        # A full MODEL_DIR: say so (Label Studio shows a 503's error on Start Training; a 500 looks like a crash).
+        log.error("%s %s: %s", request.method, request.path, exc)
+        error = f"{exc} (MODEL_DIR {settings.model_dir}); the request was not recorded"
+        return jsonify({"error": error}), 503
+
     @app.get("/")
     @app.get("/health")
     @guarded
@@ -163,7 +170,7 @@ def create_app(model_class: ModelClass, settings: Settings | None = None, runtim
     def versions() -> Response:
         project = request.args.get("project")
         projects = [_key(project)] if project else store.projects(settings.model_dir)
-        return jsonify({"versions": [v for p in projects for v in store.versions(settings.model_dir, p)]})
+        return jsonify({"versions": [v for p in projects for v in store.served_versions(settings.model_dir, p)]})
 
     @app.get("/status")
     @guarded

@@ -3,21 +3,39 @@
 Layout under ``MODEL_DIR``::
 
     model_project_{id}/v{N}-{UTC time}.pt     weights + metadata of every target
-    model_project_{id}/v{N}-{UTC time}.json   the same metadata, readable
+    model_project_{id}/v{N}-{UTC time}.json   the same metadata, readable (a twin of the .pt)
     model_project_{id}/status.json            training state (see ``jobs``)
+    model_project_{id}/connection.json        what /setup said, owner-only (see ``jobs``)
+    model_project_{id}/broken/                model files that did not load, set aside
 
-A version is complete once its ``.pt`` file exists: it is written to a temp
-file in the same directory and renamed into place, so a crash never leaves a
-half-written model, and readers never see one.  The newest ``keep`` versions
-stay.  Files are loaded with ``torch.load(weights_only=True)``: plain tensors
-and values only, never arbitrary pickles.
+A version exists once its ``.pt`` file exists.  A save writes the ``.pt`` and
+its ``.json`` twin completely to temp files beside them
+(``.{name}.{pid}@{host}.*.tmp``), then renames the ``.pt`` and then the
+``.json`` into place: readers never see a half-written model, and a ``.json``
+alone is never a version (its metadata is derived from the ``.pt`` when the
+twin is missing).  Each save first removes what an interrupted one left: temp
+files of processes that are gone (of another host: older than an hour) and
+``.json`` twins without their ``.pt``.  A write that fails for lack of space
+raises ``StorageError`` saying "no space left on device" and naming the
+directory, and leaves nothing behind.  The newest ``keep`` versions stay.
+
+Files are loaded with ``torch.load(weights_only=True)``: plain tensors and
+values only, never arbitrary pickles.  A model file that does not load
+(truncated, garbage, a pickle with code) is moved to ``broken/`` with the
+reason, logged once, and the newest version that loads serves instead:
+``latest_version``, which every route reports, only names versions that load.
 """
 
 from __future__ import annotations
 
+import errno
+import functools
+import io
 import json
+import logging
 import os
 import re
+import socket
 import tempfile
 import threading
 import time
@@ -29,9 +47,21 @@ import torch
 
 from segmenter.inference import TrainedModel
 
+log = logging.getLogger(__name__)
+
 INITIAL_VERSION = "untrained"
+BROKEN_DIR = "broken"
+KEEP_BROKEN = 5  # set-aside model files kept per project, newest first
+STALE_AFTER = 3600.0  # seconds after which a temp file written on another host counts as abandoned
 _PROJECT_PREFIX = "model_project_"
 _VERSION_FILE = re.compile(r"^v(\d+)-[0-9TZ]+\.pt$")
+_VERSION_TWIN = re.compile(r"^v(\d+)-[0-9TZ]+\.json$")
+_TEMP_FILE = re.compile(r"^\..+\.(?P<pid>\d+)@(?P<origin>[^@/]+)\.[^.]+\.tmp$")
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+class StorageError(OSError):
+    """A file under ``MODEL_DIR`` could not be written because the disk is full."""
 
 
 # Label Studio sends a project as its id or as "<id>.<created_at epoch>"; ASCII digits
@@ -71,30 +101,93 @@ def projects(model_dir: Path) -> list[str]:
     return sorted((k for k in keys if _PROJECT_ID.match(k) and project_key(k) == k), key=int)
 
 
-def atomic_write(path: Path, write: Callable[[Path], None], mode: int = 0o644, durable: bool = True) -> None:
-    """Write ``path`` through ``write(temp_path)`` and rename it into place.
+# --- writing ----------------------------------------------------------------------------------------
 
-    ``durable`` also flushes the file to disk before the rename (models); state
-    files that are rewritten on every webhook skip that to stay fast.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+
+@functools.cache
+def _origin() -> str:
+    """This host and PID namespace: where the pid in a temp file's name can be looked up."""
     try:
-        write(Path(temp))
+        namespace = os.readlink("/proc/self/ns/pid").strip("pid:[]")
+    except OSError:
+        namespace = ""
+    return re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname()) + f"~{namespace}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _abandoned(path: Path, now: float) -> bool:
+    """Whether a temp file's writer is gone: its process ended, or (elsewhere) it is over an hour old."""
+    found = _TEMP_FILE.match(path.name)
+    if found and found["origin"] == _origin():
+        return not _alive(int(found["pid"]))
+    try:
+        return now - path.stat().st_mtime > STALE_AFTER
+    except FileNotFoundError:
+        return False
+
+
+def _full(exc: OSError, what: str) -> OSError:
+    """``exc``, or for a full disk a ``StorageError`` that says so in words and names ``what``."""
+    if exc.errno not in _FULL:
+        return exc
+    error = StorageError(f"no space left on device: cannot write {what}")
+    error.errno = exc.errno
+    return error
+
+
+def _stage(path: Path, write: Callable[[Path], None], mode: int, durable: bool) -> Path:
+    """A complete temp file beside ``path``, written by ``write(temp)``, not yet in place."""
+    temp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}@{_origin()}.", suffix=".tmp")
+        os.close(fd)
+        temp = Path(name)
+        write(temp)
         if durable:
             with open(temp, "rb") as fh:
                 os.fsync(fh.fileno())
         os.chmod(temp, mode)
+        return temp
+    except BaseException as exc:
+        if temp is not None:
+            temp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno in _FULL:
+            raise _full(exc, str(path)) from exc
+        raise
+
+
+def atomic_write(path: Path, write: Callable[[Path], None], mode: int = 0o644, durable: bool = True) -> None:
+    """Write ``path`` through ``write(temp_path)`` and rename it into place.
+
+    ``durable`` also flushes the file to disk before the rename (models); state
+    files that are rewritten on every webhook skip that to stay fast.  A full
+    disk raises ``StorageError``; nothing is left behind either way.
+    """
+    temp = _stage(path, write, mode, durable)
+    try:
         os.replace(temp, path)
     except BaseException:
-        Path(temp).unlink(missing_ok=True)
+        temp.unlink(missing_ok=True)
         raise
+
+
+def _json_text(data: object) -> str:
+    return json.dumps(data, indent=2, default=str)
 
 
 def write_json(path: Path, data: object, mode: int = 0o644, durable: bool = True) -> None:
     """Atomically write ``data`` as JSON."""
-    atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=2, default=str)), mode, durable)
+    atomic_write(path, lambda p: p.write_text(_json_text(data)), mode, durable)
 
 
 def read_json(path: Path, default: object = None) -> object:
@@ -105,60 +198,262 @@ def read_json(path: Path, default: object = None) -> object:
         return default
 
 
-def versions(model_dir: Path, project: object) -> list[str]:
-    """Complete versions of a project, oldest first."""
+def tidy(model_dir: Path, project: object) -> list[str]:
+    """Remove what interrupted writes left in the project's folder; returns the names removed.
+
+    That is temp files whose writer is gone, and ``.json`` twins whose ``.pt``
+    is not there (a save renames the ``.pt`` first, so a twin alone is debris).
+    """
     folder = project_dir(model_dir, project)
     try:
-        names = os.listdir(folder)
+        names = set(os.listdir(folder))
     except FileNotFoundError:
         return []
-    found = [(int(m.group(1)), name[:-3]) for name in names if (m := _VERSION_FILE.match(name))]
-    return [name for _, name in sorted(found)]
+    now, removed = time.time(), []
+    for name in sorted(names):
+        path = folder / name
+        if name.endswith(".tmp"):
+            debris = _abandoned(path, now)
+        else:
+            debris = bool(_VERSION_TWIN.match(name)) and not path.with_suffix(".pt").exists()
+        if debris:
+            path.unlink(missing_ok=True)
+            removed.append(name)
+    if removed:
+        log.warning("project %s: removed what an interrupted save left: %s", project_key(project), ", ".join(removed))
+    return removed
 
 
-def latest_version(model_dir: Path, project: object) -> str:
-    """The newest complete version, or ``INITIAL_VERSION`` before the first training."""
-    found = versions(model_dir, project)
-    return found[-1] if found else INITIAL_VERSION
+# --- versions ---------------------------------------------------------------------------------------
+
+
+def _numbered(names: list[str]) -> list[tuple[int, str]]:
+    return sorted((int(m.group(1)), name[:-3]) for name in names if (m := _VERSION_FILE.match(name)))
+
+
+def _listdir(folder: Path) -> list[str]:
+    try:
+        return os.listdir(folder)
+    except FileNotFoundError:
+        return []
+
+
+def versions(model_dir: Path, project: object) -> list[str]:
+    """Complete versions of a project, oldest first (whether they load or not)."""
+    return [name for _, name in _numbered(_listdir(project_dir(model_dir, project)))]
+
+
+def _describe(version: str, key: str, states: list[dict], created_at: str) -> dict:
+    """The readable twin of a model file."""
+    return {
+        "version": version,
+        "project": key,
+        "created_at": created_at,
+        "targets": [{k: v for k, v in s.items() if k not in ("weights", "mean", "std")} for s in states],
+    }
 
 
 def save(model_dir: Path, project: object, models: list[TrainedModel], keep: int = 3) -> str:
-    """Store ``models`` as the project's next version and prune old ones; returns the version."""
-    folder = project_dir(model_dir, project)
-    folder.mkdir(parents=True, exist_ok=True)
-    existing = versions(model_dir, project)
-    number = int(existing[-1].split("-", 1)[0][1:]) + 1 if existing else 1
-    version = f"v{number}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+    """Store ``models`` as the project's next version and prune old ones; returns the version.
+
+    A full disk raises ``StorageError`` ("no space left on device ... MODEL_DIR ...")
+    and leaves nothing of the version behind.
+    """
+    key = project_key(project)
+    folder = project_dir(model_dir, key)
+    tidy(model_dir, key)
+    taken = _numbered(_listdir(folder)) + _numbered(_listdir(folder / BROKEN_DIR))
+    version = f"v{max((n for n, _ in taken), default=0) + 1}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
     states = [m.to_state() for m in models]
-    meta = {
-        "version": version,
-        "project": project_key(project),
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "targets": [{k: v for k, v in s.items() if k not in ("weights", "mean", "std")} for s in states],
-    }
-    payload = {"version": version, "models": states}
-    write_json(folder / f"{version}.json", meta)
-    atomic_write(folder / f"{version}.pt", lambda p: torch.save(payload, p))
-    for old in versions(model_dir, project)[:-keep]:
+    buffer = io.BytesIO()
+    torch.save({"version": version, "models": states}, buffer)
+    payload = buffer.getvalue()
+    meta = _describe(version, key, states, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    model_file, twin = folder / f"{version}.pt", folder / f"{version}.json"
+    staged: list[Path] = []
+    try:
+        staged.append(_stage(model_file, lambda p: p.write_bytes(payload), 0o644, True))
+        staged.append(_stage(twin, lambda p: p.write_text(_json_text(meta)), 0o644, True))
+        os.replace(staged[0], model_file)
+        os.replace(staged[1], twin)
+    except StorageError as exc:
+        for temp in staged:
+            temp.unlink(missing_ok=True)
+        raise StorageError(
+            f"no space left on device: cannot save version {version} of project {key} "
+            f"({len(payload)} bytes) in MODEL_DIR {Path(model_dir)}"
+        ) from exc
+    except BaseException:
+        for temp in staged:
+            temp.unlink(missing_ok=True)
+        raise
+    for old in versions(model_dir, key)[:-keep]:
         (folder / f"{old}.pt").unlink(missing_ok=True)
         (folder / f"{old}.json").unlink(missing_ok=True)
     return version
 
 
 def load(model_dir: Path, project: object, version: str) -> list[TrainedModel]:
-    """The models of one stored version."""
+    """The models of one stored version (raises whatever a broken file raises)."""
     path = project_dir(model_dir, project) / f"{version}.pt"
     payload = torch.load(path, map_location="cpu", weights_only=True)
     return [TrainedModel.from_state(state) for state in payload["models"]]
 
 
 def metadata(model_dir: Path, project: object, version: str) -> dict:
-    """The readable metadata of one stored version ({} when missing)."""
-    return read_json(project_dir(model_dir, project) / f"{version}.json", {}) or {}
+    """The readable metadata of one stored version: its ``.json`` twin, else read from the ``.pt`` ({} if neither)."""
+    folder = project_dir(model_dir, project)
+    meta = read_json(folder / f"{version}.json")
+    if isinstance(meta, dict) and meta:
+        return meta
+    try:
+        path = folder / f"{version}.pt"
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(path.stat().st_mtime))
+        return _describe(version, project_key(project), payload["models"], stamp)
+    except Exception:  # a broken file is reported by the loading path, not here
+        return {}
+
+
+# --- files that do not load -------------------------------------------------------------------------
+
+# What this process learnt about model files, by (path, inode, size, ctime): None when the
+# file loads, else why not.  A file is only loaded again when it changed.
+_verdicts: OrderedDict[tuple, str | None] = OrderedDict()
+_verdicts_lock = threading.Lock()
+_VERDICTS_KEPT = 4096
+_UNKNOWN, _GONE = object(), object()
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0].split(". ")[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}"[:300]
+
+
+def _remember(identity: tuple, verdict: str | None) -> None:
+    with _verdicts_lock:
+        _verdicts[identity] = verdict
+        _verdicts.move_to_end(identity)
+        while len(_verdicts) > _VERDICTS_KEPT:
+            _verdicts.popitem(last=False)
+
+
+def _set_aside(model_dir: Path, key: str, version: str, reason: str) -> None:
+    """Move a model file that does not load (and its twin) to ``broken/`` with the reason; log it once."""
+    folder = project_dir(model_dir, key)
+    aside = folder / BROKEN_DIR
+    try:
+        aside.mkdir(exist_ok=True)
+        os.replace(folder / f"{version}.pt", aside / f"{version}.pt")
+    except FileNotFoundError:
+        return  # another process set it aside (and said so) first
+    except OSError as exc:
+        log.error(
+            "project %s: model file %s.pt does not load (%s) and cannot be moved to %s (%s); "
+            "serving the newest version that loads",
+            key, version, reason, aside, exc,
+        )
+        return
+    log.error(
+        "project %s: model file %s.pt does not load (%s); moved to %s, serving the newest version that loads",
+        key, version, reason, aside,
+    )
+    try:
+        os.replace(folder / f"{version}.json", aside / f"{version}.json")
+    except OSError:
+        pass
+    try:
+        write_json(aside / f"{version}.why.json", {"version": version, "error": reason, "set_aside_at": _now()})
+    except OSError:
+        pass
+    for _, old in _numbered(_listdir(aside))[:-KEEP_BROKEN]:
+        for suffix in (".pt", ".json", ".why.json"):
+            (aside / f"{old}{suffix}").unlink(missing_ok=True)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _check(model_dir: Path, key: str, version: str, keep_models: bool) -> object:
+    """The models of ``version`` (``[]`` when only checked and known to load), None when it
+    does not load, ``_GONE`` when the file vanished since it was listed."""
+    path = project_dir(model_dir, key) / f"{version}.pt"
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return _GONE
+    identity = (str(path), stat.st_ino, stat.st_size, stat.st_ctime_ns)
+    with _verdicts_lock:
+        known = _verdicts.get(identity, _UNKNOWN)
+    if isinstance(known, str):
+        return None
+    if known is None and not keep_models:
+        return []
+    try:
+        models = load(model_dir, key, version)
+    except FileNotFoundError:
+        return _GONE
+    except MemoryError:
+        raise
+    except PermissionError as exc:  # not the file's fault: skipped until its permissions change
+        _remember(identity, _reason(exc))
+        log.error("project %s: cannot read model file %s.pt (%s); skipping it", key, version, exc)
+        return None
+    except Exception as exc:  # truncated, garbage, refused by weights_only, not our format
+        _remember(identity, _reason(exc))
+        _set_aside(model_dir, key, version, _reason(exc))
+        return None
+    _remember(identity, None)
+    return models if keep_models else []
+
+
+def _newest(model_dir: Path, key: str, keep_models: bool) -> tuple[str, list[TrainedModel]]:
+    for _ in range(5):  # a listed file may be pruned or set aside before it is read: list again
+        for version in reversed(versions(model_dir, key)):
+            found = _check(model_dir, key, version, keep_models)
+            if found is _GONE:
+                break
+            if found is not None:
+                return version, found
+        else:
+            return INITIAL_VERSION, []
+    return INITIAL_VERSION, []
+
+
+def latest_version(model_dir: Path, project: object) -> str:
+    """The newest version that loads, or ``INITIAL_VERSION`` before the first training.
+
+    Newer files that do not load are set aside on the way (once: a file's
+    verdict is remembered until it changes).
+    """
+    return _newest(model_dir, project_key(project), keep_models=False)[0]
+
+
+def served_versions(model_dir: Path, project: object) -> list[str]:
+    """The stored versions up to the one served, oldest first (``/versions``)."""
+    newest = latest_version(model_dir, project)
+    found = versions(model_dir, project)
+    return found[: found.index(newest) + 1] if newest in found else []
+
+
+def broken(model_dir: Path, project: object) -> list[dict]:
+    """The model files set aside because they did not load, oldest first: version, error, when, file."""
+    aside = project_dir(model_dir, project) / BROKEN_DIR
+    out = []
+    for _, version in _numbered(_listdir(aside)):
+        why = read_json(aside / f"{version}.why.json", {}) or {}
+        out.append({
+            "version": version,
+            "error": why.get("error") or "did not load",
+            "set_aside_at": why.get("set_aside_at"),
+            "file": f"{BROKEN_DIR}/{version}.pt",
+        })
+    return out
 
 
 class ModelCache:
-    """The newest models of recently used projects, in memory, least recently used dropped.
+    """The newest loadable models of recently used projects, in memory, least recently used dropped.
 
     Every lookup lists the project's directory, so a version saved by another
     process (a training worker, another gunicorn worker) is picked up at once.
@@ -171,7 +466,7 @@ class ModelCache:
         self._lock = threading.Lock()
 
     def get(self, project: object) -> tuple[str, list[TrainedModel]]:
-        """(version, models) of the project's newest version; (INITIAL_VERSION, []) before training."""
+        """(version, models) of the newest version that loads; (INITIAL_VERSION, []) before training."""
         key = project_key(project)
         version = latest_version(self.model_dir, key)
         if version == INITIAL_VERSION:
@@ -181,11 +476,9 @@ class ModelCache:
             if cached is not None and cached[0] == version:
                 self._items.move_to_end(key)
                 return cached
-        try:
-            models = load(self.model_dir, key, version)
-        except FileNotFoundError:  # pruned by a newer training since the listing: take that one
-            version = latest_version(self.model_dir, key)
-            models = load(self.model_dir, key, version)
+        version, models = _newest(self.model_dir, key, keep_models=True)
+        if version == INITIAL_VERSION:
+            return version, []
         with self._lock:
             self._items[key] = (version, models)
             self._items.move_to_end(key)
