@@ -23,6 +23,7 @@ from functools import wraps
 from flask import Flask, Response, jsonify, request
 
 from segmenter import jobs, store
+from segmenter.buffering import too_large_message
 from segmenter.config import Settings
 from segmenter.mlbase import LabelStudioMLBase, Runtime
 
@@ -72,6 +73,8 @@ def create_app(model_class: ModelClass, settings: Settings | None = None, runtim
     log.info("settings: %s", settings.describe())
     app = Flask(__name__)
     app.config["RUNTIME"] = runtime
+    # The same cap as gunicorn's (segmenter.buffering), for the development server.
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_mb * 2**20
 
     def authorised() -> bool:
         if not settings.basic_auth_user:
@@ -98,6 +101,10 @@ def create_app(model_class: ModelClass, settings: Settings | None = None, runtim
     @app.errorhandler(BadRequest)
     def bad_request(exc: BadRequest) -> tuple[Response, int]:
         return jsonify({"error": str(exc)}), 400
+
+    @app.errorhandler(413)
+    def too_large(exc: Exception) -> tuple[Response, int]:
+        return jsonify({"error": too_large_message(settings.max_request_mb)}), 413
 
     @app.get("/")
     @app.get("/health")
