@@ -6,6 +6,7 @@ over ``MAX_REQUEST_MB`` gets a JSON 413 whether its size is announced
 (Content-Length) or only found out while reading (chunked).
 """
 
+import asyncio
 import base64
 import json
 import os
@@ -212,3 +213,53 @@ def test_bad_max_request_mb_names_the_variable(value):
 
 def test_max_request_mb_default():
     assert Settings.from_env({}).max_request_mb == 100
+
+
+def run_buffered(messages, headers=(), body_timeout_s=5.0):
+    """Status and body BufferedWSGI answers to a request whose body arrives as ``messages`` (None: never)."""
+    from segmenter.buffering import BufferedWSGI
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [environ["wsgi.input"].read()]
+
+    async def exchange():
+        pending = list(messages)
+        sent = []
+
+        async def receive():
+            if not pending or pending[0] is None:
+                await asyncio.sleep(3600)
+            return pending.pop(0)
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+                 "path": "/", "raw_path": b"/", "query_string": b"", "root_path": "", "headers": list(headers),
+                 "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 1234)}
+        await BufferedWSGI(app, threads=1, max_request_mb=LIMIT_MB, body_timeout_s=body_timeout_s)(
+            scope, receive, send)
+        return sent
+
+    sent = asyncio.run(exchange())
+    if not sent:
+        return None, b""
+    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+
+
+def test_buffered_body_reaches_the_app_whole_with_its_length():
+    status, body = run_buffered([{"type": "http.request", "body": b"ab", "more_body": True},
+                                 {"type": "http.request", "body": b"cd", "more_body": False}])
+    assert (status, body) == (200, b"abcd")
+
+
+def test_body_that_stops_arriving_is_a_408():
+    status, body = run_buffered([{"type": "http.request", "body": b"{", "more_body": True}, None],
+                                body_timeout_s=0.2)
+    assert status == 408 and "did not arrive" in json.loads(body)["error"]
+
+
+def test_client_gone_mid_body_gets_no_answer():
+    assert run_buffered([{"type": "http.request", "body": b"{", "more_body": True},
+                         {"type": "http.disconnect"}]) == (None, b"")
