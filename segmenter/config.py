@@ -111,6 +111,7 @@ class Settings:
     allowed_hosts: tuple[str, ...] = ()
     local_files_root: Path | None = None
     max_download_mb: int = 200
+    max_request_mb: int = 100
     start_training_each_n_updates: int = 1
     training_backend: str = "thread"
     redis_url: str = "redis://localhost:6379/0"
@@ -169,6 +170,7 @@ class Settings:
             allowed_hosts=_hosts(env, "ALLOWED_HOSTS"),
             local_files_root=local_root,
             max_download_mb=_int(env, "MAX_DOWNLOAD_MB", 200, 1),
+            max_request_mb=_int(env, "MAX_REQUEST_MB", 100, 1),
             start_training_each_n_updates=_int(env, "START_TRAINING_EACH_N_UPDATES", 1, 1),
             training_backend=_choice(env, "TRAINING_BACKEND", "thread", TRAINING_BACKENDS),
             redis_url=_text(env, "REDIS_URL", "redis://localhost:6379/0"),

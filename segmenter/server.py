@@ -23,6 +23,7 @@ from functools import wraps
 from flask import Flask, Response, jsonify, request
 
 from segmenter import jobs, store
+from segmenter.buffering import too_large_message
 from segmenter.config import Settings
 from segmenter.mlbase import LabelStudioMLBase, Runtime
 
@@ -90,6 +91,8 @@ def create_app(model_class: ModelClass, settings: Settings | None = None, runtim
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log.info("settings: %s", settings.describe())
     app = Flask(__name__)
+    # The same cap as gunicorn's (segmenter.buffering), for the development server.
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_mb * 2**20
 
     def authorised() -> bool:
         if not settings.basic_auth_user:
@@ -123,6 +126,10 @@ def create_app(model_class: ModelClass, settings: Settings | None = None, runtim
         log.error("%s %s: %s", request.method, request.path, exc)
         error = f"{exc} (MODEL_DIR {settings.model_dir}); the request was not recorded"
         return jsonify({"error": error}), 503
+
+    @app.errorhandler(413)
+    def too_large(exc: Exception) -> tuple[Response, int]:
+        return jsonify({"error": too_large_message(settings.max_request_mb)}), 413
 
     @app.get("/")
     @app.get("/health")
