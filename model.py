@@ -12,8 +12,9 @@ import logging
 
 from segmenter import jobs
 from segmenter.errors import SegmenterError
-from segmenter.inference import TrainedModel, fitting_models, predict_tasks
+from segmenter.inference import fitting_models, predict_tasks
 from segmenter.mlbase import LabelStudioMLBase
+from segmenter.trained import TrainedModel
 
 log = logging.getLogger(__name__)
 

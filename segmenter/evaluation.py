@@ -27,9 +27,9 @@ from sklearn.metrics import confusion_matrix, f1_score, recall_score
 
 from segmenter.annotations import choose_annotation, row_labels
 from segmenter.errors import SegmenterError
-from segmenter.inference import TrainedModel
 from segmenter.regions import run_lengths, to_results
 from segmenter.taskdata import Fetcher, read_task_series
+from segmenter.trained import TrainedModel
 
 IOU_THRESHOLD = 0.5
 

@@ -45,7 +45,7 @@ from pathlib import Path
 
 import torch
 
-from segmenter.inference import TrainedModel
+from segmenter.trained import TrainedModel
 
 log = logging.getLogger(__name__)
 

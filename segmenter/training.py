@@ -32,11 +32,11 @@ from segmenter.annotations import RowLabels, choose_annotation, row_labels
 from segmenter.config import TrainingSettings
 from segmenter.errors import SegmenterError, TaskDataError
 from segmenter.evaluation import class_scores
-from segmenter.inference import TrainedModel, window_probabilities
 from segmenter.labelconfig import Target, parse_label_config
 from segmenter.network import SegmenterNet
 from segmenter.series import Series
 from segmenter.taskdata import Fetcher, read_task_series
+from segmenter.trained import TrainedModel, window_probabilities
 from segmenter.windows import WindowSource
 
 log = logging.getLogger(__name__)

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from segmenter import store
-from segmenter.inference import TrainedModel
 from segmenter.labelconfig import Target
 from segmenter.network import SegmenterNet
+from segmenter.trained import TrainedModel
 
 TARGET = Target("label", "ts", "csv_url", "url", ("Run",), ("a", "b"), None, None, ",")
 

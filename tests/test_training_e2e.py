@@ -7,8 +7,9 @@ import torch
 from segmenter import store, synthetic
 from segmenter.config import TrainingSettings
 from segmenter.evaluation import score
-from segmenter.inference import TrainedModel, predict_tasks
+from segmenter.inference import predict_tasks
 from segmenter.labelconfig import parse_label_config
+from segmenter.trained import TrainedModel
 from segmenter.training import TrainingError, train_project
 
 SETTINGS = TrainingSettings(epochs=80, patience=6, batch_size=32)
