@@ -23,7 +23,7 @@ import numpy as np
 
 from segmenter import store
 from segmenter.annotations import choose_annotation
-from segmenter.config import Settings
+from segmenter.config import Settings, bootstrap
 from segmenter.errors import SegmenterError
 from segmenter.evaluation import score
 from segmenter.inference import fitting_models, predict_tasks
@@ -156,12 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m segmenter``; returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
-        settings = Settings.from_env()
-        settings.apply_torch_threads()
-        settings.guard_secrets()
+        settings = bootstrap(Settings.from_env())
         source = getattr(args, "export", None) or getattr(args, "tasks", None)
         args.data_root = (args.data_root or source.parent).resolve()
-        logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
         handler = {"train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate}[args.command]
         return handler(args, settings)
     except (SegmenterError, OSError) as exc:

@@ -1,12 +1,15 @@
 """Every environment variable the backend reads, in one place, typed, with defaults.
 
-``Settings.from_env()`` is called once at start-up (service, worker, command
-line); a bad value raises ``ConfigError`` naming the variable, which stops
-start-up with that message.  The README lists the same variables.
+``Settings.from_env()`` is read once per process by its entry point (the web
+app in ``_wsgi``, gunicorn's settings, the command line, the RQ worker's job),
+which then calls ``bootstrap``; a bad value raises ``ConfigError`` naming the
+variable, which stops start-up with that message.  The README lists the same
+variables.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -108,6 +111,7 @@ class Settings:
     cache_dir: Path = Path("models/.cache")
     label_studio_url: str = ""
     label_studio_api_key: str = ""
+    label_studio_timeout: float = 30.0
     allowed_hosts: tuple[str, ...] = ()
     local_files_root: Path | None = None
     max_download_mb: int = 200
@@ -167,6 +171,7 @@ class Settings:
             cache_dir=cache_dir,
             label_studio_url=label_studio_url,
             label_studio_api_key=api_key,
+            label_studio_timeout=_float(env, "LABEL_STUDIO_TIMEOUT", 30.0, 0.1, 3600.0),
             allowed_hosts=_hosts(env, "ALLOWED_HOSTS"),
             local_files_root=local_root,
             max_download_mb=_int(env, "MAX_DOWNLOAD_MB", 200, 1),
@@ -187,22 +192,6 @@ class Settings:
             training=training,
         )
 
-    def apply_torch_threads(self) -> None:
-        """Size torch's intra-op thread pool for this process.
-
-        One thread by default: each request thread and the training thread
-        then keeps to one core, where a shared pool of spinning OpenMP
-        threads slowed a training five-fold on 2 busy cores.
-        """
-        import torch
-
-        torch.set_num_threads(self.torch_threads)
-
-    def guard_secrets(self) -> None:
-        """Mask this process's keys and URL passwords in every log line from now on."""
-        remember(self.label_studio_api_key, self.basic_auth_pass)
-        install()
-
     def describe(self) -> dict[str, object]:
         """The settings as plain values, secrets masked, for the start-up log."""
         out: dict[str, object] = {}
@@ -212,3 +201,21 @@ class Settings:
                 value = "***"
             out[f.name] = value if isinstance(value, (int, float, str, bool, tuple)) else str(value)
         return out
+
+
+def bootstrap(settings: Settings) -> Settings:
+    """Prepare this process for ``settings``; every entry point calls it once.
+
+    Torch gets ``TORCH_THREADS`` intra-op threads (one by default: each request
+    thread and the training thread then keeps to one core, where a shared pool
+    of spinning OpenMP threads slowed a training five-fold on 2 busy cores);
+    logging gets ``LOG_LEVEL``; keys and URL passwords are masked in every log
+    record from now on.
+    """
+    import torch
+
+    torch.set_num_threads(settings.torch_threads)
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    remember(settings.label_studio_api_key, settings.basic_auth_pass)
+    install()
+    return settings

@@ -12,7 +12,6 @@ from __future__ import annotations
 from gunicorn.workers.gasgi import ASGIWorker
 
 from segmenter.buffering import BufferedWSGI
-from segmenter.config import Settings
 
 
 class BufferingWorker(ASGIWorker):
@@ -23,7 +22,7 @@ class BufferingWorker(ASGIWorker):
         """Nothing to warn about: ``threads`` sizes the pool the WSGI app runs in."""
 
     def load_wsgi(self) -> None:
-        """Load ``_wsgi:app`` and wrap it; the request size limit comes from MAX_REQUEST_MB."""
+        """Load ``_wsgi:app`` and wrap it, with the body cap the app itself was configured with."""
         super().load_wsgi()
-        settings = Settings.from_env()
-        self.asgi = BufferedWSGI(self.asgi, threads=self.cfg.threads, max_request_mb=settings.max_request_mb)
+        limit_mb = self.asgi.config["MAX_CONTENT_LENGTH"] // 2**20  # MAX_REQUEST_MB, set by create_app
+        self.asgi = BufferedWSGI(self.asgi, threads=self.cfg.threads, max_request_mb=limit_mb)

@@ -22,14 +22,11 @@ from functools import wraps
 
 from flask import Flask, Response, jsonify, request
 
-from segmenter import jobs, store
+from segmenter import store
 from segmenter.buffering import too_large_message
-from segmenter.config import Settings
-from segmenter.mlbase import LabelStudioMLBase, Runtime
+from segmenter.runtime import Runtime
 
 log = logging.getLogger(__name__)
-
-ModelClass = type[LabelStudioMLBase]
 
 
 class BadRequest(Exception):
@@ -82,13 +79,9 @@ def _project_of(data: dict) -> str:
     return _key(project)
 
 
-def create_app(model_class: ModelClass, settings: Settings | None = None, runtime: Runtime | None = None) -> Flask:
-    """The WSGI app serving ``model_class`` with ``settings`` (default: from the environment)."""
-    settings = settings or (runtime.settings if runtime else Settings.from_env())
-    runtime = runtime or Runtime.from_settings(settings)
-    settings.apply_torch_threads()
-    settings.guard_secrets()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def create_app(runtime: Runtime) -> Flask:
+    """The WSGI app serving ``runtime.model_class`` with the process's services."""
+    settings, model_class = runtime.settings, runtime.model_class
     log.info("settings: %s", settings.describe())
     app = Flask(__name__)
     # The same cap as gunicorn's (segmenter.buffering), for the development server.
@@ -165,7 +158,7 @@ def create_app(model_class: ModelClass, settings: Settings | None = None, runtim
         if not isinstance(action, str):
             raise BadRequest("webhook body has no 'action'")
         project = _project_of(data)
-        if not authorised() and not jobs.load_connection(settings.model_dir, project):
+        if not authorised() and not store.load_connection(settings.model_dir, project):
             return jsonify({"error": f"project {project} was never connected through an authenticated /setup"}), 403
         project_info = data.get("project")
         label_config = _text(project_info, "label_config") if isinstance(project_info, dict) else None
@@ -183,11 +176,11 @@ def create_app(model_class: ModelClass, settings: Settings | None = None, runtim
     @guarded
     def status_all() -> Response:
         projects = store.projects(settings.model_dir)
-        return jsonify({"projects": [jobs.read_status(settings.model_dir, p) for p in projects]})
+        return jsonify({"projects": [store.report(settings.model_dir, p) for p in projects]})
 
     @app.get("/status/<project>")
     @guarded
     def status_one(project: str) -> Response:
-        return jsonify(jobs.read_status(settings.model_dir, _key(project)))
+        return jsonify(store.report(settings.model_dir, _key(project)))
 
     return app

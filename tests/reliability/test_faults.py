@@ -3,7 +3,6 @@ a Label Studio that is down, slow or failing, and two worker processes sharing
 MODEL_DIR.  Real components throughout: the Flask app over HTTP (or gunicorn),
 the fake Label Studio over HTTP, real files, real processes, a real tmpfs."""
 
-import functools
 import io
 import os
 import signal
@@ -22,10 +21,9 @@ from flask import Response, request
 from served import free_port, serve
 
 from model import TimeSeriesSegmenter
-from segmenter import jobs, store, synthetic
+from segmenter import store, synthetic
 from segmenter.config import Settings, TrainingSettings
-from segmenter.labelstudio import LabelStudioClient
-from segmenter.mlbase import Runtime
+from segmenter.runtime import Runtime
 from segmenter.server import create_app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -141,8 +139,8 @@ def service(tmp_path):
 
     def start(model_dir=None, **changes):
         base = Settings(model_dir=Path(model_dir or tmp_path / "models"), cache_dir=tmp_path / "cache", training=TINY)
-        runtime = Runtime.from_settings(replace(base, **changes))
-        ctx = serve(create_app(TimeSeriesSegmenter, runtime=runtime))
+        runtime = Runtime.start(replace(base, **changes), TimeSeriesSegmenter)
+        ctx = serve(create_app(runtime))
         running.append((runtime, ctx))
         return Client(ctx.__enter__(), runtime.settings.model_dir)
 
@@ -289,7 +287,8 @@ def test_the_webhook_answers_when_a_full_disk_cannot_record_it(service, ls, smal
 TRAINER = """
 import os, sys, time
 from pathlib import Path
-from segmenter.config import Settings
+from segmenter.access import LabelStudioAccess
+from segmenter.config import Settings, bootstrap
 from segmenter.jobs import Scheduler
 
 marker, stage, project = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
@@ -301,7 +300,7 @@ if stage == "save":  # stop for good just before the model file is published
             time.sleep(60)
         return publish(src, dst, *args, **kwargs)
     os.replace = stuck
-scheduler = Scheduler(Settings.from_env())
+scheduler = Scheduler(LabelStudioAccess(bootstrap(Settings.from_env())))
 scheduler.request(project, "START_TRAINING")
 scheduler.wait(60)
 """
@@ -342,15 +341,13 @@ def test_kill_9_during_a_training_or_its_save(service, ls, tmp_path, stage):
 
 
 @pytest.mark.parametrize("fault", ["down", "slow", "http_500"])
-def test_label_studio_faults_fail_the_training_clearly(service, ls, monkeypatch, fault):
-    c = service()
+def test_label_studio_faults_fail_the_training_clearly(service, ls, fault):
+    c = service(label_studio_timeout=1.0)  # a small client timeout instead of the 30 s default
     project, tasks, v1 = trained(c, ls)
     expected = {"down": "cannot reach Label Studio", "slow": "timed out", "http_500": "HTTP 500"}[fault]
     if fault == "down":  # predictions still read the task files from the download cache
         ls.__exit__(None, None, None)
-    elif fault == "slow":  # a small client timeout instead of the 30 s default; fresh clients only
-        monkeypatch.setattr(jobs, "_clients", {})
-        monkeypatch.setattr(jobs, "LabelStudioClient", functools.partial(LabelStudioClient, timeout=1.0))
+    elif fault == "slow":
         ls.export_delay = 5
     else:
         ls.export_status = 500
@@ -426,5 +423,5 @@ def test_files_holding_the_token_are_owner_only(service, ls):
     c = service()
     project, _, _ = trained(c, ls)
     holding = [p for p in c.model_dir.rglob("*") if p.is_file() and TOKEN.encode() in p.read_bytes()]
-    assert [p.name for p in holding] == [jobs.CONNECTION_FILE]
+    assert [p.name for p in holding] == ["connection.json"]
     assert all(p.stat().st_mode & 0o077 == 0 for p in holding)

@@ -1,23 +1,11 @@
-"""Versioned model artifacts on disk, one directory per project.
-
-Layout under ``MODEL_DIR``::
-
-    model_project_{id}/v{N}-{UTC time}.pt     weights + metadata of every target
-    model_project_{id}/v{N}-{UTC time}.json   the same metadata, readable (a twin of the .pt)
-    model_project_{id}/status.json            training state (see ``jobs``)
-    model_project_{id}/connection.json        what /setup said, owner-only (see ``jobs``)
-    model_project_{id}/broken/                model files that did not load, set aside
+"""Versioned model files of a project: save, list, load, set aside what does not load.
 
 A version exists once its ``.pt`` file exists.  A save writes the ``.pt`` and
-its ``.json`` twin completely to temp files beside them
-(``.{name}.{pid}@{host}.*.tmp``), then renames the ``.pt`` and then the
-``.json`` into place: readers never see a half-written model, and a ``.json``
-alone is never a version (its metadata is derived from the ``.pt`` when the
-twin is missing).  Each save first removes what an interrupted one left: temp
-files of processes that are gone (of another host: older than an hour) and
-``.json`` twins without their ``.pt``.  A write that fails for lack of space
-raises ``StorageError`` saying "no space left on device" and naming the
-directory, and leaves nothing behind.  The newest ``keep`` versions stay.
+its ``.json`` twin completely to temp files beside them, then renames the
+``.pt`` and then the ``.json`` into place: readers never see a half-written
+model, and a ``.json`` alone is never a version (its metadata is derived from
+the ``.pt`` when the twin is missing).  Each save first removes what an
+interrupted one left (``tidy``).  The newest ``keep`` versions stay.
 
 Files are loaded with ``torch.load(weights_only=True)``: plain tensors and
 values only, never arbitrary pickles.  A model file that does not load
@@ -28,23 +16,19 @@ reason, logged once, and the newest version that loads serves instead:
 
 from __future__ import annotations
 
-import errno
-import functools
 import io
-import json
 import logging
 import os
 import re
-import socket
-import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from segmenter.store.files import StorageError, abandoned, json_text, read_json, stage, write_json
+from segmenter.store.layout import project_dir, project_key
 from segmenter.trained import TrainedModel
 
 log = logging.getLogger(__name__)
@@ -52,150 +36,8 @@ log = logging.getLogger(__name__)
 INITIAL_VERSION = "untrained"
 BROKEN_DIR = "broken"
 KEEP_BROKEN = 5  # set-aside model files kept per project, newest first
-STALE_AFTER = 3600.0  # seconds after which a temp file written on another host counts as abandoned
-_PROJECT_PREFIX = "model_project_"
 _VERSION_FILE = re.compile(r"^v(\d+)-[0-9TZ]+\.pt$")
 _VERSION_TWIN = re.compile(r"^v(\d+)-[0-9TZ]+\.json$")
-_TEMP_FILE = re.compile(r"^\..+\.(?P<pid>\d+)@(?P<origin>[^@/]+)\.[^.]+\.tmp$")
-_FULL = (errno.ENOSPC, errno.EDQUOT)
-
-
-class StorageError(OSError):
-    """A file under ``MODEL_DIR`` could not be written because the disk is full."""
-
-
-# Label Studio sends a project as its id or as "<id>.<created_at epoch>"; ASCII digits
-# only (str.isdigit also accepts "²" and "١"), and no more than fit a 64-bit id.
-_PROJECT_ID = re.compile(r"^\s*0*([0-9]{1,18})(?:\.[0-9]{1,20})?\s*$", re.ASCII)
-
-
-def project_key(project: object) -> str:
-    """Label Studio's project as a directory-safe id: ``"1.1795697041"`` and ``1`` -> ``"1"``.
-
-    The one parser of project ids for every route and file name; anything else
-    is a ``ValueError`` whose message names the value (shortened).
-    """
-    plain = isinstance(project, (str, int)) and not isinstance(project, bool)
-    match = _PROJECT_ID.match(str(project)) if plain else None
-    if match is None:
-        shown = repr(project)
-        shown = shown if len(shown) <= 40 else shown[:37] + "..."
-        raise ValueError(f"project {shown} is not a Label Studio project id (ASCII digits, at most 18)")
-    return match.group(1)
-
-
-def project_dir(model_dir: Path, project: object) -> Path:
-    """Where one project's models and state live."""
-    return Path(model_dir) / f"{_PROJECT_PREFIX}{project_key(project)}"
-
-
-def projects(model_dir: Path) -> list[str]:
-    """The projects that have a directory under ``model_dir``, by id."""
-    try:
-        with os.scandir(model_dir) as entries:
-            names = [e.name for e in entries if e.is_dir(follow_symlinks=False)]
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    keys = [n.removeprefix(_PROJECT_PREFIX) for n in names if n.startswith(_PROJECT_PREFIX)]
-    # A directory this backend did not make (another name, another spelling) is not a project.
-    return sorted((k for k in keys if _PROJECT_ID.match(k) and project_key(k) == k), key=int)
-
-
-# --- writing ----------------------------------------------------------------------------------------
-
-
-@functools.cache
-def _origin() -> str:
-    """This host and PID namespace: where the pid in a temp file's name can be looked up."""
-    try:
-        namespace = os.readlink("/proc/self/ns/pid").strip("pid:[]")
-    except OSError:
-        namespace = ""
-    return re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname()) + f"~{namespace}"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
-
-
-def _abandoned(path: Path, now: float) -> bool:
-    """Whether a temp file's writer is gone: its process ended, or (elsewhere) it is over an hour old."""
-    found = _TEMP_FILE.match(path.name)
-    if found and found["origin"] == _origin():
-        return not _alive(int(found["pid"]))
-    try:
-        return now - path.stat().st_mtime > STALE_AFTER
-    except FileNotFoundError:
-        return False
-
-
-def _full(exc: OSError, what: str) -> OSError:
-    """``exc``, or for a full disk a ``StorageError`` that says so in words and names ``what``."""
-    if exc.errno not in _FULL:
-        return exc
-    error = StorageError(f"no space left on device: cannot write {what}")
-    error.errno = exc.errno
-    return error
-
-
-def _stage(path: Path, write: Callable[[Path], None], mode: int, durable: bool) -> Path:
-    """A complete temp file beside ``path``, written by ``write(temp)``, not yet in place."""
-    temp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}@{_origin()}.", suffix=".tmp")
-        os.close(fd)
-        temp = Path(name)
-        write(temp)
-        if durable:
-            with open(temp, "rb") as fh:
-                os.fsync(fh.fileno())
-        os.chmod(temp, mode)
-        return temp
-    except BaseException as exc:
-        if temp is not None:
-            temp.unlink(missing_ok=True)
-        if isinstance(exc, OSError) and exc.errno in _FULL:
-            raise _full(exc, str(path)) from exc
-        raise
-
-
-def atomic_write(path: Path, write: Callable[[Path], None], mode: int = 0o644, durable: bool = True) -> None:
-    """Write ``path`` through ``write(temp_path)`` and rename it into place.
-
-    ``durable`` also flushes the file to disk before the rename (models); state
-    files that are rewritten on every webhook skip that to stay fast.  A full
-    disk raises ``StorageError``; nothing is left behind either way.
-    """
-    temp = _stage(path, write, mode, durable)
-    try:
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-
-
-def _json_text(data: object) -> str:
-    return json.dumps(data, indent=2, default=str)
-
-
-def write_json(path: Path, data: object, mode: int = 0o644, durable: bool = True) -> None:
-    """Atomically write ``data`` as JSON."""
-    atomic_write(path, lambda p: p.write_text(_json_text(data)), mode, durable)
-
-
-def read_json(path: Path, default: object = None) -> object:
-    """JSON from ``path``, or ``default`` when it is missing or unreadable."""
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return default
 
 
 def tidy(model_dir: Path, project: object) -> list[str]:
@@ -213,7 +55,7 @@ def tidy(model_dir: Path, project: object) -> list[str]:
     for name in sorted(names):
         path = folder / name
         if name.endswith(".tmp"):
-            debris = _abandoned(path, now)
+            debris = abandoned(path, now)
         else:
             debris = bool(_VERSION_TWIN.match(name)) and not path.with_suffix(".pt").exists()
         if debris:
@@ -222,9 +64,6 @@ def tidy(model_dir: Path, project: object) -> list[str]:
     if removed:
         log.warning("project %s: removed what an interrupted save left: %s", project_key(project), ", ".join(removed))
     return removed
-
-
-# --- versions ---------------------------------------------------------------------------------------
 
 
 def _numbered(names: list[str]) -> list[tuple[int, str]]:
@@ -272,8 +111,8 @@ def save(model_dir: Path, project: object, models: list[TrainedModel], keep: int
     model_file, twin = folder / f"{version}.pt", folder / f"{version}.json"
     staged: list[Path] = []
     try:
-        staged.append(_stage(model_file, lambda p: p.write_bytes(payload), 0o644, True))
-        staged.append(_stage(twin, lambda p: p.write_text(_json_text(meta)), 0o644, True))
+        staged.append(stage(model_file, lambda p: p.write_bytes(payload), 0o644, True))
+        staged.append(stage(twin, lambda p: p.write_text(json_text(meta)), 0o644, True))
         os.replace(staged[0], model_file)
         os.replace(staged[1], twin)
     except StorageError as exc:
@@ -314,8 +153,6 @@ def metadata(model_dir: Path, project: object, version: str) -> dict:
     except Exception:  # a broken file is reported by the loading path, not here
         return {}
 
-
-# --- files that do not load -------------------------------------------------------------------------
 
 # What this process learnt about model files, by (path, inode, size, ctime): None when the
 # file loads, else why not.  A file is only loaded again when it changed.
