@@ -25,7 +25,8 @@ from pathlib import Path
 
 from segmenter import store
 from segmenter.config import Settings
-from segmenter.labelstudio import DataFetcher, LabelStudioClient, same_origin
+from segmenter.fetching import DataFetcher
+from segmenter.labelstudio import LabelStudioClient, LabelStudioClients, same_origin
 from segmenter.redaction import redact, without_credentials
 from segmenter.training import train_project
 
@@ -124,8 +125,7 @@ def load_connection(model_dir: Path, project: object) -> dict:
 
 # One client per Label Studio and key, so a Personal Access Token's access
 # token is reused until it expires instead of being exchanged on every request.
-_clients: dict[tuple[str, str], LabelStudioClient] = {}
-_clients_lock = threading.Lock()
+_clients = LabelStudioClients()
 
 
 def connection_target(settings: Settings, connection: dict) -> tuple[str, str]:
@@ -166,11 +166,7 @@ def label_studio_for(settings: Settings, project: object) -> LabelStudioClient |
     url, key = connection_target(settings, load_connection(settings.model_dir, project))
     if not url:
         return None
-    with _clients_lock:
-        client = _clients.get((url, key))
-        if client is None:
-            client = _clients[(url, key)] = LabelStudioClient(url, key)
-    return client
+    return _clients.get(url, key)
 
 
 def fetcher_for(settings: Settings, project: object) -> DataFetcher:

@@ -24,7 +24,7 @@ from served import free_port, serve
 from model import TimeSeriesSegmenter
 from segmenter import jobs, store, synthetic
 from segmenter.config import Settings, TrainingSettings
-from segmenter.labelstudio import LabelStudioClient
+from segmenter.labelstudio import LabelStudioClient, LabelStudioClients
 from segmenter.mlbase import Runtime
 from segmenter.server import create_app
 
@@ -349,8 +349,7 @@ def test_label_studio_faults_fail_the_training_clearly(service, ls, monkeypatch,
     if fault == "down":  # predictions still read the task files from the download cache
         ls.__exit__(None, None, None)
     elif fault == "slow":  # a small client timeout instead of the 30 s default; fresh clients only
-        monkeypatch.setattr(jobs, "_clients", {})
-        monkeypatch.setattr(jobs, "LabelStudioClient", functools.partial(LabelStudioClient, timeout=1.0))
+        monkeypatch.setattr(jobs, "_clients", LabelStudioClients(functools.partial(LabelStudioClient, timeout=1.0)))
         ls.export_delay = 5
     else:
         ls.export_status = 500
