@@ -94,7 +94,8 @@ class _Cached:
 
 
 class _DiskCache:
-    """Downloaded bodies on disk, keyed by a hash of the URL, with a JSON sidecar of validators.
+    """Downloaded bodies on disk, keyed by a hash of the URL and of the key that fetched them,
+    with a JSON sidecar of validators.
 
     Our own rather than an HTTP caching library: CacheControl keys entries by URL alone and
     writes any request header a response Varies on (Authorization too) to disk, hishel stores
@@ -108,27 +109,31 @@ class _DiskCache:
     def __init__(self, directory: Path) -> None:
         self._dir = directory
 
-    def _paths(self, url: str) -> tuple[Path, Path]:
-        key = hashlib.sha256(url.encode()).hexdigest()
-        return self._dir / f"{key}.bin", self._dir / f"{key}.json"
+    def _paths(self, url: str, key_id: str) -> tuple[Path, Path]:
+        name = hashlib.sha256(f"{url}\n{key_id}".encode()).hexdigest()
+        return self._dir / f"{name}.bin", self._dir / f"{name}.json"
 
-    def load(self, url: str) -> _Cached | None:
-        body_path, meta_path = self._paths(url)
+    def load(self, url: str, key_id: str) -> _Cached | None:
+        """The entry of ``url`` fetched with the key ``key_id`` names ("" for no key), or None."""
+        body_path, meta_path = self._paths(url, key_id)
         try:
             meta = json.loads(meta_path.read_text())
             body = body_path.read_bytes()
         except (OSError, ValueError):
             return None
-        if not isinstance(meta, dict) or meta.get("url") != url:
+        if not isinstance(meta, dict) or meta.get("url") != url or meta.get("key_id", "") != key_id:
             return None
         if meta.get("sha256") != hashlib.sha256(body).hexdigest():
             return None
         return _Cached(body, meta.get("etag"), meta.get("last_modified"), meta.get("immutable") is True)
 
-    def store(self, url: str, body: bytes, etag: str | None, last_modified: str | None, immutable: bool) -> None:
-        body_path, meta_path = self._paths(url)
+    def store(
+        self, url: str, key_id: str, body: bytes, etag: str | None, last_modified: str | None, immutable: bool
+    ) -> None:
+        body_path, meta_path = self._paths(url, key_id)
         meta = {
             "url": url,
+            "key_id": key_id,
             "etag": etag,
             "last_modified": last_modified,
             "immutable": immutable,
@@ -236,7 +241,10 @@ class DataFetcher:
 
     def _download(self, url: str, task_id: object) -> bytes:
         url, _ = self._route(url, task_id, after_label_studio=False)
-        cached = self._cache.load(url) if self._cache is not None else None
+        # Entries fetched with a Label Studio key are that key's alone: an immutable upload is
+        # served without asking Label Studio, so another key must not get it without asking.
+        key_id = self._ls.key_id if self._ls is not None and self._ls.same_origin(url) else ""
+        cached = self._cache.load(url, key_id) if self._cache is not None else None
         if cached is not None and cached.immutable:
             logger.debug("cache hit for immutable %s", url)
             return cached.body
@@ -251,7 +259,7 @@ class DataFetcher:
         # way, never changes; anything reached through a redirect is revalidated.
         immutable = final == url and self._immutable(url)
         if self._cache is not None and (etag or modified or immutable):
-            self._cache.store(url, body, etag, modified, immutable)
+            self._cache.store(url, key_id, body, etag, modified, immutable)
         logger.debug("downloaded %s (%d bytes)", url, len(body))
         return body
 

@@ -12,6 +12,7 @@ it asks ``LabelStudioClient.auth_header`` for the header to send.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -189,6 +190,11 @@ class LabelStudioClient:
     def uses_personal_token(self) -> bool:
         """True when the key is a Personal Access Token (JWT), False for a legacy key."""
         return not self._tokens._use_legacy_token
+
+    @property
+    def key_id(self) -> str:
+        """A short hash that tells this client's key from others without revealing it."""
+        return hashlib.sha256(self._key.encode()).hexdigest()[:16]
 
     def same_origin(self, url: str) -> bool:
         """Whether ``url`` points at this Label Studio (same scheme, host and port)."""

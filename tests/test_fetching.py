@@ -256,3 +256,15 @@ def test_a_damaged_cache_entry_is_ignored(ls: FakeLabelStudio, tmp_path: Path) -
     assert DataFetcher(client, cache_dir=tmp_path).fetch(upload) == CSV
     assert len(ls.calls(prefix="/data/upload/")) == 2
     assert "If-None-Match" not in ls.calls(prefix="/data/upload/")[1].headers
+
+
+def test_a_cached_upload_is_not_served_to_another_key(ls: FakeLabelStudio, tmp_path: Path) -> None:
+    upload = ls.add_file("d2e85b55-a.csv", CSV, etag=False)
+    assert DataFetcher(LabelStudioClient(ls.url, KEY), cache_dir=tmp_path).fetch(upload) == CSV
+    with pytest.raises(DownloadError, match="HTTP 401"):  # a key Label Studio refuses gets no cached copy
+        DataFetcher(LabelStudioClient(ls.url, "not-the-key-0123"), cache_dir=tmp_path).fetch(upload)
+    other_key = DataFetcher(LabelStudioClient(ls.url, ls.make_pat()), cache_dir=tmp_path)
+    assert other_key.fetch(upload) == CSV and other_key.fetch(upload) == CSV
+    assert len(ls.calls("GET", prefix="/data/upload/")) == 3  # once per key that may read it
+    for meta in tmp_path.rglob("*.json"):
+        assert KEY not in meta.read_text()
