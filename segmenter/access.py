@@ -11,12 +11,13 @@ access token is reused until it expires.
 
 from __future__ import annotations
 
+import functools
 import logging
-import threading
 
 from segmenter import store
 from segmenter.config import Settings
-from segmenter.labelstudio import DataFetcher, LabelStudioClient, same_origin
+from segmenter.fetching import DataFetcher
+from segmenter.labelstudio import LabelStudioClient, LabelStudioClients, same_origin
 from segmenter.redaction import without_credentials
 
 log = logging.getLogger(__name__)
@@ -54,8 +55,7 @@ class LabelStudioAccess:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._clients: dict[tuple[str, str], LabelStudioClient] = {}
-        self._lock = threading.Lock()
+        self.clients = LabelStudioClients(functools.partial(LabelStudioClient, timeout=settings.label_studio_timeout))
 
     def client_for(self, project: object) -> LabelStudioClient | None:
         """A client for the project's Label Studio (see ``connection_target``); None without a URL."""
@@ -63,12 +63,7 @@ class LabelStudioAccess:
         url, key = connection_target(self.settings, connection)
         if not url:
             return None
-        with self._lock:
-            client = self._clients.get((url, key))
-            if client is None:
-                timeout = self.settings.label_studio_timeout
-                client = self._clients[(url, key)] = LabelStudioClient(url, key, timeout=timeout)
-        return client
+        return self.clients.get(url, key)
 
     def fetcher_for(self, project: object) -> DataFetcher:
         """The downloader of task data for one project, with the configured limits."""

@@ -26,8 +26,9 @@ from segmenter.annotations import choose_annotation
 from segmenter.config import Settings, bootstrap
 from segmenter.errors import SegmenterError
 from segmenter.evaluation import score
+from segmenter.fetching import DataFetcher
 from segmenter.inference import fitting_models, predict_tasks
-from segmenter.labelstudio import DataFetcher, LabelStudioClient
+from segmenter.labelstudio import LabelStudioClient
 from segmenter.training import train_project
 
 log = logging.getLogger("segmenter")

@@ -1,19 +1,19 @@
-"""Label Studio access and task file downloads, against the fake Label Studio over real HTTP."""
+"""The Label Studio REST client (keys, tokens, the export), against the fake Label Studio over real HTTP."""
 
 from __future__ import annotations
 
-import os
+import base64
+import json
 import threading
+import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from fakels import LEGACY_DISABLED, FakeLabelStudio
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
-from segmenter.errors import DownloadError, TaskDataError
-from segmenter.labelstudio import DataFetcher, LabelStudioClient, LabelStudioError, jwt_claims
+from segmenter.errors import DownloadError
+from segmenter.fetching import DataFetcher
+from segmenter.labelstudio import LabelStudioClient, LabelStudioClients, LabelStudioError
 
 KEY = "0123456789abcdef0123456789abcdef01234567"
 CONFIG = (
@@ -60,9 +60,33 @@ def test_legacy_key_is_sent_as_token_header(ls: FakeLabelStudio) -> None:
 
 
 def test_key_kind_is_detected_from_its_shape(ls: FakeLabelStudio) -> None:
-    assert jwt_claims(KEY) is None
-    assert jwt_claims("a.b.c") is None
-    assert jwt_claims(ls.make_pat())["token_type"] == "refresh"
+    assert not LabelStudioClient(ls.url, KEY).uses_personal_token
+    assert not LabelStudioClient(ls.url, "a.b.c").uses_personal_token
+    assert LabelStudioClient(ls.url, ls.make_pat()).uses_personal_token
+
+
+def test_an_expired_personal_token_is_refused_without_showing_it(ls: FakeLabelStudio) -> None:
+    def part(data: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+    expired = ".".join([part({"alg": "HS256", "typ": "JWT"}), part({"token_type": "refresh", "exp": 1}), "sig"])
+    with pytest.raises(LabelStudioError, match="LABEL_STUDIO_API_KEY.*expired") as info:
+        LabelStudioClient(ls.url, expired)
+    assert expired not in str(info.value)
+    assert not ls.requests
+
+
+def test_auth_header_is_the_current_one_and_renewed_when_refused(ls: FakeLabelStudio) -> None:
+    assert LabelStudioClient(ls.url, KEY).auth_header() == f"Token {KEY}"
+    assert LabelStudioClient(ls.url, KEY).auth_header(rejected=f"Token {KEY}") == f"Token {KEY}"
+    client = LabelStudioClient(ls.url, ls.make_pat())
+    first = client.auth_header()
+    assert first.startswith("Bearer ") and client.auth_header() == first
+    assert len(ls.calls("POST", "/api/token/refresh/")) == 1
+    renewed = client.auth_header(rejected=first)
+    assert renewed.startswith("Bearer ") and renewed != first
+    assert client.auth_header(rejected=first) == renewed  # an older refusal does not renew again
+    assert len(ls.calls("POST", "/api/token/refresh/")) == 2
 
 
 def test_personal_token_is_exchanged_once_and_sent_as_bearer(ls: FakeLabelStudio) -> None:
@@ -193,229 +217,49 @@ def test_unreachable_label_studio_is_a_label_studio_error() -> None:
     assert KEY not in str(info.value)
 
 
-def test_client_get_never_sends_the_token_elsewhere(ls: FakeLabelStudio, foreign: FakeLabelStudio) -> None:
+def test_export_is_the_plain_json_export(ls: FakeLabelStudio) -> None:
+    project = ls.add_project(CONFIG)
+    LabelStudioClient(ls.url, KEY).export_tasks(project)
+    (call,) = ls.calls("GET")
+    assert call.path == f"/api/projects/{project}/export" and call.query == "exportType=JSON"
+
+
+def test_client_never_sends_the_token_elsewhere(ls: FakeLabelStudio, foreign: FakeLabelStudio) -> None:
     with pytest.raises(LabelStudioError, match="refusing"):
-        LabelStudioClient(ls.url, KEY).get(foreign.url + "/x")
+        LabelStudioClient(ls.url, KEY).get_json(foreign.url + "/x")
     assert not foreign.requests
 
 
-# --- downloads ---------------------------------------------------------------------------------
+# --- the client cache --------------------------------------------------------------------------
 
 
-def test_relative_and_absolute_label_studio_urls_go_with_the_token(ls: FakeLabelStudio) -> None:
-    upload = ls.add_file("d2e85b55-a.csv", CSV)
-    local = ls.add_local_file("dir/b.csv", b"b")
-    fetcher = DataFetcher(LabelStudioClient(ls.url, KEY))
-    assert fetcher.fetch(upload) == CSV
-    assert fetcher.fetch(ls.url + upload) == CSV
-    assert fetcher.fetch(local) == b"b"
-    assert fetcher.fetch(ls.url + local) == b"b"
-    downloads = ls.calls("GET", prefix="/data/")
-    assert len(downloads) == 4
-    assert all(c.headers["Authorization"] == f"Token {KEY}" for c in downloads)
-
-
-def test_downloads_work_with_a_personal_token(ls: FakeLabelStudio) -> None:
-    upload = ls.add_file("a.csv", CSV)
-    fetcher = DataFetcher(LabelStudioClient(ls.url, ls.make_pat()))
-    assert fetcher.fetch(upload) == CSV
-    ls.revoke_access_tokens()
-    assert fetcher.fetch(ls.url + upload) == CSV
-    assert len(ls.calls("POST", "/api/token/refresh/")) == 2
-
-
-def test_relative_url_without_label_studio_names_the_variable() -> None:
-    with pytest.raises(DownloadError, match="LABEL_STUDIO_URL is unset") as info:
-        DataFetcher(None).fetch("/data/upload/1/a.csv", task_id=3)
-    assert info.value.task_id == 3
-    assert isinstance(info.value, TaskDataError)
-
-
-def test_foreign_host_is_refused_unless_allowed(ls: FakeLabelStudio, foreign: FakeLabelStudio) -> None:
-    url = foreign.add_public_file("s/sample2.csv", CSV)
-    client = LabelStudioClient(ls.url, KEY)
-    with pytest.raises(DownloadError, match="ALLOWED_HOSTS") as info:
-        DataFetcher(client).fetch(url, task_id=12)
-    assert "task 12" in str(info.value) and url in str(info.value)
-    assert not foreign.requests
-    for allowed in (_host(foreign), "127.0.0.1", "*", "other.example,*"):
-        assert DataFetcher(client, allowed_hosts=tuple(allowed.split(","))).fetch(url) == CSV
-    with pytest.raises(DownloadError, match="ALLOWED_HOSTS"):
-        DataFetcher(client, allowed_hosts=("127.0.0.1:1", "example.com")).fetch(url)
-
-
-def test_token_never_goes_to_a_foreign_host(ls: FakeLabelStudio, foreign: FakeLabelStudio) -> None:
-    url = foreign.add_public_file("sample.csv", CSV)
-    for key in (KEY, ls.make_pat()):
-        DataFetcher(LabelStudioClient(ls.url, key), allowed_hosts=("*",)).fetch(url)
-    assert len(foreign.requests) == 2
-    for call in foreign.requests:
-        assert "Authorization" not in call.headers and "X-Api-Key" not in call.headers
-
-
-def test_foreign_host_works_without_label_studio(foreign: FakeLabelStudio) -> None:
-    url = foreign.add_public_file("sample.csv", CSV)
-    assert DataFetcher(None, allowed_hosts=(_host(foreign),)).fetch(url) == CSV
-    by_name = url.replace("127.0.0.1", "localhost")
-    assert DataFetcher(None, allowed_hosts=("LOCALHOST",)).fetch(by_name) == CSV
-    with pytest.raises(DownloadError, match="ALLOWED_HOSTS"):
-        DataFetcher(None, allowed_hosts=("127.0.0.1",)).fetch(by_name)
-
-
-def test_redirects_obey_the_host_rules(ls: FakeLabelStudio, foreign: FakeLabelStudio) -> None:
-    target = foreign.add_public_file("t.csv", CSV)
-    client = LabelStudioClient(ls.url, KEY)
-    from_label_studio = ls.add_redirect("/data/upload/1/presigned.csv", target, auth=True)
-    assert DataFetcher(client).fetch(from_label_studio) == CSV
-    assert "Authorization" not in foreign.calls(path="/t.csv")[0].headers
-    with FakeLabelStudio() as third:
-        hop = third.add_redirect("/hop", target)
-        with pytest.raises(DownloadError, match="ALLOWED_HOSTS"):
-            DataFetcher(client, allowed_hosts=(_host(third),)).fetch(hop)
-        assert DataFetcher(client, allowed_hosts=(_host(third), _host(foreign))).fetch(hop) == CSV
-
-
-def test_http_errors_name_status_and_url_but_not_the_token(ls: FakeLabelStudio) -> None:
+def test_clients_are_shared_per_url_and_key(ls: FakeLabelStudio, foreign: FakeLabelStudio) -> None:
+    clients = LabelStudioClients()
     pat = ls.make_pat()
-    for key in (KEY, pat):
-        fetcher = DataFetcher(LabelStudioClient(ls.url, key))
-        with pytest.raises(DownloadError, match="HTTP 404") as info:
-            fetcher.fetch("/data/upload/1/missing.csv", task_id=5)
-        message = str(info.value)
-        assert ls.url + "/data/upload/1/missing.csv" in message and "task 5" in message
-        assert key not in message and "Bearer" not in message
+    assert clients.get(ls.url, pat) is clients.get(ls.url, pat)
+    assert clients.get(ls.url, KEY) is not clients.get(ls.url, pat)
+    assert clients.get(foreign.url, KEY) is not clients.get(ls.url, KEY)
+    project = ls.add_project(CONFIG)
+    for _ in range(3):
+        clients.get(ls.url, pat).export_tasks(project)
+    assert len(ls.calls("POST", "/api/token/refresh/")) == 1  # the access token is reused
+    clients.clear()
+    assert clients.get(ls.url, pat).uses_personal_token
 
 
-def test_other_schemes_are_refused() -> None:
-    with pytest.raises(DownloadError, match="unsupported URL scheme 's3'"):
-        DataFetcher(None).fetch("s3://bucket/a.csv")
-    with pytest.raises(DownloadError, match="empty"):
-        DataFetcher(None).fetch("  ")
+def test_clients_are_made_once_under_concurrency(ls: FakeLabelStudio) -> None:
+    made: list[LabelStudioClient] = []
 
+    def slow_factory(url: str, key: str) -> LabelStudioClient:
+        time.sleep(0.05)
+        made.append(LabelStudioClient(url, key))
+        return made[-1]
 
-# --- size cap ----------------------------------------------------------------------------------
-
-
-def test_size_cap_from_content_length(ls: FakeLabelStudio) -> None:
-    upload = ls.add_file("big.csv", b"x" * 5000)
-    fetcher = DataFetcher(LabelStudioClient(ls.url, KEY), max_bytes=4096)
-    with pytest.raises(DownloadError, match="MAX_DOWNLOAD_MB"):
-        fetcher.fetch(upload)
-    assert DataFetcher(LabelStudioClient(ls.url, KEY), max_bytes=5000).fetch(upload) == b"x" * 5000
-
-
-def test_size_cap_while_streaming(ls: FakeLabelStudio, tmp_path: Path) -> None:
-    upload = ls.add_file("big.csv", b"x" * 100_000, chunked=True)
-    fetcher = DataFetcher(LabelStudioClient(ls.url, KEY), max_bytes=20_000, cache_dir=tmp_path)
-    with pytest.raises(DownloadError, match="larger than"):
-        fetcher.fetch(upload)
-    assert not list(tmp_path.rglob("*.bin"))
-
-
-# --- local paths -------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    base = tmp_path / "root"
-    (base / "sub").mkdir(parents=True)
-    (base / "sub" / "a.csv").write_bytes(CSV)
-    (tmp_path / "secret.csv").write_bytes(b"secret")
-    return base
-
-
-def test_local_paths_below_the_root_are_read(root: Path) -> None:
-    fetcher = DataFetcher(None, local_root=root)
-    assert fetcher.fetch("sub/a.csv") == CSV
-    assert fetcher.fetch(str(root / "sub" / "a.csv")) == CSV
-    assert fetcher.fetch((root / "sub" / "a.csv").as_uri()) == CSV
-    assert fetcher.fetch("sub/../sub/a.csv") == CSV
-
-
-@pytest.mark.parametrize(
-    "ref", ["../secret.csv", "sub/../../secret.csv", "/etc/hostname", "file:///etc/passwd"]
-)
-def test_local_paths_outside_the_root_are_refused(root: Path, ref: str) -> None:
-    with pytest.raises(DownloadError, match="outside LOCAL_FILES_ROOT"):
-        DataFetcher(None, local_root=root).fetch(ref, task_id=1)
-
-
-def test_symlink_out_of_the_root_is_refused(root: Path) -> None:
-    os.symlink(root.parent / "secret.csv", root / "sub" / "link.csv")
-    os.symlink(root.parent, root / "up")
-    fetcher = DataFetcher(None, local_root=root)
-    for ref in ("sub/link.csv", "up/secret.csv"):
-        with pytest.raises(DownloadError, match="outside LOCAL_FILES_ROOT"):
-            fetcher.fetch(ref)
-
-
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
-    parts=st.lists(st.sampled_from(["..", ".", "sub", "a.csv", "secret.csv", "up", "link.csv"]), max_size=6)
-)
-def test_no_relative_path_reads_outside_the_root(root: Path, parts: list[str]) -> None:
-    if not (root / "up").exists():
-        os.symlink(root.parent, root / "up")
-        os.symlink(root.parent / "secret.csv", root / "sub" / "link.csv")
-    try:
-        assert DataFetcher(None, local_root=root).fetch("/".join(parts) or ".") == CSV
-    except DownloadError:
-        pass
-
-
-def test_missing_local_file_and_disabled_local_files(root: Path) -> None:
-    with pytest.raises(DownloadError, match="not found"):
-        DataFetcher(None, local_root=root).fetch("sub/nope.csv")
-    with pytest.raises(DownloadError, match="LOCAL_FILES_ROOT"):
-        DataFetcher(None).fetch(str(root / "sub" / "a.csv"))
-    with pytest.raises(DownloadError, match="MAX_DOWNLOAD_MB"):
-        DataFetcher(None, local_root=root, max_bytes=4).fetch("sub/a.csv")
-
-
-# --- cache -------------------------------------------------------------------------------------
-
-
-def test_uploads_are_served_from_cache_without_a_request(ls: FakeLabelStudio, tmp_path: Path) -> None:
-    upload = ls.add_file("d2e85b55-a.csv", CSV, etag=False)
-    client = LabelStudioClient(ls.url, KEY)
-    assert DataFetcher(client, cache_dir=tmp_path).fetch(upload) == CSV
-    assert DataFetcher(client, cache_dir=tmp_path).fetch(ls.url + upload) == CSV
-    assert len(ls.calls(prefix="/data/upload/")) == 1
-    assert not list(tmp_path.rglob(".tmp-*"))
-
-
-def test_other_files_are_revalidated_with_their_etag(
-    ls: FakeLabelStudio, foreign: FakeLabelStudio, tmp_path: Path
-) -> None:
-    local = ls.add_local_file("dir/a.csv", CSV)
-    remote = foreign.add_public_file("a.csv", CSV)
-    fetcher = DataFetcher(LabelStudioClient(ls.url, KEY), allowed_hosts=("*",), cache_dir=tmp_path)
-    for server, ref in ((ls, local), (foreign, remote)):
-        assert fetcher.fetch(ref) == CSV
-        assert fetcher.fetch(ref) == CSV
-        first, second = server.calls("GET")
-        assert "If-None-Match" not in first.headers
-        assert second.headers["If-None-Match"].startswith('"')
-    foreign.add_public_file("a.csv", b"changed")
-    assert fetcher.fetch(remote) == b"changed"
-    assert fetcher.fetch(remote) == b"changed"
-
-
-def test_files_without_validators_are_downloaded_again(foreign: FakeLabelStudio, tmp_path: Path) -> None:
-    url = foreign.add_public_file("a.csv", CSV, etag=False)
-    fetcher = DataFetcher(None, allowed_hosts=("*",), cache_dir=tmp_path)
-    fetcher.fetch(url)
-    fetcher.fetch(url)
-    assert all("If-None-Match" not in c.headers for c in foreign.calls("GET"))
-    assert len(foreign.calls("GET")) == 2
-
-
-def test_a_damaged_cache_entry_is_ignored(ls: FakeLabelStudio, tmp_path: Path) -> None:
-    upload = ls.add_file("a.csv", CSV)
-    client = LabelStudioClient(ls.url, KEY)
-    DataFetcher(client, cache_dir=tmp_path).fetch(upload)
-    (body,) = tmp_path.rglob("*.bin")
-    body.write_bytes(b"garbage")
-    assert DataFetcher(client, cache_dir=tmp_path).fetch(upload) == CSV
-    assert len(ls.calls(prefix="/data/upload/")) == 2
-    assert "If-None-Match" not in ls.calls(prefix="/data/upload/")[1].headers
+    clients = LabelStudioClients(slow_factory)
+    got: list[LabelStudioClient] = []
+    threads = [threading.Thread(target=lambda: got.append(clients.get(ls.url, KEY))) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(made) == 1 and all(client is made[0] for client in got)

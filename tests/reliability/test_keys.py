@@ -14,7 +14,8 @@ from test_server import CONFIG, add_recordings, backend  # noqa: F401  (backend 
 from segmenter import store
 from segmenter.config import Settings
 from segmenter.errors import ConfigError, DownloadError
-from segmenter.labelstudio import DataFetcher, LabelStudioClient
+from segmenter.fetching import DataFetcher
+from segmenter.labelstudio import LabelStudioClient
 
 ROOT = Path(__file__).resolve().parents[2]
 CSV = b"time,x\n0,1\n1,2\n2,3\n"
