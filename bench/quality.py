@@ -1,8 +1,8 @@
 """Quality on UEA BasicMotions with the default settings, median of 3 seeds.
 
-    .venv/bin/python bench/quality.py [--seeds 0 1 2]
+    .venv/bin/python -m bench.quality [--seeds 0 1 2]
 
-Targets (issue 2): timestep macro-F1 >= 0.97, event F1@IoU0.5 >= 0.90,
+Targets (README, Benchmarks): timestep macro-F1 >= 0.97, event F1@IoU0.5 >= 0.90,
 training <= 30 s on 2 cores.  Runs `python -m segmenter evaluate` per seed,
 exactly as a user would, and prints each report and the medians.
 """
@@ -18,8 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from basicmotions import write_project  # noqa: E402
+from bench.basicmotions import write_project
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,22 +1,18 @@
 """Time ``load_series`` on CSV bytes of 10k, 100k and 1M rows (time + 2 channels).
 
-Run: ``.venv/bin/python bench/series_parse.py``. Prints the best of three runs for a numeric
+Run: ``.venv/bin/python -m bench.series_parse``. Prints the best of three runs for a numeric
 time column, two datetime formats and no time column.
 """
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from segmenter.labelconfig import Target  # noqa: E402
-from segmenter.series import load_series  # noqa: E402
+from segmenter.labelconfig import Target
+from segmenter.series import load_series
 
 SIZES = (10_000, 100_000, 1_000_000)
 CASES = {

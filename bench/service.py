@@ -1,21 +1,17 @@
 """Service latency while a training runs, and /predict throughput.
 
-    .venv/bin/python bench/service.py [--workers 1] [--threads 8]
+    .venv/bin/python -m bench.service [--workers 1] [--threads 8]
 
-Starts the backend under gunicorn and a fake Label Studio (tests/fakels.py)
+Starts the backend under gunicorn and a fake Label Studio (harness/fakels.py)
 on loopback, starts a training, and while it runs measures ``/health`` and
 ``/webhook`` round trips (bounded: at most 400 of each, 60 s).  Then times
-``/predict`` for 10 tasks of 10,000 rows.  Targets (issue 3): webhook p99 <
+``/predict`` for 10 tasks of 10,000 rows.  Targets (README, Benchmarks): webhook p99 <
 100 ms, /health p99 < 50 ms during training, /predict 10 x 10k < 2 s.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,18 +19,10 @@ from pathlib import Path
 import numpy as np
 import requests
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-
-from fakels import FakeLabelStudio  # noqa: E402
-
-from segmenter import synthetic  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from harness import synthetic
+from harness.fakels import FakeLabelStudio
+from harness.processes import start_backend
+from harness.waiting import wait_until_idle
 
 
 def percentiles(samples: list[float]) -> str:
@@ -50,30 +38,14 @@ def main() -> None:
     config = synthetic.label_config()
     with tempfile.TemporaryDirectory() as tmp, FakeLabelStudio(legacy_token="bench") as ls:
         project = ls.add_project(config)
-        tasks = []
-        for i in range(10):
-            rec = synthetic.make_recording(10_000, seed=i, n_events=20)
-            path = ls.add_file(f"r{i}.csv", rec.frame.to_csv(index=False).encode(), project)
-            annotations = [synthetic.regions(rec.events, rec.frame["time"].to_numpy())] if i < 4 else []
-            tasks.append(ls.add_task(project, {"csv_url": path}, annotations=annotations))
-        port = free_port()
-        env = {**os.environ, "PORT": str(port), "WORKERS": args.workers, "THREADS": args.threads,
-               "MODEL_DIR": str(Path(tmp) / "models"), "LABEL_STUDIO_URL": ls.url, "LABEL_STUDIO_API_KEY": "bench",
-               "LOG_LEVEL": "WARNING", "TRAIN_EPOCHS": "30", "EARLY_STOPPING_PATIENCE": "30"}
-        server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "_wsgi:app"],
-                                  cwd=ROOT, env={**env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        url = f"http://127.0.0.1:{port}"
+        tasks = ls.add_recordings(project, 4, rows=10_000, n_events=20)
+        tasks += ls.add_recordings(project, 6, seed=4, rows=10_000, n_events=20, annotate=False)
+        env = {"WORKERS": args.workers, "THREADS": args.threads, "LOG_LEVEL": "WARNING", "TRAIN_EPOCHS": "30",
+               "EARLY_STOPPING_PATIENCE": "30"}
+        server = start_backend(Path(tmp) / "models", Path(tmp) / "backend.log", label_studio_url=ls.url,
+                               api_key="bench", extra_env=env, timeout=60)
+        url = server.url
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if requests.get(url + "/health", timeout=2).ok:
-                        break
-                except requests.RequestException:
-                    pass
-                if time.monotonic() > deadline:
-                    raise SystemExit("backend did not start")
-                time.sleep(0.2)
             session = requests.Session()
             session.post(url + "/setup", json={"project": f"{project}.1", "schema": config, "hostname": ls.url,
                                                "access_token": "bench"}, timeout=5)
@@ -96,11 +68,7 @@ def main() -> None:
                 time.sleep(0.02)
             print(f"/health during training:  {percentiles(health)}")
             print(f"/webhook during training: {percentiles(webhook)}")
-            while True:
-                status = session.get(f"{url}/status/{project}", timeout=5).json()
-                if status["state"] in ("idle", "failed") and status["requests"] <= status["started_request"]:
-                    break
-                time.sleep(0.2)
+            status = wait_until_idle(url, project, timeout=600, interval=0.2)
             print(f"training: {status['state']}, version {status['model_version']}")
             predict = {"tasks": tasks, "project": f"{project}.1", "label_config": config}
             session.post(url + "/predict", json=predict, timeout=120)  # warm: model load, downloads cached
@@ -113,8 +81,7 @@ def main() -> None:
             print(f"/predict 10 tasks x 10k rows: median {np.median(times):.2f} s, max {max(times):.2f} s, "
                   f"{regions} regions")
         finally:
-            server.terminate()
-            server.wait(timeout=30)
+            server.stop()
 
 
 if __name__ == "__main__":

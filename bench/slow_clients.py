@@ -1,11 +1,11 @@
-"""/health and /predict while slow clients hold connections open (issue 7, finding 4).
+"""/health and /predict while slow clients hold connections open.
 
-    .venv/bin/python bench/slow_clients.py [--clients 16] [--workers 1] [--threads 8]
-    .venv/bin/python bench/slow_clients.py --url http://127.0.0.1:9090 --clients 64 [--auth user:pass]
+    .venv/bin/python -m bench.slow_clients [--clients 16] [--workers 1] [--threads 8]
+    .venv/bin/python -m bench.slow_clients --url http://127.0.0.1:9090 --clients 64 [--auth user:pass]
 
 Without --url it starts the backend as ./start.sh does (gunicorn -c
 gunicorn.conf.py _wsgi:app) on a free loopback port; --worker-class gthread
-runs the worker used before issue 7 for comparison.  Each slow client sends
+runs the worker used before the buffering worker, for comparison.  Each slow client sends
 ``POST /webhook`` headers announcing a 100,000-byte body, then one byte a
 second.  Meanwhile it times ``/health`` on fresh connections (at most
 --requests of them, each with a --timeout, counted as failures when they do
@@ -18,10 +18,7 @@ Everything stops after --duration seconds at most.  Target: /health p99 <
 from __future__ import annotations
 
 import argparse
-import os
 import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -32,52 +29,24 @@ from urllib.parse import urlsplit
 import numpy as np
 import requests
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT)]
-
-from segmenter import synthetic  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from harness import synthetic
+from harness.processes import start_backend
 
 
 @contextmanager
 def started_backend(args: argparse.Namespace):
     """gunicorn on a free 127.0.0.1 port with a throwaway MODEL_DIR; yields its URL."""
-    port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "PORT": str(port), "WORKERS": str(args.workers), "THREADS": str(args.threads),
-               "MODEL_DIR": str(Path(tmp) / "models"), "LOG_LEVEL": "WARNING"}
+        env = {"WORKERS": str(args.workers), "THREADS": str(args.threads), "LOG_LEVEL": "WARNING"}
         if args.auth:
             env["BASIC_AUTH_USER"], env["BASIC_AUTH_PASS"] = args.auth
-        command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}"]
-        if args.worker_class:
-            command += ["--worker-class", args.worker_class]
-        server = subprocess.Popen([*command, "_wsgi:app"], cwd=ROOT, env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        url = f"http://127.0.0.1:{port}"
+        server = start_backend(Path(tmp) / "models", Path(tmp) / "backend.log", host="127.0.0.1", extra_env=env,
+                               gunicorn_args=["--worker-class", args.worker_class] if args.worker_class else [],
+                               timeout=60)
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if requests.get(url + "/health", timeout=2, auth=args.auth).ok:
-                        break
-                except requests.RequestException:
-                    pass
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit("backend did not start")
-                time.sleep(0.2)
-            yield url
+            yield server.url
         finally:
-            server.terminate()
-            try:
-                server.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+            server.stop(timeout=60)
 
 
 class SlowClients:

@@ -1,10 +1,10 @@
 """Predict speed and memory: one 2-channel series from CSV bytes to regions.
 
-    .venv/bin/python bench/speed.py [--rows 10000 100000 1000000]
+    .venv/bin/python -m bench.speed [--rows 10000 100000 1000000]
 
 Each size runs in a fresh process so its peak RSS is its own.  Prints the
 time of each stage (CSV parse, network, regions) and the peak RSS.  Target
-(issue 2): 1,000,000 rows <= 10 s and <= 1 GB on 2 cores (stretch 5 s).
+(README, Benchmarks): 1,000,000 rows <= 10 s and <= 1 GB on 2 cores (stretch 5 s).
 """
 
 from __future__ import annotations
@@ -18,32 +18,21 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def model():
     """A model briefly trained on synthetic recordings (timing does not depend on its quality)."""
-    from segmenter import synthetic
+    from harness import synthetic
     from segmenter.config import TrainingSettings
     from segmenter.training import train_project
 
-    files, tasks = {}, []
-    for i in range(2):
-        rec = synthetic.make_recording(2000, seed=i, n_events=6)
-        files[f"r{i}"] = rec.frame.to_csv(index=False).encode()
-        tasks.append({"id": i, "data": {"csv_url": f"r{i}"},
-                      "annotations": [{"result": synthetic.regions(rec.events, rec.frame["time"].to_numpy())}]})
-
-    class Files:
-        def fetch(self, ref, task_id=None):
-            return files[ref]
-
-    return train_project(synthetic.label_config(), tasks, Files(), TrainingSettings(epochs=15, patience=5))[0]
+    tasks, files = synthetic.annotated_tasks(2, 2000, n_events=6)
+    return train_project(synthetic.label_config(), tasks, files, TrainingSettings(epochs=15, patience=5))[0]
 
 
 def one(rows: int) -> dict:
     """Time every stage for one series of ``rows`` rows (run in its own process)."""
-    from segmenter import synthetic
+    from harness import synthetic
     from segmenter.config import Settings, bootstrap
     from segmenter.regions import to_results
     from segmenter.series import load_series
@@ -74,7 +63,8 @@ def main() -> None:
         print(json.dumps(one(args.one)))
         return
     for rows in args.rows:
-        out = subprocess.run([sys.executable, __file__, "--one", str(rows)], capture_output=True, text=True, check=True)
+        out = subprocess.run([sys.executable, "-m", "bench.speed", "--one", str(rows)], cwd=ROOT, capture_output=True,
+                             text=True, check=True)
         print(out.stdout.strip().splitlines()[-1], flush=True)
 
 

@@ -21,16 +21,13 @@ import signal
 import sys
 import time
 
-from scripts.lsdriver import (
+from harness import DriverError
+from harness.lsdriver import LabelStudioAPI, ProjectRun, of_version, predicted_spans
+from harness.ports import free_port
+from harness.processes import (
     REPO,
-    DriverError,
-    LabelStudioAPI,
-    ProjectRun,
     Service,
-    free_port,
     label_studio_version,
-    of_version,
-    predicted_spans,
     pristine_data_dir,
     start_backend,
     start_label_studio,

@@ -14,7 +14,9 @@ would see.  Two views:
   count as one segment.  (scikit-learn has no segment matching: that part is ours.)
 
 ``score`` runs both over a set of annotated tasks; the command line's
-``evaluate``, the benchmarks and the end-to-end tests all call it.
+``evaluate``, the benchmarks and the end-to-end tests all call it.  The Label
+Studio integration suite and the demo score predictions stored in Label Studio
+with ``match_events`` (harness/lsdriver.py).
 """
 
 from __future__ import annotations
@@ -86,9 +88,13 @@ def _segments(rows: np.ndarray) -> list[tuple[int, int, int]]:
 
 
 def match_events(
-    truth: np.ndarray, pred: np.ndarray, instant_classes: frozenset[int], instant_tolerance: int
+    truth: np.ndarray,
+    pred: np.ndarray,
+    instant_classes: frozenset[int],
+    instant_tolerance: int,
+    iou_threshold: float = IOU_THRESHOLD,
 ) -> tuple[int, int, int]:
-    """(matched, true segments, predicted segments) for one series."""
+    """(matched, true segments, predicted segments) for one series; ranges match at IoU >= ``iou_threshold``."""
     true_segments, pred_segments = _segments(truth), _segments(pred)
     candidates = []
     for i, (ts, te, tc) in enumerate(true_segments):
@@ -104,7 +110,7 @@ def match_events(
             if inter <= 0:
                 continue
             iou = inter / (max(te, pe) - min(ts, ps) + 1)
-            if iou >= IOU_THRESHOLD:
+            if iou >= iou_threshold:
                 candidates.append((iou, i, j))
     used_true, used_pred, matched = set(), set(), 0
     for _, i, j in sorted(candidates, reverse=True):

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["fakels"]
+pytest_plugins = ["harness.fakels"]
 
-# Copies of ../shared/labelstudio/payloads: requests captured from a real Label Studio 1.23.2.
+# Requests captured from a real Label Studio 1.23.2.
 PAYLOADS = Path(__file__).resolve().parent / "payloads"
 
 

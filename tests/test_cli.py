@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from segmenter import synthetic
+from harness import synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "TRAIN_EPOCHS": "40", "EARLY_STOPPING_PATIENCE": "5", "LOG_LEVEL": "WARNING"}
@@ -31,7 +31,7 @@ def project(tmp_path_factory):
     for i in range(5):
         rec = synthetic.make_recording(1000, seed=30 + i, n_events=4)
         rec.frame.to_csv(folder / "data" / f"r{i}.csv", index=False)
-        result = synthetic.regions(rec.events, rec.frame["time"].to_numpy())
+        result = synthetic.annotation(rec)
         tasks.append({"id": i + 1, "data": {"csv_url": f"data/r{i}.csv"}, "annotations": [{"id": i, "result": result}]})
     (folder / "export.json").write_text(json.dumps(tasks))
     return folder

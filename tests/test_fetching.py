@@ -8,10 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fakels import FakeLabelStudio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from harness.fakels import FakeLabelStudio
 from segmenter.errors import DownloadError, TaskDataError
 from segmenter.fetching import DataFetcher
 from segmenter.labelstudio import LabelStudioClient

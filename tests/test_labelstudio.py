@@ -9,8 +9,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from fakels import LEGACY_DISABLED, FakeLabelStudio
 
+from harness.fakels import LEGACY_DISABLED, FakeLabelStudio
 from segmenter.errors import DownloadError
 from segmenter.fetching import DataFetcher
 from segmenter.labelstudio import LabelStudioClient, LabelStudioClients, LabelStudioError

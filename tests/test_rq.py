@@ -8,9 +8,10 @@ import time
 from pathlib import Path
 
 import pytest
-from served import free_port
 
-from segmenter import store, synthetic
+from harness import synthetic
+from harness.ports import free_port
+from segmenter import store
 from segmenter.access import LabelStudioAccess
 from segmenter.config import Settings, TrainingSettings
 from segmenter.jobs import Scheduler
@@ -44,18 +45,14 @@ def redis_url(tmp_path):
 
 
 def test_rq_worker_trains_the_project(redis_url, tmp_path):
-    from fakels import FakeLabelStudio
+    from harness.fakels import FakeLabelStudio
 
     model_dir = tmp_path / "models"
     env = {**os.environ, "MODEL_DIR": str(model_dir), "TRAIN_EPOCHS": "3", "EARLY_STOPPING_PATIENCE": "1",
            "LOG_LEVEL": "WARNING"}
     with FakeLabelStudio(legacy_token="tok") as ls:
         project = ls.add_project(synthetic.label_config())
-        for i in range(2):
-            rec = synthetic.make_recording(300, seed=i, n_events=2)
-            path = ls.add_file(f"r{i}.csv", rec.frame.to_csv(index=False).encode(), project)
-            ls.add_task(project, {"csv_url": path},
-                        annotations=[synthetic.regions(rec.events, rec.frame["time"].to_numpy())])
+        ls.add_recordings(project, 2, rows=300, n_events=2)
         settings = Settings(model_dir=model_dir, training_backend="rq", redis_url=redis_url, rq_queue="segmenter",
                             training=TrainingSettings(epochs=3, patience=1))
         store.save_connection(model_dir, project, {"hostname": ls.url, "access_token": "tok", "schema": ""})

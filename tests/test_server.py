@@ -6,10 +6,12 @@ from pathlib import Path
 
 import pytest
 import requests
-from served import serve
 
+from harness import synthetic
+from harness.served import serve
+from harness.waiting import wait_until_idle
 from model import TimeSeriesSegmenter
-from segmenter import store, synthetic
+from segmenter import store
 from segmenter.config import Settings, TrainingSettings
 from segmenter.runtime import Runtime
 from segmenter.server import create_app
@@ -26,20 +28,14 @@ def make_settings(tmp_path: Path, **changes) -> Settings:
 
 @pytest.fixture
 def fake_ls():
-    from fakels import FakeLabelStudio
+    from harness.fakels import FakeLabelStudio
 
     with FakeLabelStudio(legacy_token="ls-token") as ls:
         yield ls
 
 
 def add_recordings(ls, project, n, seed=0, rows=300, annotate=True):
-    tasks = []
-    for i in range(n):
-        rec = synthetic.make_recording(rows, seed=seed + i, n_events=2)
-        path = ls.add_file(f"rec{project}_{seed + i}.csv", rec.frame.to_csv(index=False).encode(), project)
-        annotations = [synthetic.regions(rec.events, rec.frame["time"].to_numpy())] if annotate else []
-        tasks.append(ls.add_task(project, {"csv_url": path}, annotations=annotations))
-    return tasks
+    return ls.add_recordings(project, n, seed=seed, rows=rows, annotate=annotate)
 
 
 class Backend:
@@ -66,13 +62,7 @@ class Backend:
         return self.post("/predict", body)
 
     def wait_idle(self, project, timeout=60):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            status = self.get(f"/status/{project}").json()
-            if status["state"] in ("idle", "failed") and status.get("requests", 0) <= status.get("started_request", 0):
-                return status
-            time.sleep(0.05)
-        raise AssertionError(f"project {project} still training: {status}")
+        return wait_until_idle(self.url, project, timeout)
 
 
 def trained_project(b, ls):

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from segmenter import store, synthetic
+from harness import synthetic
+from segmenter import store
 from segmenter.config import TrainingSettings
 from segmenter.evaluation import score
 from segmenter.inference import predict_tasks
@@ -15,25 +16,8 @@ from segmenter.training import TrainingError, train_project
 SETTINGS = TrainingSettings(epochs=80, patience=6, batch_size=32)
 
 
-class DictFetcher:
-    """Task files held in memory, by name."""
-
-    def __init__(self, files):
-        self.files = files
-
-    def fetch(self, ref, task_id=None):
-        return self.files[ref]
-
-
 def make_tasks(n_tasks, seed, spikes=0, rows=1200):
-    files, tasks = {}, []
-    for i in range(n_tasks):
-        rec = synthetic.make_recording(rows, seed=seed + i, n_events=4, spikes=spikes)
-        name = f"rec{seed + i}.csv"
-        files[name] = rec.frame.to_csv(index=False).encode()
-        result = synthetic.regions(rec.events, rec.frame["time"].to_numpy())
-        tasks.append({"id": i + 1, "data": {"csv_url": name}, "annotations": [{"id": i, "result": result}]})
-    return tasks, DictFetcher(files)
+    return synthetic.annotated_tasks(n_tasks, rows, seed=seed, n_events=4, spikes=spikes)
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +78,7 @@ def test_single_task_validates_on_its_tail_and_tiny_series_train():
     tasks, fetcher = make_tasks(1, seed=3, rows=600)
     [model] = train_project(config, tasks, fetcher, TrainingSettings(epochs=2, patience=1))
     assert model.info["validation"]["held_out"].startswith("last 120 rows")
-    fetcher.files["one.csv"] = b"time,sensor1,sensor2\n0,1.0,2.0\n"
+    fetcher["one.csv"] = b"time,sensor1,sensor2\n0,1.0,2.0\n"
     tiny = [{"id": 9, "data": {"csv_url": "one.csv"}, "annotations": [{"result": []}]}]
     [small] = train_project(config, tiny, fetcher, TrainingSettings(epochs=2, patience=1))
     [prediction] = predict_tasks([small], tiny, fetcher)
@@ -112,7 +96,7 @@ def test_no_annotated_task_is_a_clear_error():
 def test_unreadable_task_is_skipped_and_reported():
     config = synthetic.label_config()
     tasks, fetcher = make_tasks(2, seed=5, rows=300)
-    fetcher.files[tasks[1]["data"]["csv_url"]] = b"time,sensor1,sensor2\n0,abc,1\n1,2,3\n"
+    fetcher[tasks[1]["data"]["csv_url"]] = b"time,sensor1,sensor2\n0,abc,1\n1,2,3\n"
     [model] = train_project(config, tasks, fetcher, TrainingSettings(epochs=2, patience=1))
     [skipped] = model.info["data"]["skipped_tasks"]
     assert "task 2" in skipped and "sensor1" in skipped
@@ -126,20 +110,20 @@ def test_a_config_with_two_pairs_trains_and_predicts_both():
         '<TimeSeriesLabels name="other" toName="b"><Label value="Walk"/></TimeSeriesLabels>'
         '<TimeSeries name="b" value="$right"><Channel column="sensor2"/></TimeSeries></View>'
     )
-    files, tasks = {}, []
+    files, tasks = synthetic.MemoryFiles(), []
     for i in range(2):
         rec = synthetic.make_recording(400, seed=i, n_events=2)
-        files[f"r{i}"] = rec.frame.to_csv(index=False).encode()
-        left = synthetic.regions(rec.events, rec.frame["time"].to_numpy())
+        files[f"r{i}"] = synthetic.csv_bytes(rec)
+        left = synthetic.annotation(rec)
         for r in left:
             r["from_name"], r["to_name"] = "motion", "a"
-        right = [dict(r, from_name="other", to_name="b") for r in synthetic.regions(rec.events)
+        right = [dict(r, from_name="other", to_name="b") for r in synthetic.annotation_results(rec.events)
                  if r["value"]["timeserieslabels"] == ["Walk"]]
         tasks.append({"id": i, "data": {"left": f"r{i}", "right": f"r{i}"}, "annotations": [{"result": left + right}]})
-    models = train_project(config, tasks, DictFetcher(files), TrainingSettings(epochs=3, patience=1))
+    models = train_project(config, tasks, files, TrainingSettings(epochs=3, patience=1))
     expected = [("motion", ("Run", "Walk")), ("other", ("Walk",))]
     assert [(m.target.from_name, m.target.labels) for m in models] == expected
     assert models[1].info["data"]["class_rows"]["Walk"] > 0
-    [prediction] = predict_tasks(models, tasks[:1], DictFetcher(files))
+    [prediction] = predict_tasks(models, tasks[:1], files)
     assert {r["from_name"] for r in prediction["result"]} <= {"motion", "other"}
     assert all((r["from_name"], r["to_name"]) in (("motion", "a"), ("other", "b")) for r in prediction["result"])

@@ -2,7 +2,7 @@
 
 Label Studio starts from a copy of a cached, migrated, empty data dir
 (``.labelstudio/pristine-<version>``, built on the first run: about a minute), on a
-free loopback port, with the flags of shared/labelstudio/README.md.  Logs go to
+free loopback port, with the flags of ``harness.processes.start_label_studio``.  Logs go to
 files under the session's tmp dir; a failing test shows their tails.
 
 Tests marked ``incremental`` in one class are steps of one walkthrough: after a
@@ -20,16 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.lsdriver import LabelStudioAPI, ProjectRun
+from harness.processes import LS_BIN, Service, pristine_data_dir, start_backend, start_label_studio
 from integration.support import BACKEND_ENV, SERVICES
-from scripts.lsdriver import (
-    LS_BIN,
-    LabelStudioAPI,
-    ProjectRun,
-    Service,
-    pristine_data_dir,
-    start_backend,
-    start_label_studio,
-)
 
 ADMIN = "admin@example.com"
 

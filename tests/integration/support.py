@@ -13,8 +13,9 @@ import shutil
 
 import pytest
 
-from scripts.lsdriver import LS_BIN, ProjectRun, Service
-from segmenter import synthetic
+from harness import synthetic
+from harness.lsdriver import ProjectRun
+from harness.processes import LS_BIN, Service
 
 # Small trainings: the suite trains about ten times.
 BACKEND_ENV = {"WORKERS": "2", "THREADS": "8", "TRAIN_EPOCHS": "30", "EARLY_STOPPING_PATIENCE": "5",

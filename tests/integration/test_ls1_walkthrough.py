@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import pytest
 
+from harness.lsdriver import ProjectRun
+from harness.waiting import wait_for
 from integration.support import ANNOTATED, MAX_REQUEST_S, MIN_RECALL, check_predictions, module_marks, report_recall
-from scripts.lsdriver import ProjectRun, wait_for
 
 pytestmark = module_marks()
 

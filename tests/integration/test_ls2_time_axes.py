@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
+from harness.lsdriver import ProjectRun
 from integration.support import MAX_REQUEST_S, MIN_RECALL, check_predictions, module_marks, report_recall
-from scripts.lsdriver import ProjectRun
 
 pytestmark = module_marks()
 

@@ -12,8 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from harness.lsdriver import ProjectRun
+from harness.processes import REPO
 from integration.support import CHROMEDRIVER, CHROMIUM, ensure_predicted, module_marks, require_browser
-from scripts.lsdriver import REPO, ProjectRun
 
 pytestmark = module_marks()
 

@@ -9,8 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from harness import DriverError
+from harness.lsdriver import LabelStudioAPI, ProjectRun
+from harness.processes import Service, start_backend
 from integration.support import BACKEND_ENV, SERVICES, check_predictions, module_marks
-from scripts.lsdriver import DriverError, LabelStudioAPI, ProjectRun, Service, start_backend
 
 pytestmark = module_marks()
 

@@ -7,10 +7,10 @@ import logging
 import numpy as np
 import pytest
 import requests
-from fakels import FakeLabelStudio
 from test_server import CONFIG, add_recordings, backend, trained_project  # noqa: F401  (backend is a fixture)
 
-from segmenter import synthetic
+from harness import synthetic
+from harness.fakels import FakeLabelStudio
 from segmenter.annotations import row_labels
 from segmenter.labelconfig import parse_label_config
 from segmenter.series import load_series
@@ -142,7 +142,7 @@ def _series_and_target(rows=300):
 
 def test_a_region_outside_the_series_is_skipped_with_a_warning_naming_the_task(caplog):
     rec, series, target = _series_and_target()
-    regions = synthetic.regions(rec.events, rec.frame["time"].to_numpy())
+    regions = synthetic.annotation(rec)
     outside = [
         {**regions[0], "id": "far", "value": {**regions[0]["value"], "start": 5000, "end": 5100}},
         {**regions[0], "id": "before", "value": {**regions[0]["value"], "start": -90, "end": -10}},
@@ -160,7 +160,7 @@ def test_a_region_outside_the_series_is_skipped_with_a_warning_naming_the_task(c
 
 def test_a_region_running_past_the_series_is_clipped_and_does_not_set_the_clean_up(caplog):
     rec, series, target = _series_and_target()
-    regions = synthetic.regions(rec.events, rec.frame["time"].to_numpy())
+    regions = synthetic.annotation(rec)
     past = {**regions[0], "id": "tail", "value": {**regions[0]["value"], "start": 295, "end": 5000}}
     with caplog.at_level(logging.WARNING):
         rows = row_labels(series, regions + [past], target, task_id=43)

@@ -16,12 +16,15 @@ from pathlib import Path
 import pytest
 import requests
 import torch
-from fakels import FakeLabelStudio
 from flask import Response, request
-from served import free_port, serve
 
+from harness import synthetic
+from harness.fakels import FakeLabelStudio
+from harness.processes import start_backend
+from harness.served import serve
+from harness.waiting import wait_until_idle
 from model import TimeSeriesSegmenter
-from segmenter import store, synthetic
+from segmenter import store
 from segmenter.config import Settings, TrainingSettings
 from segmenter.runtime import Runtime
 from segmenter.server import create_app
@@ -70,13 +73,7 @@ def ls():
 
 
 def add_recordings(ls, project, n=2, seed=0, rows=200):
-    tasks = []
-    for i in range(n):
-        rec = synthetic.make_recording(rows, seed=seed + i, n_events=2)
-        path = ls.add_file(f"rec{project}_{seed + i}.csv", rec.frame.to_csv(index=False).encode(), project)
-        annotation = synthetic.regions(rec.events, rec.frame["time"].to_numpy())
-        tasks.append(ls.add_task(project, {"csv_url": path}, annotations=[annotation]))
-    return tasks
+    return ls.add_recordings(project, n, seed=seed, rows=rows)
 
 
 class Client:
@@ -111,13 +108,7 @@ class Client:
         return self.get("/versions", params={"project": project}).json()["versions"]
 
     def wait_idle(self, project, timeout=60):
-        deadline = time.monotonic() + timeout
-        while True:
-            status = self.status(project)
-            if status["state"] in ("idle", "failed") and status.get("requests", 0) <= status.get("started_request", 0):
-                return status
-            assert time.monotonic() < deadline, f"project {project} still busy: {status}"
-            time.sleep(0.05)
+        return wait_until_idle(self.url, project, timeout)
 
     def serves(self, project, tasks):
         """The one version all of /setup, /predict, /versions and /status report, checked to be applied."""
@@ -371,29 +362,11 @@ def test_label_studio_faults_fail_the_training_clearly(service, ls, fault):
 
 @pytest.fixture
 def gunicorn(tmp_path, ls):
-    port = free_port()
-    env = {**os.environ, **TINY_ENV, "PORT": str(port), "WORKERS": "2", "THREADS": "4",
-           "MODEL_DIR": str(tmp_path / "models"), "CACHE_DIR": str(tmp_path / "cache"),
-           "LABEL_STUDIO_URL": ls.url, "LABEL_STUDIO_API_KEY": TOKEN}
-    log = open(tmp_path / "gunicorn.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "-b", f"127.0.0.1:{port}", "_wsgi:app"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    c = Client(f"http://127.0.0.1:{port}", tmp_path / "models")
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if c.get("/health").ok:
-                break
-        except requests.RequestException:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "gunicorn.log").read_text()
-        time.sleep(0.2)
-    yield c
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
+    env = {**TINY_ENV, "WORKERS": "2", "THREADS": "4", "CACHE_DIR": str(tmp_path / "cache")}
+    backend = start_backend(tmp_path / "models", tmp_path / "gunicorn.log", label_studio_url=ls.url, api_key=TOKEN,
+                            host="127.0.0.1", timeout=60, extra_env=env)
+    yield Client(backend.url, tmp_path / "models")
+    backend.stop()
 
 
 def test_two_workers_never_train_one_project_twice_at_once(gunicorn, ls):

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from fakels import FakeLabelStudio
 from test_server import CONFIG, add_recordings, backend  # noqa: F401  (backend is a fixture)
 
+from harness.fakels import FakeLabelStudio
 from segmenter import store
 from segmenter.config import Settings
 from segmenter.errors import ConfigError, DownloadError

@@ -12,10 +12,11 @@ import re
 
 import pytest
 import requests
-from fakels import FakeLabelStudio
 from test_server import CONFIG, add_recordings
 
-from scripts.lsdriver import start_backend
+from harness.fakels import FakeLabelStudio
+from harness.processes import start_backend
+from harness.waiting import wait_until_idle
 
 BASIC = ("ml", "basic-pass-9f3c2e")
 SETUP_TOKEN = "setup-token-77ad01"
@@ -39,15 +40,7 @@ def deployment(tmp_path):
 
 
 def wait_settled(url, project, requests_at_least, timeout=120):
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = requests.get(f"{url}/status/{project}", auth=BASIC, timeout=5).json()
-        if status.get("started_request", 0) >= requests_at_least and status["state"] in ("idle", "failed"):
-            return status
-        time.sleep(0.2)
-    raise AssertionError(f"training of project {project} did not settle: {status}")
+    return wait_until_idle(url, project, timeout, min_requests=requests_at_least, interval=0.2, auth=BASIC)
 
 
 def test_no_secret_reaches_a_log_a_response_or_a_file(deployment):

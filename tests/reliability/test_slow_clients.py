@@ -9,10 +9,7 @@ over ``MAX_REQUEST_MB`` gets a JSON 413 whether its size is announced
 import asyncio
 import base64
 import json
-import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -21,16 +18,15 @@ from pathlib import Path
 
 import pytest
 import requests
-from served import free_port
 
+from harness import synthetic
+from harness.processes import start_backend
 from model import TimeSeriesSegmenter
-from segmenter import synthetic
 from segmenter.config import Settings
 from segmenter.errors import ConfigError
 from segmenter.runtime import Runtime
 from segmenter.server import create_app
 
-ROOT = Path(__file__).resolve().parents[2]
 AUTH = ("ml", "secret")
 SLOW_CLIENTS = 16
 LIMIT_MB = 1
@@ -39,36 +35,12 @@ LIMIT_MB = 1
 @contextmanager
 def gunicorn(tmp_path: Path, **extra: str):
     """gunicorn with ./start.sh's command line and defaults (1 worker, 8 threads) on a free loopback port."""
-    port = free_port()
-    env = {**os.environ, "PORT": str(port), "MODEL_DIR": str(tmp_path / "models"), "LOG_LEVEL": "WARNING",
-           "MAX_REQUEST_MB": str(LIMIT_MB), **extra}
-    for name in ("WORKERS", "THREADS", "BASIC_AUTH_USER", "BASIC_AUTH_PASS"):
-        if name not in extra:
-            env.pop(name, None)
-    log_path = tmp_path / f"gunicorn-{port}.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "_wsgi:app"],
-                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        auth = AUTH if "BASIC_AUTH_USER" in extra else None
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if requests.get(url + "/health", timeout=1, auth=auth).ok:
-                        break
-                except requests.RequestException:
-                    pass
-                assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
-                time.sleep(0.2)
-            yield url, port
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    backend = start_backend(tmp_path / "models", tmp_path / "gunicorn.log", timeout=60,
+                            extra_env={"LOG_LEVEL": "WARNING", "MAX_REQUEST_MB": str(LIMIT_MB), **extra})
+    try:
+        yield backend.url, backend.port
+    finally:
+        backend.stop()
 
 
 @pytest.fixture(scope="module")

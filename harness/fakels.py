@@ -12,6 +12,8 @@ host: served without auth.
         csv = ls.add_file("a.csv", b"time,x\\n0,1\\n", project)
         ls.add_task(project, {"csv_url": csv}, annotations=[[region]])
         client = LabelStudioClient(ls.url, "secret")
+
+``add_recordings`` adds synthetic recordings (``harness.synthetic``) as tasks in one call.
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ from typing import Self
 
 import pytest
 from flask import Flask, Response, jsonify, request
-from werkzeug.serving import WSGIRequestHandler, make_server
+
+from harness import synthetic
+from harness.served import Served
 
 LEGACY_DISABLED = "legacy token authentication has been disabled for this organization"
 _NOW = "2026-01-01T00:00:00.000000Z"
@@ -53,11 +57,6 @@ class _File:
     etag: bool = True
     chunked: bool = False
     headers: dict[str, str] = field(default_factory=dict)
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_request(self, *args: object, **kwargs: object) -> None:
-        pass
 
 
 def _b64(data: bytes) -> str:
@@ -85,21 +84,15 @@ class FakeLabelStudio:
         self._live_access: set[int] = set()
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
-        self._server = make_server("127.0.0.1", 0, self._app(), threaded=True, request_handler=_QuietHandler)
-        self.url = f"http://127.0.0.1:{self._server.server_port}"
-        # Handler threads may sit on clients' keep-alive connections: do not wait for them on close.
-        self._server.daemon_threads = True
-        self._server.block_on_close = False
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True)
+        self._served = Served(self._app())
+        self.url = self._served.url
 
     def __enter__(self) -> Self:
-        self._thread.start()
+        self._served.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        self._served.stop()
 
     def add_project(self, label_config: str = "<View></View>", title: str = "Project") -> int:
         """Create a project and return its id."""
@@ -175,6 +168,19 @@ class FakeLabelStudio:
         task["total_annotations"] = sum(not a["was_cancelled"] for a in task["annotations"])
         task["cancelled_annotations"] = sum(a["was_cancelled"] for a in task["annotations"])
         return record
+
+    def add_recordings(
+        self, project_id: int, count: int, seed: int = 0, rows: int = 300, n_events: int = 2, annotate: bool = True
+    ) -> list[dict]:
+        """``count`` synthetic recordings (seeds ``seed``, ``seed + 1``, ...) uploaded to the project, one
+        task each, annotated with their planted events when ``annotate``; the tasks."""
+        tasks = []
+        for i in range(count):
+            rec = synthetic.make_recording(rows, seed=seed + i, n_events=n_events)
+            path = self.add_file(f"rec{project_id}_{seed + i}.csv", synthetic.csv_bytes(rec), project_id)
+            annotations = [synthetic.annotation(rec)] if annotate else []
+            tasks.append(self.add_task(project_id, {"csv_url": path}, annotations=annotations))
+        return tasks
 
     def add_file(self, name: str, content: bytes, project_id: int = 1, **options: object) -> str:
         """Serve ``content`` as an upload (auth required); returns the relative URL tasks hold.
@@ -263,6 +269,15 @@ class FakeLabelStudio:
                 return None
         return Response(json.dumps({"detail": "Invalid token."}), 401, mimetype="application/json")
 
+    def _project_error(self, project_id: int) -> Response | None:
+        """The answer to a project API request without a valid key, or for a project that does not exist."""
+        denied = self._auth_error()
+        if denied is not None:
+            return denied
+        if project_id not in self.projects:
+            return Response(json.dumps({"detail": "Not found."}), 404, mimetype="application/json")
+        return None
+
     def _app(self) -> Flask:
         app = Flask("fakels")
 
@@ -294,11 +309,9 @@ class FakeLabelStudio:
 
         @app.get("/api/projects/<int:project_id>/export")
         def export(project_id: int) -> Response:
-            denied = self._auth_error()
-            if denied is not None:
-                return denied
-            if project_id not in self.projects:
-                return Response(json.dumps({"detail": "Not found."}), 404, mimetype="application/json")
+            refused = self._project_error(project_id)
+            if refused is not None:
+                return refused
             time.sleep(self.export_delay)
             every = request.args.get("download_all_tasks", "false").lower() == "true"
             tasks = [
@@ -308,11 +321,9 @@ class FakeLabelStudio:
 
         @app.get("/api/projects/<int:project_id>")
         def project(project_id: int) -> Response:
-            denied = self._auth_error()
-            if denied is not None:
-                return denied
-            if project_id not in self.projects:
-                return Response(json.dumps({"detail": "Not found."}), 404, mimetype="application/json")
+            refused = self._project_error(project_id)
+            if refused is not None:
+                return refused
             return jsonify(self.projects[project_id])
 
         @app.get("/api/tasks/<int:task_id>")
@@ -358,6 +369,6 @@ class FakeLabelStudio:
 @pytest.fixture
 def fake_label_studio() -> Iterator[FakeLabelStudio]:
     """A running fake with the default legacy token ``legacy-token``; register with
-    ``pytest_plugins = ["fakels"]`` in a conftest, or import it into a test module."""
+    ``pytest_plugins = ["harness.fakels"]`` in a conftest, or import it into a test module."""
     with FakeLabelStudio() as server:
         yield server
