@@ -46,6 +46,7 @@ def browser() -> Iterator[object]:
 
 
 def test_prediction_shows_in_labeling_ui(label_studio, numeric_run: ProjectRun, browser):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -83,9 +84,11 @@ def test_prediction_shows_in_labeling_ui(label_studio, numeric_run: ProjectRun, 
         return selected and len(driver.find_elements(By.CSS_SELECTOR, REGION)) == len(labels)
 
     try:
-        tab = WebDriverWait(browser, 60, poll_frequency=0.5).until(prediction_tab)
+        # The labeling UI re-renders while it loads: an element found a moment ago may be gone.
+        rerendered = (StaleElementReferenceException,)
+        tab = WebDriverWait(browser, 60, poll_frequency=0.5, ignored_exceptions=rerendered).until(prediction_tab)
         tab.find_element(By.CSS_SELECTOR, ".lsf-annotation-button__main").click()  # show the prediction itself
-        WebDriverWait(browser, 30, poll_frequency=0.5).until(selected_with_regions)
+        WebDriverWait(browser, 30, poll_frequency=0.5, ignored_exceptions=rerendered).until(selected_with_regions)
     finally:
         browser.save_screenshot(str(shot))
         (ARTIFACTS / "browser_task.html").write_text(browser.page_source)
