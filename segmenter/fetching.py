@@ -9,21 +9,17 @@ hop under the same rules, capping the size, and caching files across trainings.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
 import posixpath
 import re
-import tempfile
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 
 import requests
 
+from segmenter.downloadcache import DownloadCache
 from segmenter.errors import DownloadError
 from segmenter.labelstudio import LabelStudioClient, LabelStudioError, origin
 
@@ -77,87 +73,6 @@ def _excerpt(response: requests.Response, limit: int = 200) -> str:
     return head.decode("utf-8", "replace")[:limit].strip()
 
 
-@dataclass(frozen=True)
-class _Cached:
-    body: bytes
-    etag: str | None
-    last_modified: str | None
-    immutable: bool = False
-
-    def validators(self) -> dict[str, str]:
-        headers = {}
-        if self.etag:
-            headers["If-None-Match"] = self.etag
-        if self.last_modified:
-            headers["If-Modified-Since"] = self.last_modified
-        return headers
-
-
-class _DiskCache:
-    """Downloaded bodies on disk, keyed by a hash of the URL and of the key that fetched them,
-    with a JSON sidecar of validators.
-
-    Our own rather than an HTTP caching library: CacheControl keys entries by URL alone and
-    writes any request header a response Varies on (Authorization too) to disk, hishel stores
-    every request header, and neither can tell an upload reached directly from one reached
-    through a redirect, which is what decides whether a file may be served without asking.
-
-    The body is written first, then the sidecar that names its sha256; both by atomic
-    replace, so a reader in another thread or process sees a whole, matching pair or a miss.
-    """
-
-    def __init__(self, directory: Path) -> None:
-        self._dir = directory
-
-    def _paths(self, url: str, key_id: str) -> tuple[Path, Path]:
-        name = hashlib.sha256(f"{url}\n{key_id}".encode()).hexdigest()
-        return self._dir / f"{name}.bin", self._dir / f"{name}.json"
-
-    def load(self, url: str, key_id: str) -> _Cached | None:
-        """The entry of ``url`` fetched with the key ``key_id`` names ("" for no key), or None."""
-        body_path, meta_path = self._paths(url, key_id)
-        try:
-            meta = json.loads(meta_path.read_text())
-            body = body_path.read_bytes()
-        except (OSError, ValueError):
-            return None
-        if not isinstance(meta, dict) or meta.get("url") != url or meta.get("key_id", "") != key_id:
-            return None
-        if meta.get("sha256") != hashlib.sha256(body).hexdigest():
-            return None
-        return _Cached(body, meta.get("etag"), meta.get("last_modified"), meta.get("immutable") is True)
-
-    def store(
-        self, url: str, key_id: str, body: bytes, etag: str | None, last_modified: str | None, immutable: bool
-    ) -> None:
-        body_path, meta_path = self._paths(url, key_id)
-        meta = {
-            "url": url,
-            "key_id": key_id,
-            "etag": etag,
-            "last_modified": last_modified,
-            "immutable": immutable,
-            "sha256": hashlib.sha256(body).hexdigest(),
-            "size": len(body),
-        }
-        try:
-            self._dir.mkdir(parents=True, exist_ok=True)
-            self._write(body_path, body)
-            self._write(meta_path, json.dumps(meta).encode())
-        except OSError as exc:
-            logger.warning("cannot cache %s in %s: %s", url, self._dir, exc)
-
-    def _write(self, path: Path, data: bytes) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self._dir, prefix=".tmp-", suffix=path.suffix)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-
-
 class DataFetcher:
     """Turns the file reference in a task into its bytes, under the operator's rules.
 
@@ -180,7 +95,7 @@ class DataFetcher:
         self._allowed = tuple(h.strip().lower() for h in allowed_hosts if h.strip())
         self._root = Path(local_root).resolve() if local_root is not None else None
         self._max_bytes = max_bytes
-        self._cache = _DiskCache(Path(cache_dir) / "downloads") if cache_dir is not None else None
+        self._cache = DownloadCache(Path(cache_dir) / "downloads") if cache_dir is not None else None
         self._timeout = timeout
         self._local = threading.local()
 
