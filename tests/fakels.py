@@ -72,6 +72,7 @@ class FakeLabelStudio:
         legacy_token: str = "legacy-token",
         legacy_enabled: bool = True,
         access_lifetime: float = 300.0,
+        host: str = "127.0.0.1",
     ) -> None:
         self.legacy_token = legacy_token
         self.legacy_enabled = legacy_enabled
@@ -85,8 +86,10 @@ class FakeLabelStudio:
         self._live_access: set[int] = set()
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
-        self._server = make_server("127.0.0.1", 0, self._app(), threaded=True, request_handler=_QuietHandler)
-        self.url = f"http://127.0.0.1:{self._server.server_port}"
+        # host: the address to listen on; loopback unless a test serves containers on a network
+        # podman made (its gateway address).
+        self._server = make_server(host, 0, self._app(), threaded=True, request_handler=_QuietHandler)
+        self.url = f"http://{host}:{self._server.server_port}"
         # Handler threads may sit on clients' keep-alive connections: do not wait for them on close.
         self._server.daemon_threads = True
         self._server.block_on_close = False
