@@ -8,6 +8,7 @@ import sys
 from model import TimeSeriesSegmenter
 from segmenter.config import Settings
 from segmenter.errors import ConfigError
+from segmenter.runtime import Runtime
 from segmenter.server import create_app
 
 try:
@@ -15,7 +16,7 @@ try:
 except ConfigError as exc:
     sys.exit(f"configuration error: {exc}")
 
-app = create_app(TimeSeriesSegmenter, settings)
+app = create_app(Runtime.start(settings, TimeSeriesSegmenter))
 
 if __name__ == "__main__":
     app.run(host="0.0.0.0", port=settings.port, threaded=True)

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import logging
 
-from segmenter import jobs
+from segmenter import store
+from segmenter.access import connection_to_keep
 from segmenter.errors import SegmenterError
-from segmenter.inference import TrainedModel, fitting_models, predict_tasks
+from segmenter.inference import fitting_models, predict_tasks
 from segmenter.mlbase import LabelStudioMLBase
+from segmenter.trained import TrainedModel
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +28,8 @@ class TimeSeriesSegmenter(LabelStudioMLBase):
 
     def connect(self, hostname: str | None, access_token: str | None, extra_params: object) -> None:
         """Keep Label Studio's address, token and config for background trainings."""
-        jobs.save_connection(
-            self.settings.model_dir,
-            self.project_id,
-            {"hostname": hostname or "", "access_token": access_token or "", "schema": self.label_config},
-        )
+        connection = connection_to_keep(self.settings, hostname, access_token)
+        store.save_connection(self.settings.model_dir, self.project_id, {**connection, "schema": self.label_config})
 
     def applicable_models(self) -> tuple[str, list[TrainedModel]]:
         """The newest version and its models that fit the current label config.
@@ -55,7 +54,7 @@ class TimeSeriesSegmenter(LabelStudioMLBase):
         try:
             version, models = self.applicable_models()
             if models:
-                fetcher = jobs.fetcher_for(self.settings, self.project_id)
+                fetcher = self.runtime.access.fetcher_for(self.project_id)
         except SegmenterError as exc:  # bad config, unusable Label Studio URL or key
             log.error("project %s: cannot predict: %s", self.project_id, exc)
         if fetcher is None:

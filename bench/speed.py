@@ -44,11 +44,11 @@ def model():
 def one(rows: int) -> dict:
     """Time every stage for one series of ``rows`` rows (run in its own process)."""
     from segmenter import synthetic
-    from segmenter.config import Settings
+    from segmenter.config import Settings, bootstrap
     from segmenter.regions import to_results
     from segmenter.series import load_series
 
-    Settings.from_env().apply_torch_threads()
+    bootstrap(Settings.from_env())
     m = model()
     data = synthetic.make_recording(rows, seed=7, n_events=max(1, rows // 2000)).frame.to_csv(index=False).encode()
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from segmenter import synthetic  # noqa: E402
-from segmenter.config import Settings  # noqa: E402
+from segmenter.config import Settings, bootstrap  # noqa: E402
 from segmenter.training import train_project  # noqa: E402
 
 
@@ -34,8 +34,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=50_000)
     parser.add_argument("--tasks", type=int, default=5)
     args = parser.parse_args()
-    settings = Settings.from_env()
-    settings.apply_torch_threads()
+    settings = bootstrap(Settings.from_env())
     per_task = args.rows // args.tasks
     files, tasks = {}, []
     for i in range(args.tasks):

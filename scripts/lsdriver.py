@@ -264,9 +264,10 @@ def start_backend(model_dir: Path, log_path: Path, *, label_studio_url: str, api
     cmd = [str(GUNICORN), "-c", "gunicorn.conf.py", "_wsgi:app"]
     service = Service("backend", url, _spawn("backend", cmd, env, log_path, REPO), log_path, {"port": port})
     listening = re.compile(rf"Listening at: http://\S+:{port} ")
+    auth = (env["BASIC_AUTH_USER"], env.get("BASIC_AUTH_PASS", "")) if env.get("BASIC_AUTH_USER") else None
 
     def ready() -> bool:
-        return bool(listening.search(service.tail(200))) and _health(url)
+        return bool(listening.search(service.tail(200))) and _health(url, auth)
 
     return _started(service, ready, timeout)
 
@@ -281,8 +282,8 @@ def _started(service: Service, ready: Callable[[], bool], timeout: float) -> Ser
     return service
 
 
-def _health(url: str) -> bool:
-    response = requests.get(f"{url}/health", timeout=2)
+def _health(url: str, auth: tuple[str, str] | None = None) -> bool:
+    response = requests.get(f"{url}/health", auth=auth, timeout=2)
     return response.status_code == 200 and response.json().get("status") == "UP"
 
 

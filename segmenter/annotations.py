@@ -10,7 +10,9 @@ rows whose time lies in [start, end]; an instant (``instant: true`` or
 start == end) marks the nearest sample.  ``start``/``end`` arrive as row
 indices, raw numeric time values, strings in ``timeFormat`` (UTC) or epoch
 milliseconds for datetime axes: all are accepted.  Ranges are applied in
-order (a later one wins where they overlap), instants last.
+order (a later one wins where they overlap), instants last.  A region that
+lies wholly outside the series is skipped and one that runs past it is
+clipped, each with a warning naming the task.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ def choose_annotation(task: dict) -> dict | None:
 class RowLabels:
     """Per-row classes of one series plus what the regions said about their shape."""
 
-    labels: np.ndarray  # int64 (n,), 0 = background, k = target.labels[k - 1]
+    class_ids: np.ndarray  # int64 (n,), 0 = background, k = target.labels[k - 1] (names live in Target.labels)
     instant_classes: frozenset[int]  # classes that were marked with instants
     range_lengths: list[int]  # rows covered by each range region (for post-processing)
     range_classes: frozenset[int] = frozenset()  # classes that were marked with ranges
@@ -94,7 +96,7 @@ def regions_of(annotation_result: list[dict], target: Target) -> list[dict]:
 def row_labels(series: Series, results: list[dict], target: Target, task_id: object = None) -> RowLabels:
     """Per-row classes of ``series`` from an annotation's ``result`` list."""
     n = len(series)
-    labels = np.zeros(n, dtype=np.int64)
+    class_ids = np.zeros(n, dtype=np.int64)
     index = {name: k + 1 for k, name in enumerate(target.labels)}
     instants: list[tuple[int, int]] = []
     instant_classes: set[int] = set()
@@ -121,6 +123,15 @@ def row_labels(series: Series, results: list[dict], target: Target, task_id: obj
             continue
         if start > end:
             start, end = end, start
+        first, last = float(series.time[0]), float(series.time[-1])
+        if end < first or start > last:
+            # Nothing of the series lies under it: labelling the nearest edge row would
+            # invent an event there and skew the clean-up learned from real regions.
+            log.warning(
+                "task %s: region %s (start=%r end=%r) lies outside the series (%s to %s); skipped",
+                task_id, region.get("id"), value.get("start"), value.get("end"), series.time[0], series.time[-1],
+            )
+            continue
         if value.get("instant") or start == end:
             instants.append((_nearest(series.time, start), cls))
             instant_classes.add(cls)
@@ -130,9 +141,15 @@ def row_labels(series: Series, results: list[dict], target: Target, task_id: obj
         if hi <= lo:
             lo = _nearest(series.time, (start + end) / 2)
             hi = lo + 1
-        labels[lo:hi] = cls
-        range_lengths.append(hi - lo)
+        class_ids[lo:hi] = cls
         range_classes.add(cls)
+        if start < first or end > last:
+            log.warning(
+                "task %s: region %s (start=%r end=%r) runs past the series (%s to %s); clipped to it",
+                task_id, region.get("id"), value.get("start"), value.get("end"), series.time[0], series.time[-1],
+            )
+        else:  # a clipped region's length says nothing about how long such events are
+            range_lengths.append(hi - lo)
     for row, cls in instants:
-        labels[row] = cls
-    return RowLabels(labels, frozenset(instant_classes), range_lengths, frozenset(range_classes))
+        class_ids[row] = cls
+    return RowLabels(class_ids, frozenset(instant_classes), range_lengths, frozenset(range_classes))

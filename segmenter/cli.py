@@ -22,14 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from segmenter import store
-from segmenter.annotations import choose_annotation, row_labels
-from segmenter.config import Settings
+from segmenter.annotations import choose_annotation
+from segmenter.config import Settings, bootstrap
 from segmenter.errors import SegmenterError
-from segmenter.evaluation import event_f1, match_events, timestep_scores
+from segmenter.evaluation import score
 from segmenter.inference import fitting_models, predict_tasks
 from segmenter.labelstudio import DataFetcher, LabelStudioClient
-from segmenter.regions import to_results
-from segmenter.taskdata import read_task_series
 from segmenter.training import train_project
 
 log = logging.getLogger("segmenter")
@@ -101,45 +99,14 @@ def _split(tasks: list[dict], fraction: float, seed: int) -> tuple[list[dict], l
 def evaluate(
     label_config: str, train: list[dict], test: list[dict], fetcher: DataFetcher, settings: Settings
 ) -> dict:
-    """Train on ``train``, predict ``test`` and score the predictions against its annotations."""
+    """Train on ``train``, then score the predictions of ``test`` against its annotations."""
     started = time.monotonic()
     models = train_project(label_config, train, fetcher, settings.training, _progress)
     train_seconds = time.monotonic() - started
-    truth_rows, pred_rows, classes = [], [], None
-    matched = n_true = n_pred = 0
-    predict_seconds = 0.0
-    for model in models:
-        target = model.target
-        offset = 0 if classes is None else len(classes) - 1
-        classes = (classes or ["__background__"]) + [f"{target.from_name}:{label}" for label in target.labels]
-        tolerance = max(1, model.sequence_size // 10)
-        for task in test:
-            annotation = choose_annotation(task)
-            if annotation is None:
-                continue
-            series = read_task_series(task, target, fetcher)
-            t0 = time.monotonic()
-            regions, _ = to_results(
-                series, model.probabilities(series), target, model.instant_classes, model.min_segment_rows
-            )
-            predict_seconds += time.monotonic() - t0
-            truth = row_labels(series, annotation.get("result") or [], target, task.get("id")).labels
-            pred = row_labels(series, regions, target, task.get("id")).labels
-            m, t, p = match_events(truth, pred, model.instant_classes, tolerance)
-            matched, n_true, n_pred = matched + m, n_true + t, n_pred + p
-            truth_rows.append(np.where(truth > 0, truth + offset, 0))
-            pred_rows.append(np.where(pred > 0, pred + offset, 0))
-    if not truth_rows:
-        raise SegmenterError("no annotated test task to evaluate on")
-    report = timestep_scores(np.concatenate(truth_rows), np.concatenate(pred_rows), classes)
+    report = score(models, test, fetcher)
     report.update(
-        event_f1_iou50=event_f1(matched, n_true, n_pred),
-        n_true_segments=n_true,
-        n_pred_segments=n_pred,
         n_train_tasks=len(train),
-        n_test_tasks=len(test),
         train_seconds=round(train_seconds, 2),
-        predict_seconds=round(predict_seconds, 3),
         validation=[m.info["validation"] for m in models],
     )
     return report
@@ -189,11 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m segmenter``; returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
-        settings = Settings.from_env()
-        settings.apply_torch_threads()
+        settings = bootstrap(Settings.from_env())
         source = getattr(args, "export", None) or getattr(args, "tasks", None)
         args.data_root = (args.data_root or source.parent).resolve()
-        logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
         handler = {"train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate}[args.command]
         return handler(args, settings)
     except (SegmenterError, OSError) as exc:

@@ -1,18 +1,22 @@
 """Every environment variable the backend reads, in one place, typed, with defaults.
 
-``Settings.from_env()`` is called once at start-up (service, worker, command
-line); a bad value raises ``ConfigError`` naming the variable, which stops
-start-up with that message.  The README lists the same variables.
+``Settings.from_env()`` is read once per process by its entry point (the web
+app in ``_wsgi``, gunicorn's settings, the command line, the RQ worker's job),
+which then calls ``bootstrap``; a bad value raises ``ConfigError`` naming the
+variable, which stops start-up with that message.  The README lists the same
+variables.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from segmenter.errors import ConfigError
+from segmenter.redaction import has_credentials, install, remember, without_credentials
 
 TRAINING_BACKENDS = ("thread", "rq")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -66,6 +70,12 @@ def _url(env: Mapping[str, str], *names: str) -> str:
     for name in names:
         raw = _text(env, name, "")
         if raw:
+            if has_credentials(raw):
+                # Never echo the value: it holds a password.
+                raise ConfigError(
+                    f"{name} must not contain a user name or password ({without_credentials(raw)!r} "
+                    "without them): the backend authenticates with LABEL_STUDIO_API_KEY"
+                )
             if not raw.startswith(("http://", "https://")):
                 raise ConfigError(f"{name}={raw!r} must start with http:// or https://")
             return raw.rstrip("/")
@@ -101,9 +111,11 @@ class Settings:
     cache_dir: Path = Path("models/.cache")
     label_studio_url: str = ""
     label_studio_api_key: str = ""
+    label_studio_timeout: float = 30.0
     allowed_hosts: tuple[str, ...] = ()
     local_files_root: Path | None = None
     max_download_mb: int = 200
+    max_request_mb: int = 100
     start_training_each_n_updates: int = 1
     training_backend: str = "thread"
     redis_url: str = "redis://localhost:6379/0"
@@ -145,14 +157,25 @@ class Settings:
             use_class_weights=_bool(env, "USE_CLASS_WEIGHTS", True),
             seed=_int(env, "SEED", 0, 0),
         )
+        label_studio_url = _url(env, "LABEL_STUDIO_URL", "LABEL_STUDIO_HOST")
+        api_key = _text(env, "LABEL_STUDIO_API_KEY", "")
+        if api_key and not label_studio_url:
+            # The key is only ever sent to the Label Studio it belongs to; without the
+            # URL, the only address at hand would come from an unauthenticated request.
+            raise ConfigError(
+                "LABEL_STUDIO_API_KEY is set but LABEL_STUDIO_URL is not: set LABEL_STUDIO_URL to the "
+                "Label Studio the key belongs to (the key is never sent anywhere else)"
+            )
         return cls(
             model_dir=model_dir,
             cache_dir=cache_dir,
-            label_studio_url=_url(env, "LABEL_STUDIO_URL", "LABEL_STUDIO_HOST"),
-            label_studio_api_key=_text(env, "LABEL_STUDIO_API_KEY", ""),
+            label_studio_url=label_studio_url,
+            label_studio_api_key=api_key,
+            label_studio_timeout=_float(env, "LABEL_STUDIO_TIMEOUT", 30.0, 0.1, 3600.0),
             allowed_hosts=_hosts(env, "ALLOWED_HOSTS"),
             local_files_root=local_root,
             max_download_mb=_int(env, "MAX_DOWNLOAD_MB", 200, 1),
+            max_request_mb=_int(env, "MAX_REQUEST_MB", 100, 1),
             start_training_each_n_updates=_int(env, "START_TRAINING_EACH_N_UPDATES", 1, 1),
             training_backend=_choice(env, "TRAINING_BACKEND", "thread", TRAINING_BACKENDS),
             redis_url=_text(env, "REDIS_URL", "redis://localhost:6379/0"),
@@ -169,17 +192,6 @@ class Settings:
             training=training,
         )
 
-    def apply_torch_threads(self) -> None:
-        """Size torch's intra-op thread pool for this process.
-
-        One thread by default: each request thread and the training thread
-        then keeps to one core, where a shared pool of spinning OpenMP
-        threads slowed a training five-fold on 2 busy cores.
-        """
-        import torch
-
-        torch.set_num_threads(self.torch_threads)
-
     def describe(self) -> dict[str, object]:
         """The settings as plain values, secrets masked, for the start-up log."""
         out: dict[str, object] = {}
@@ -189,3 +201,21 @@ class Settings:
                 value = "***"
             out[f.name] = value if isinstance(value, (int, float, str, bool, tuple)) else str(value)
         return out
+
+
+def bootstrap(settings: Settings) -> Settings:
+    """Prepare this process for ``settings``; every entry point calls it once.
+
+    Torch gets ``TORCH_THREADS`` intra-op threads (one by default: each request
+    thread and the training thread then keeps to one core, where a shared pool
+    of spinning OpenMP threads slowed a training five-fold on 2 busy cores);
+    logging gets ``LOG_LEVEL``; keys and URL passwords are masked in every log
+    record from now on.
+    """
+    import torch
+
+    torch.set_num_threads(settings.torch_threads)
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    remember(settings.label_studio_api_key, settings.basic_auth_pass)
+    install()
+    return settings

@@ -7,9 +7,18 @@ them is allowed to kill the service.
 
 from __future__ import annotations
 
+from segmenter.redaction import redact
+
 
 class SegmenterError(Exception):
-    """Base class of every error this package raises on bad input."""
+    """Base class of every error this package raises on bad input.
+
+    Messages often quote URLs and answers from other hosts: they are redacted
+    here, once, so no key or URL password travels on in an error.
+    """
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(redact(a) if isinstance(a, str) else a for a in args))
 
 
 class ConfigError(SegmenterError):
@@ -25,7 +34,7 @@ class TaskDataError(SegmenterError):
 
     def __init__(self, message: str, task_id: object = None) -> None:
         self.task_id = task_id
-        self.detail = message
+        self.detail = redact(message)
         prefix = f"task {task_id}: " if task_id is not None else ""
         super().__init__(prefix + message)
 
@@ -39,6 +48,3 @@ class TaskDataError(SegmenterError):
 class DownloadError(TaskDataError):
     """A task's file could not be fetched: refused host, HTTP error, size cap."""
 
-
-class ModelNotReadyError(SegmenterError):
-    """No trained model fits the project's current labeling config."""

@@ -5,60 +5,77 @@ Both sides go through the same path: regions -> per-row classes
 would see.  Two views:
 
 - per row (timestep): macro F1 over the classes present in truth or
-  prediction (background included) and balanced accuracy;
+  prediction (background included), balanced accuracy and the confusion
+  matrix, all from ``sklearn.metrics``;
 - per event: a predicted segment matches a true segment of the same label when
   their intersection over union is at least 0.5; instants (one-row segments
   of instant-labelled classes) match when within ``instant_tolerance`` rows.
   Matching is one-to-one, best overlap first.  Adjacent regions of one label
-  count as one segment.
+  count as one segment.  (scikit-learn has no segment matching: that part is ours.)
+
+``score`` runs both over a set of annotated tasks; the command line's
+``evaluate``, the benchmarks and the end-to-end tests all call it.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.metrics import confusion_matrix, f1_score, recall_score
 
-from segmenter.regions import run_lengths
+from segmenter.annotations import choose_annotation, row_labels
+from segmenter.errors import SegmenterError
+from segmenter.regions import run_lengths, to_results
+from segmenter.taskdata import Fetcher, read_task_series
+from segmenter.trained import TrainedModel
 
 IOU_THRESHOLD = 0.5
 
 
 @dataclass
 class ClassScores:
-    """Per-class row counts, recall and F1 from a confusion matrix."""
+    """Per-class F1 and recall, with the confusion matrix they come from (rows: truth)."""
 
-    true_count: np.ndarray
-    pred_count: np.ndarray
+    confusion: np.ndarray
     recall: np.ndarray
     f1: np.ndarray
 
     @property
+    def true_count(self) -> np.ndarray:
+        return self.confusion.sum(axis=1)
+
+    @property
+    def pred_count(self) -> np.ndarray:
+        return self.confusion.sum(axis=0)
+
+    @property
     def balanced_accuracy(self) -> float:
-        """Mean recall over the classes present in the truth."""
+        """Mean recall over the classes present in the truth (``balanced_accuracy_score``)."""
         seen = self.true_count > 0
         return float(self.recall[seen].mean()) if seen.any() else 0.0
 
 
 def class_scores(truth: np.ndarray, pred: np.ndarray, n_classes: int) -> ClassScores:
-    """Recall and F1 of every class from per-row true and predicted classes."""
-    k = n_classes
-    confusion = np.bincount(truth * k + pred, minlength=k * k).reshape(k, k).astype(np.float64)
-    tp = np.diag(confusion)
-    true_count, pred_count = confusion.sum(axis=1), confusion.sum(axis=0)
-    f1 = np.divide(2 * tp, true_count + pred_count, out=np.zeros(k), where=(true_count + pred_count) > 0)
-    recall = np.divide(tp, true_count, out=np.zeros(k), where=true_count > 0)
-    return ClassScores(true_count, pred_count, recall, f1)
+    """F1, recall and the confusion matrix of every class from per-row true and predicted classes."""
+    labels = np.arange(n_classes)
+    return ClassScores(
+        confusion=confusion_matrix(truth, pred, labels=labels),
+        recall=recall_score(truth, pred, labels=labels, average=None, zero_division=0),
+        f1=f1_score(truth, pred, labels=labels, average=None, zero_division=0),
+    )
 
 
 def timestep_scores(truth: np.ndarray, pred: np.ndarray, classes: list[str]) -> dict:
-    """Macro F1, balanced accuracy and per-class F1 over all rows."""
+    """Macro F1, balanced accuracy, per-class F1 and the confusion matrix over all rows."""
     s = class_scores(truth, pred, len(classes))
     active = (s.true_count + s.pred_count) > 0
     return {
         "timestep_macro_f1": round(float(s.f1[active].mean()), 4) if active.any() else 0.0,
         "balanced_accuracy": round(s.balanced_accuracy, 4),
         "per_class_f1": {classes[c]: round(float(s.f1[c]), 4) for c in range(len(classes)) if active[c]},
+        "confusion": {"classes": classes, "rows": s.confusion.tolist()},
     }
 
 
@@ -105,3 +122,45 @@ def event_f1(matched: int, n_true: int, n_pred: int) -> float:
     precision = matched / n_pred if n_pred else 0.0
     recall = matched / n_true if n_true else 0.0
     return round(2 * precision * recall / (precision + recall), 4) if precision + recall else 0.0
+
+
+def score(models: list[TrainedModel], tasks: list[dict], fetcher: Fetcher) -> dict:
+    """Predict every annotated task with ``models`` and score the regions against its annotation.
+
+    Classes of several targets are scored together, each named ``from_name:label``.
+    """
+    truth_rows, pred_rows, classes = [], [], ["__background__"]
+    matched = n_true = n_pred = 0
+    predict_seconds = 0.0
+    for model in models:
+        target = model.target
+        offset = len(classes) - 1
+        classes += [f"{target.from_name}:{label}" for label in target.labels]
+        tolerance = max(1, model.sequence_size // 10)
+        for task in tasks:
+            annotation = choose_annotation(task)
+            if annotation is None:
+                continue
+            series = read_task_series(task, target, fetcher)
+            started = time.monotonic()
+            regions, _ = to_results(
+                series, model.probabilities(series), target, model.instant_classes, model.min_segment_rows
+            )
+            predict_seconds += time.monotonic() - started
+            truth = row_labels(series, annotation.get("result") or [], target, task.get("id")).class_ids
+            pred = row_labels(series, regions, target, task.get("id")).class_ids
+            m, t, p = match_events(truth, pred, model.instant_classes, tolerance)
+            matched, n_true, n_pred = matched + m, n_true + t, n_pred + p
+            truth_rows.append(np.where(truth > 0, truth + offset, 0))
+            pred_rows.append(np.where(pred > 0, pred + offset, 0))
+    if not truth_rows:
+        raise SegmenterError("no annotated test task to evaluate on")
+    report = timestep_scores(np.concatenate(truth_rows), np.concatenate(pred_rows), classes)
+    report.update(
+        event_f1_iou50=event_f1(matched, n_true, n_pred),
+        n_true_segments=n_true,
+        n_pred_segments=n_pred,
+        n_test_tasks=len(tasks),
+        predict_seconds=round(predict_seconds, 3),
+    )
+    return report

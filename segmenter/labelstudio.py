@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import os
+import posixpath
 import re
 import tempfile
 import threading
@@ -24,10 +25,11 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 
 import requests
 
+from segmenter import redaction
 from segmenter.errors import DownloadError, SegmenterError
 
 logger = logging.getLogger(__name__)
@@ -35,8 +37,14 @@ logger = logging.getLogger(__name__)
 REFRESH_PATH = "/api/token/refresh/"
 # Refresh this long before the access token expires (at most a quarter of its lifetime).
 REFRESH_MARGIN_S = 30.0
-# Task data paths that Label Studio itself serves; everything else without a scheme is a local path.
-LABEL_STUDIO_DATA_PREFIXES = ("/data/upload/", "/data/local-files")
+# Task data paths that point into Label Studio; everything else without a scheme is a local path.
+LABEL_STUDIO_DATA_PREFIXES = ("/data/upload/", "/data/local-files", "/tasks/", "/projects/")
+# The only Label Studio paths the key is sent to when fetching task data: uploads, local
+# files storage, and the routes that resolve or presign cloud-storage URIs.  The REST API
+# (exports of other projects, users, tokens) is never reachable through task data.
+FILE_SERVING_PATH = re.compile(
+    r"^/(?:data/upload/[^/].*|data/local-files/.*|(?:tasks|projects)/[0-9]+/(?:resolve|presign)/)$", re.ASCII
+)
 # Uploaded files get a fresh uuid-prefixed name on every upload, so their content never changes.
 IMMUTABLE_PREFIX = "/data/upload/"
 MAX_REDIRECTS = 5
@@ -82,11 +90,24 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     return scheme, (parts.hostname or "").lower(), port
 
 
-def _scrub(text: str, secrets: tuple[str, ...]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
+def same_origin(a: str, b: str) -> bool:
+    """Whether two URLs name the same scheme, host and port (never true for an empty host)."""
+    first = _origin(a)
+    return bool(first[1]) and first == _origin(b)
+
+
+def normalised(url: str) -> str:
+    """``url`` with its path percent-decoded, dot segments resolved and repeated slashes folded.
+
+    What is checked against the allow-list is then exactly what is requested:
+    ``/data/upload/../../api/...`` and its ``%2e%2e`` spelling become ``/api/...``.
+    """
+    parts = urlsplit(url)
+    decoded = unquote(parts.path)
+    path = posixpath.normpath(re.sub(r"/+", "/", "/" + decoded))
+    if decoded.endswith("/") and path != "/":
+        path += "/"
+    return urlunsplit(parts._replace(path=quote(path, safe="/:@!$&'()*+,;=~")))
 
 
 def _thread_session(local: threading.local) -> requests.Session:
@@ -110,12 +131,18 @@ class LabelStudioClient:
     """Authenticated access to one Label Studio; safe to share between threads."""
 
     def __init__(self, url: str, api_key: str, timeout: float = 30.0) -> None:
+        if redaction.has_credentials(url):
+            raise LabelStudioError(
+                f"Label Studio URL {redaction.without_credentials(url)!r} must not contain a user name "
+                "or password: the backend authenticates with its key"
+            )
         if not url.startswith(("http://", "https://")):
             raise LabelStudioError(f"Label Studio URL {url!r} must start with http:// or https://")
         if not api_key or not api_key.strip():
             raise LabelStudioError(f"no API key for Label Studio at {url}: set LABEL_STUDIO_API_KEY")
         self._url = url.rstrip("/")
         self._key = api_key.strip()
+        redaction.remember(self._key)
         self._timeout = timeout
         self._personal = jwt_claims(self._key) is not None
         self._lock = threading.Lock()
@@ -136,15 +163,23 @@ class LabelStudioClient:
 
     def same_origin(self, url: str) -> bool:
         """Whether ``url`` points at this Label Studio (same scheme, host and port)."""
-        return _origin(url) == _origin(self._url)
+        return same_origin(url, self._url)
+
+    def serves_files_at(self, url: str) -> bool:
+        """Whether ``url`` (already ``normalised``) is one of Label Studio's file-serving paths."""
+        path = urlsplit(url).path
+        base = urlsplit(self._url).path.rstrip("/")
+        if base and path.startswith(base + "/"):
+            path = path[len(base) :]
+        return bool(FILE_SERVING_PATH.match(path))
 
     def absolute(self, url_or_path: str) -> str:
         """``url_or_path`` joined to the Label Studio URL as Label Studio itself does."""
         return urljoin(self._url + "/", url_or_path)
 
     def scrub(self, text: str) -> str:
-        """``text`` with the key and the access token masked, for messages and logs."""
-        return _scrub(text, (self._key, self._access))
+        """``text`` with the key, the access token and URL credentials masked, for messages and logs."""
+        return redaction.redact(text)
 
     def auth_hint(self, response: requests.Response, body: str = "") -> str:
         """A sentence telling the operator what to change when ``response`` is an auth failure."""
@@ -260,6 +295,7 @@ class LabelStudioClient:
             raise LabelStudioError(f"{url} answered without an access token") from None
         if not isinstance(access, str) or not access:
             raise LabelStudioError(f"{url} answered without an access token")
+        redaction.remember(access)
         self._access = access
         self._refresh_at = self._refresh_deadline(jwt_claims(access) or {})
         logger.debug("exchanged the Personal Access Token for an access token")
@@ -284,6 +320,7 @@ class _Cached:
     body: bytes
     etag: str | None
     last_modified: str | None
+    immutable: bool = False
 
     def validators(self) -> dict[str, str]:
         headers = {}
@@ -319,14 +356,15 @@ class _DiskCache:
             return None
         if meta.get("sha256") != hashlib.sha256(body).hexdigest():
             return None
-        return _Cached(body, meta.get("etag"), meta.get("last_modified"))
+        return _Cached(body, meta.get("etag"), meta.get("last_modified"), meta.get("immutable") is True)
 
-    def store(self, url: str, body: bytes, etag: str | None, last_modified: str | None) -> None:
+    def store(self, url: str, body: bytes, etag: str | None, last_modified: str | None, immutable: bool) -> None:
         body_path, meta_path = self._paths(url)
         meta = {
             "url": url,
             "etag": etag,
             "last_modified": last_modified,
+            "immutable": immutable,
             "sha256": hashlib.sha256(body).hexdigest(),
             "size": len(body),
         }
@@ -430,19 +468,23 @@ class DataFetcher:
         return f"{self._max_bytes / 2**20:g} MiB download limit"
 
     def _download(self, url: str, task_id: object) -> bytes:
+        url, _ = self._route(url, task_id, after_label_studio=False)
         cached = self._cache.load(url) if self._cache is not None else None
-        if cached is not None and self._immutable(url):
+        if cached is not None and cached.immutable:
             logger.debug("cache hit for immutable %s", url)
             return cached.body
-        status, body, response = self._get(url, cached.validators() if cached else {}, task_id)
+        status, body, response, final = self._get(url, cached.validators() if cached else {}, task_id)
         if status == 304 and cached is not None:
             logger.debug("%s not modified, using the cached copy", url)
             return cached.body
         if status == 304:
-            status, body, response = self._get(url, {}, task_id)
+            status, body, response, final = self._get(url, {}, task_id)
         etag, modified = response.headers.get("ETag"), response.headers.get("Last-Modified")
-        if self._cache is not None and (etag or modified or self._immutable(url)):
-            self._cache.store(url, body, etag, modified)
+        # Only a file Label Studio itself served from its uploads, with no redirect on the
+        # way, never changes; anything reached through a redirect is revalidated.
+        immutable = final == url and self._immutable(url)
+        if self._cache is not None and (etag or modified or immutable):
+            self._cache.store(url, body, etag, modified, immutable)
         logger.debug("downloaded %s (%d bytes)", url, len(body))
         return body
 
@@ -455,37 +497,48 @@ class DataFetcher:
 
     def _get(
         self, url: str, headers: Mapping[str, str], task_id: object
-    ) -> tuple[int, bytes, requests.Response]:
-        """Follow redirects by hand so every hop passes the host rules; read the body capped."""
-        with_token = self._route(url, task_id, after_label_studio=False)
+    ) -> tuple[int, bytes, requests.Response, str]:
+        """Follow redirects by hand so every hop passes the host rules; read the body capped.
+
+        Returns the status, the body, the response and the URL that finally answered.
+        """
+        url, with_token = self._route(url, task_id, after_label_studio=False)
         for _ in range(MAX_REDIRECTS + 1):
             response = self._open(url, headers, with_token, task_id)
             if response.is_redirect:
                 location = urljoin(url, response.headers["Location"])
                 response.close()
-                with_token = self._route(location, task_id, after_label_studio=with_token)
-                url = location
+                url, with_token = self._route(location, task_id, after_label_studio=with_token)
                 continue
             if response.status_code == 304:
                 response.close()
-                return 304, b"", response
+                return 304, b"", response, url
             if response.status_code >= 400:
                 raise self._status_error(url, response, with_token, task_id)
-            return response.status_code, self._read_capped(url, response, task_id), response
+            return response.status_code, self._read_capped(url, response, task_id), response, url
         raise DownloadError(f"too many redirects downloading {url}", task_id)
 
-    def _route(self, url: str, task_id: object, after_label_studio: bool) -> bool:
-        """True to send the token (Label Studio), False for an allowed host; else refuse.
+    def _route(self, url: str, task_id: object, after_label_studio: bool) -> tuple[str, bool]:
+        """The URL to request and whether the key goes with it; refuses what the rules forbid.
 
+        On the Label Studio host the path is normalised first and must be a
+        file-serving path: the key never reaches the REST API through task data.
         A redirect issued by Label Studio itself (e.g. to presigned storage) is trusted.
         """
         scheme, host, port = _origin(url)
         if scheme not in _DEFAULT_PORTS or not host:
             raise DownloadError(f"cannot download {url}: not an http(s) URL", task_id)
         if self._ls is not None and self._ls.same_origin(url):
-            return True
+            url = normalised(url)
+            if not self._ls.serves_files_at(url):
+                raise DownloadError(
+                    f"refusing to fetch {url}: on the Label Studio host, task data may only name files "
+                    "(/data/upload/, /data/local-files/, /tasks/<id>/resolve/, /projects/<id>/resolve/)",
+                    task_id,
+                )
+            return url, True
         if after_label_studio or self._host_allowed(host, port):
-            return False
+            return url, False
         where = f"Label Studio ({self._ls.url})" if self._ls is not None else "Label Studio (unset)"
         raise DownloadError(
             f"refusing to download {url}: host {host}:{port} is neither {where} nor listed in "

@@ -5,30 +5,20 @@ shape itself: a model object is made per request for one project and label
 config, ``setup()`` runs when Label Studio connects, ``predict(tasks,
 context)`` returns one prediction per task and ``fit(event, data)`` reacts to
 webhook events.  What outlives a request (settings, the model cache, the
-training scheduler) is the ``Runtime`` the app hands to every model object.
+training scheduler) is the ``Runtime`` (``segmenter.runtime``) the app hands to
+every model object.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from segmenter import store
 from segmenter.config import Settings
-from segmenter.jobs import Scheduler
 
-
-@dataclass
-class Runtime:
-    """Process-wide services shared by the model objects of all requests."""
-
-    settings: Settings
-    cache: store.ModelCache
-    scheduler: Scheduler
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Runtime:
-        return cls(settings, store.ModelCache(settings.model_dir, settings.model_cache_size), Scheduler(settings))
+if TYPE_CHECKING:
+    from segmenter.runtime import Runtime
 
 
 class LabelStudioMLBase(ABC):

@@ -22,13 +22,11 @@ from functools import wraps
 
 from flask import Flask, Response, jsonify, request
 
-from segmenter import jobs, store
-from segmenter.config import Settings
-from segmenter.mlbase import LabelStudioMLBase, Runtime
+from segmenter import store
+from segmenter.buffering import too_large_message
+from segmenter.runtime import Runtime
 
 log = logging.getLogger(__name__)
-
-ModelClass = type[LabelStudioMLBase]
 
 
 class BadRequest(Exception):
@@ -40,6 +38,24 @@ def _json_body() -> dict:
     if not isinstance(data, dict):
         raise BadRequest("body must be a JSON object (Content-Type: application/json)")
     return data
+
+
+def _text(data: dict, name: str) -> str | None:
+    """An optional string field of a body; anything but a string or null is a 400."""
+    value = data.get(name)
+    if value is not None and not isinstance(value, str):
+        raise BadRequest(f"'{name}' must be a string, not {type(value).__name__}")
+    return value
+
+
+def _object(data: dict, name: str) -> dict:
+    """An optional object field of a body ({} when absent); anything else is a 400."""
+    value = data.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadRequest(f"'{name}' must be an object, not {type(value).__name__}")
+    return value
 
 
 def _key(project: object) -> str:
@@ -63,15 +79,13 @@ def _project_of(data: dict) -> str:
     return _key(project)
 
 
-def create_app(model_class: ModelClass, settings: Settings | None = None, runtime: Runtime | None = None) -> Flask:
-    """The WSGI app serving ``model_class`` with ``settings`` (default: from the environment)."""
-    settings = settings or (runtime.settings if runtime else Settings.from_env())
-    runtime = runtime or Runtime.from_settings(settings)
-    settings.apply_torch_threads()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def create_app(runtime: Runtime) -> Flask:
+    """The WSGI app serving ``runtime.model_class`` with the process's services."""
+    settings, model_class = runtime.settings, runtime.model_class
     log.info("settings: %s", settings.describe())
     app = Flask(__name__)
-    app.config["RUNTIME"] = runtime
+    # The same cap as gunicorn's (segmenter.buffering), for the development server.
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_mb * 2**20
 
     def authorised() -> bool:
         if not settings.basic_auth_user:
@@ -99,6 +113,17 @@ def create_app(model_class: ModelClass, settings: Settings | None = None, runtim
     def bad_request(exc: BadRequest) -> tuple[Response, int]:
         return jsonify({"error": str(exc)}), 400
 
+    @app.errorhandler(store.StorageError)
+    def storage_full(exc: store.StorageError) -> tuple[Response, int]:
+        # A full MODEL_DIR: say so (Label Studio shows a 503's error on Start Training; a 500 looks like a crash).
+        log.error("%s %s: %s", request.method, request.path, exc)
+        error = f"{exc} (MODEL_DIR {settings.model_dir}); the request was not recorded"
+        return jsonify({"error": error}), 503
+
+    @app.errorhandler(413)
+    def too_large(exc: Exception) -> tuple[Response, int]:
+        return jsonify({"error": too_large_message(settings.max_request_mb)}), 413
+
     @app.get("/")
     @app.get("/health")
     @guarded
@@ -109,8 +134,8 @@ def create_app(model_class: ModelClass, settings: Settings | None = None, runtim
     @guarded
     def setup() -> Response:
         data = _json_body()
-        model = model_class(_project_of(data), data.get("schema"), runtime)
-        model.connect(data.get("hostname"), data.get("access_token"), data.get("extra_params"))
+        model = model_class(_project_of(data), _text(data, "schema"), runtime)
+        model.connect(_text(data, "hostname"), _text(data, "access_token"), data.get("extra_params"))
         return jsonify({"model_version": model.model_version})
 
     @app.post("/predict")
@@ -120,8 +145,9 @@ def create_app(model_class: ModelClass, settings: Settings | None = None, runtim
         tasks = data.get("tasks")
         if not isinstance(tasks, list) or not all(isinstance(t, dict) for t in tasks):
             raise BadRequest("'tasks' must be a list of task objects")
-        model = model_class(_project_of(data), data.get("label_config"), runtime)
-        context = (data.get("params") or {}).get("context")
+        params = _object(data, "params")
+        context = _object(params, "context") or None
+        model = model_class(_project_of(data), _text(data, "label_config"), runtime)
         results = model.predict(tasks, context=context)
         return jsonify({"results": results})
 
@@ -132,10 +158,10 @@ def create_app(model_class: ModelClass, settings: Settings | None = None, runtim
         if not isinstance(action, str):
             raise BadRequest("webhook body has no 'action'")
         project = _project_of(data)
-        if not authorised() and not jobs.load_connection(settings.model_dir, project):
+        if not authorised() and not store.load_connection(settings.model_dir, project):
             return jsonify({"error": f"project {project} was never connected through an authenticated /setup"}), 403
         project_info = data.get("project")
-        label_config = project_info.get("label_config") if isinstance(project_info, dict) else None
+        label_config = _text(project_info, "label_config") if isinstance(project_info, dict) else None
         model = model_class(project, label_config, runtime)
         return jsonify({"status": "ok", "action": action, **model.fit(action, data)})
 
@@ -144,17 +170,17 @@ def create_app(model_class: ModelClass, settings: Settings | None = None, runtim
     def versions() -> Response:
         project = request.args.get("project")
         projects = [_key(project)] if project else store.projects(settings.model_dir)
-        return jsonify({"versions": [v for p in projects for v in store.versions(settings.model_dir, p)]})
+        return jsonify({"versions": [v for p in projects for v in store.served_versions(settings.model_dir, p)]})
 
     @app.get("/status")
     @guarded
     def status_all() -> Response:
         projects = store.projects(settings.model_dir)
-        return jsonify({"projects": [jobs.read_status(settings.model_dir, p) for p in projects]})
+        return jsonify({"projects": [store.report(settings.model_dir, p) for p in projects]})
 
     @app.get("/status/<project>")
     @guarded
     def status_one(project: str) -> Response:
-        return jsonify(jobs.read_status(settings.model_dir, _key(project)))
+        return jsonify(store.report(settings.model_dir, _key(project)))
 
     return app

@@ -2,8 +2,9 @@
 
 Read top to bottom: ``collect_examples`` turns tasks into (series, row labels)
 pairs, ``split`` holds out whole tasks (or the tail of a single series) for
-validation, ``train_target`` fits the network with early stopping, and
-``train_project`` does it for every control/object pair of a labeling config.
+validation, ``train_target`` prepares the data and the network, ``fit`` runs
+the epochs with early stopping, ``training_record`` writes down what happened,
+and ``train_project`` does it for every control/object pair of a labeling config.
 
 Early stopping: after each epoch the held-out data is predicted exactly as at
 inference time.  The model is good enough once balanced accuracy reaches
@@ -21,7 +22,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -31,11 +32,11 @@ from segmenter.annotations import RowLabels, choose_annotation, row_labels
 from segmenter.config import TrainingSettings
 from segmenter.errors import SegmenterError, TaskDataError
 from segmenter.evaluation import class_scores
-from segmenter.inference import TrainedModel, window_probabilities
 from segmenter.labelconfig import Target, parse_label_config
 from segmenter.network import SegmenterNet
 from segmenter.series import Series
 from segmenter.taskdata import Fetcher, read_task_series
+from segmenter.trained import TrainedModel, window_probabilities
 from segmenter.windows import WindowSource
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,7 @@ def split(examples: list[Example], rng: np.random.Generator) -> tuple[list[Examp
 
     def part(sl: slice) -> Example:
         s = Series(only.series.time[sl], only.series.values[sl], only.series.time_kind)
-        r = RowLabels(only.rows.labels[sl], only.rows.instant_classes, only.rows.range_lengths, only.rows.range_classes)
+        r = replace(only.rows, class_ids=only.rows.class_ids[sl])
         return Example(only.task_id, s, r)
 
     return [part(slice(0, cut))], [part(slice(cut, n))], f"last {n - cut} rows of task {only.task_id}"
@@ -126,7 +127,7 @@ def validate(net: SegmenterNet, val: list[Example], model: TrainedModel, balance
     truth, pred, nll = [], [], []
     for example in val:
         probs = window_probabilities(net, model.normalise(example.series.values), model.sequence_size)
-        y = example.rows.labels
+        y = example.rows.class_ids
         truth.append(y)
         pred.append(probs.argmax(axis=1))
         nll.append(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-8, None)))
@@ -143,42 +144,30 @@ def validate(net: SegmenterNet, val: list[Example], model: TrainedModel, balance
     return Validation(mean_loss, s.balanced_accuracy, min(judged) if judged else 0.0, per_class)
 
 
-def train_target(
-    examples: list[Example],
-    target: Target,
+@dataclass
+class Fit:
+    """What the fit loop ends with: the best checkpoint's validation and why it stopped."""
+
+    best: Validation
+    best_epoch: int
+    epochs: int
+    thresholds_met: bool
+    stopped_because: str
+
+
+def fit(
+    model: TrainedModel,
+    source: WindowSource,
+    val: list[Example],
     settings: TrainingSettings,
+    rng: np.random.Generator,
+    weights: torch.Tensor | None,
     progress: Progress | None = None,
-) -> TrainedModel:
-    """Fit one network for ``target`` and return the best validation checkpoint."""
-    if not examples:
-        raise TrainingError(f"no annotated task to train {target.from_name!r} on")
-    started = time.monotonic()
-    torch.manual_seed(settings.seed)
-    rng = np.random.default_rng(settings.seed)
-    n_classes = len(target.classes)
-    train, val, held_out = split(examples, rng)
-
-    train_values = np.concatenate([e.series.values for e in train])
-    train_labels = np.concatenate([e.rows.labels for e in train])
-    mean = train_values.mean(axis=0).astype(np.float32)
-    std = train_values.std(axis=0).astype(np.float32)
-    std[std < 1e-6] = 1.0
-
-    labelled = {int(c) for e in examples for c in np.unique(e.rows.labels)} - {0}
-    marked_instant = set().union(*(e.rows.instant_classes for e in examples))
-    ranged = set().union(*(e.rows.range_classes for e in examples))
-    instant_classes = frozenset(marked_instant - ranged)
-    lengths = [n for e in examples for n in e.rows.range_lengths]
-    min_rows = max(1, min(lengths) // 2) if lengths else 1
-
-    size = settings.sequence_size
-    net = SegmenterNet(len(target.channels), n_classes, settings.hidden_size)
-    model = TrainedModel(target, net, mean, std, size, settings.hidden_size, instant_classes, min_rows)
-    source = WindowSource.build([model.normalise(e.series.values) for e in train], [e.rows.labels for e in train], size)
-    weights = class_weights(train_labels, n_classes) if settings.use_class_weights else None
+) -> Fit:
+    """Train ``model.net`` on the windows of ``source`` with early stopping; keeps the best checkpoint."""
+    net, n_classes = model.net, len(model.target.classes)
     optimiser = torch.optim.Adam(net.parameters(), lr=settings.learning_rate)
-    stride = max(1, size // 2)
-
+    stride = max(1, model.sequence_size // 2)
     best_key, best_state, best_val, best_epoch = None, None, None, 0
     since_improved, lowest_loss, ever_met, reason = 0, math.inf, False, "epoch cap"
     for epoch in range(1, settings.epochs + 1):
@@ -214,7 +203,7 @@ def train_target(
             since_improved += 1
         if progress is not None:
             progress(
-                f"{target.from_name} epoch {epoch}: train loss {epoch_loss / max(1, len(starts)):.4f} "
+                f"{model.target.from_name} epoch {epoch}: train loss {epoch_loss / max(1, len(starts)):.4f} "
                 f"val loss {v.loss:.4f} balanced acc {v.balanced_accuracy:.3f} min F1 {v.min_class_f1:.3f}"
             )
         if ever_met and since_improved >= settings.patience:
@@ -223,23 +212,33 @@ def train_target(
         if since_improved >= 3 * settings.patience:
             reason = f"thresholds not met, no validation-loss improvement for {3 * settings.patience} epochs"
             break
-
     net.load_state_dict(best_state)
     net.eval()
-    class_rows = np.bincount(np.concatenate([e.rows.labels for e in examples]), minlength=n_classes)
-    model.info = {
+    return Fit(best_val, best_epoch, epoch, bool(best_key[0]), reason)
+
+
+def training_record(
+    examples: list[Example], target: Target, settings: TrainingSettings, result: Fit, held_out: str, seconds: float
+) -> dict:
+    """The metadata saved with a model: when, how long, why it stopped, validation and data."""
+    class_rows = np.bincount(
+        np.concatenate([e.rows.class_ids for e in examples]), minlength=len(target.classes)
+    )
+    labelled = {int(c) for e in examples for c in np.unique(e.rows.class_ids)} - {0}
+    best = result.best
+    return {
         "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "train_seconds": round(time.monotonic() - started, 2),
-        "epochs": epoch,
-        "best_epoch": best_epoch,
-        "stopped_because": reason,
+        "train_seconds": round(seconds, 2),
+        "epochs": result.epochs,
+        "best_epoch": result.best_epoch,
+        "stopped_because": result.stopped_because,
         "validation": {
             "held_out": held_out,
-            "loss": round(best_val.loss, 5),
-            "balanced_accuracy": round(best_val.balanced_accuracy, 4),
-            "min_class_f1": round(best_val.min_class_f1, 4),
-            "per_class_f1": {target.classes[c]: round(f, 4) for c, f in best_val.per_class_f1.items()},
-            "thresholds_met": bool(best_key[0]),
+            "loss": round(best.loss, 5),
+            "balanced_accuracy": round(best.balanced_accuracy, 4),
+            "min_class_f1": round(best.min_class_f1, 4),
+            "per_class_f1": {target.classes[c]: round(f, 4) for c, f in best.per_class_f1.items()},
+            "thresholds_met": result.thresholds_met,
         },
         "data": {
             "tasks": len(examples),
@@ -249,6 +248,43 @@ def train_target(
         },
         "settings": dict(vars(settings)),
     }
+
+
+def train_target(
+    examples: list[Example],
+    target: Target,
+    settings: TrainingSettings,
+    progress: Progress | None = None,
+) -> TrainedModel:
+    """Fit one network for ``target`` and return the best validation checkpoint with its record."""
+    if not examples:
+        raise TrainingError(f"no annotated task to train {target.from_name!r} on")
+    started = time.monotonic()
+    torch.manual_seed(settings.seed)
+    rng = np.random.default_rng(settings.seed)
+    train, val, held_out = split(examples, rng)
+
+    train_values = np.concatenate([e.series.values for e in train])
+    mean = train_values.mean(axis=0).astype(np.float32)
+    std = train_values.std(axis=0).astype(np.float32)
+    std[std < 1e-6] = 1.0
+
+    marked_instant = set().union(*(e.rows.instant_classes for e in examples))
+    ranged = set().union(*(e.rows.range_classes for e in examples))
+    instant_classes = frozenset(marked_instant - ranged)
+    lengths = [n for e in examples for n in e.rows.range_lengths]
+    min_rows = max(1, min(lengths) // 2) if lengths else 1
+
+    size, n_classes = settings.sequence_size, len(target.classes)
+    net = SegmenterNet(len(target.channels), n_classes, settings.hidden_size)
+    model = TrainedModel(target, net, mean, std, size, settings.hidden_size, instant_classes, min_rows)
+    source = WindowSource.build(
+        [model.normalise(e.series.values) for e in train], [e.rows.class_ids for e in train], size
+    )
+    train_ids = np.concatenate([e.rows.class_ids for e in train])
+    weights = class_weights(train_ids, n_classes) if settings.use_class_weights else None
+    result = fit(model, source, val, settings, rng, weights, progress)
+    model.info = training_record(examples, target, settings, result, held_out, time.monotonic() - started)
     return model
 
 

@@ -40,14 +40,14 @@ def test_choice_prefers_ground_truth_then_latest_and_ignores_skips():
 
 def test_row_index_ranges_cover_both_ends():
     s = series(range(10), "index")
-    labels = row_labels(s, [region(2, 4), region(6, 8, "Walk")], TARGET).labels
+    labels = row_labels(s, [region(2, 4), region(6, 8, "Walk")], TARGET).class_ids
     assert labels.tolist() == [0, 0, 1, 1, 1, 0, 2, 2, 2, 0]
 
 
 def test_numeric_float_time_ranges_and_instants_between_samples():
     s = series([0.0, 0.5, 1.0, 1.5, 2.0, 2.5], "numeric")
     rows = row_labels(s, [region(0.4, 1.6), region(2.3, 2.3, "Walk", instant=True)], TARGET)
-    assert rows.labels.tolist() == [0, 1, 1, 1, 0, 2]
+    assert rows.class_ids.tolist() == [0, 1, 1, 1, 0, 2]
     assert rows.instant_classes == frozenset({2}) and rows.range_lengths == [3]
 
 
@@ -56,32 +56,32 @@ def test_datetime_regions_as_strings_and_as_epoch_ms():
     s = series(start + 1000 * np.arange(8), "datetime")
     as_text = region("2024-01-01 00:00:02", "2024-01-01 00:00:04")
     as_ms = region(start + 5000, start + 6000, "Walk")
-    labels = row_labels(s, [as_text, as_ms], DT_TARGET).labels
+    labels = row_labels(s, [as_text, as_ms], DT_TARGET).class_ids
     assert labels.tolist() == [0, 0, 1, 1, 1, 2, 2, 0]
 
 
 def test_unknown_label_and_other_controls_are_skipped_with_a_warning(caplog):
     s = series(range(5), "index")
     with caplog.at_level(logging.WARNING):
-        labels = row_labels(s, [region(0, 1, "Swim"), region(2, 3, from_name="other")], TARGET, task_id=7).labels
+        labels = row_labels(s, [region(0, 1, "Swim"), region(2, 3, from_name="other")], TARGET, task_id=7).class_ids
     assert labels.tolist() == [0] * 5
     assert "task 7" in caplog.text and "Swim" in caplog.text
 
 
 def test_unparseable_bounds_are_skipped():
     s = series(range(5), "index")
-    assert row_labels(s, [region("soon", "later")], TARGET).labels.tolist() == [0] * 5
+    assert row_labels(s, [region("soon", "later")], TARGET).class_ids.tolist() == [0] * 5
 
 
 def test_empty_annotation_is_all_background():
-    assert row_labels(series(range(4), "index"), [], TARGET).labels.tolist() == [0, 0, 0, 0]
+    assert row_labels(series(range(4), "index"), [], TARGET).class_ids.tolist() == [0, 0, 0, 0]
 
 
 @given(st.lists(st.tuples(st.integers(0, 99), st.integers(0, 99), st.sampled_from(["Run", "Walk"])), max_size=6))
 def test_later_regions_win_and_every_covered_row_is_labelled(spans):
     s = series(np.arange(100) * 10.0, "numeric")
     regions = [region(10.0 * a, 10.0 * b, label, instant=False) for a, b, label in spans]
-    labels = row_labels(s, regions, TARGET).labels
+    labels = row_labels(s, regions, TARGET).class_ids
     expected = np.zeros(100, int)
     instants = []
     for a, b, label in spans:
@@ -102,4 +102,4 @@ def test_datetime_round_trip_through_the_ui_form(fmt):
     s = series(base + step * np.arange(20), "datetime")
     target = Target("label", "ts", "csv_url", "url", ("Run", "Walk"), ("a",), "time", fmt, ",")
     r = region(format_time(s.time[3], fmt), format_time(s.time[9], fmt))
-    assert np.flatnonzero(row_labels(s, [r], target).labels).tolist() == list(range(3, 10))
+    assert np.flatnonzero(row_labels(s, [r], target).class_ids).tolist() == list(range(3, 10))

@@ -56,9 +56,12 @@ def test_evaluate_prints_the_metrics(project):
     out = run("evaluate", "--label-config", project / "config.xml", "--export", project / "export.json",
               "--test-fraction", 0.4, "--seed", 0)
     report = json.loads(out.stdout)
-    for key in ("timestep_macro_f1", "balanced_accuracy", "per_class_f1", "event_f1_iou50", "n_true_segments",
-                "n_pred_segments", "train_seconds", "predict_seconds"):
+    for key in ("timestep_macro_f1", "balanced_accuracy", "per_class_f1", "confusion", "event_f1_iou50",
+                "n_true_segments", "n_pred_segments", "train_seconds", "predict_seconds"):
         assert key in report
+    confusion = report["confusion"]
+    assert confusion["classes"][0] == "__background__"
+    assert len(confusion["rows"]) == len(confusion["classes"]) and sum(map(sum, confusion["rows"])) > 0
     assert report["n_test_tasks"] == 2 and report["n_true_segments"] == 8
     assert report["timestep_macro_f1"] > 0.8
 

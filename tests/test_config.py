@@ -55,7 +55,10 @@ def test_bad_values_name_the_variable(name, value):
 
 
 def test_describe_masks_secrets():
-    s = Settings.from_env({"LABEL_STUDIO_API_KEY": "secret", "BASIC_AUTH_USER": "u", "BASIC_AUTH_PASS": "pw"})
+    s = Settings.from_env(
+        {"LABEL_STUDIO_URL": "http://ls", "LABEL_STUDIO_API_KEY": "secret",
+         "BASIC_AUTH_USER": "u", "BASIC_AUTH_PASS": "pw"}
+    )
     text = str(s.describe())
     assert "secret" not in text and "pw" not in text
 

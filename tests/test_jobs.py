@@ -1,18 +1,19 @@
-"""Training status: telling a live training from a dead one, without false alarms."""
+"""Training status: a type read and written in one place; telling a live training from a dead one."""
 
 import threading
 
-from segmenter import jobs, store
+from segmenter import store
+from segmenter.store import TrainingState, TrainingStatus
 
 
 def write_status(model_dir, project, **status):
-    store.write_json(store.project_dir(model_dir, project) / jobs.STATUS_FILE, status)
+    store.write_json(store.project_dir(model_dir, project) / "status.json", status)
 
 
 def test_a_training_whose_process_died_reads_as_failed(tmp_path):
     write_status(tmp_path, 1, state="training", requests=1, started_request=1)
-    status = jobs.read_status(tmp_path, 1)
-    assert status["state"] == "failed" and "interrupted" in status["last_error"]
+    status = store.read_status(tmp_path, 1)
+    assert status.state is TrainingState.FAILED and "interrupted" in status.last_error
 
 
 def test_a_live_training_reads_as_training(tmp_path):
@@ -20,7 +21,8 @@ def test_a_live_training_reads_as_training(tmp_path):
     holding, release = threading.Event(), threading.Event()
 
     def train():
-        with jobs._flock(jobs._training_lock(tmp_path, "1")):
+        with store.training_lock(tmp_path, "1") as held:
+            assert held
             holding.set()
             release.wait(10)
 
@@ -28,7 +30,7 @@ def test_a_live_training_reads_as_training(tmp_path):
     worker.start()
     holding.wait(10)
     try:
-        assert jobs.read_status(tmp_path, 1)["state"] == "training"
+        assert store.read_status(tmp_path, 1).state is TrainingState.TRAINING
     finally:
         release.set()
         worker.join()
@@ -43,11 +45,32 @@ def test_a_training_that_ends_while_status_is_read_is_not_called_interrupted(tmp
 
     def stale_first(path, default=None):
         value = real_read(path, default)
-        if str(path).endswith(jobs.STATUS_FILE) and not reads:
+        if str(path).endswith("status.json") and not reads:
             reads.append(path)
             return {**value, "state": "training"}
         return value
 
-    monkeypatch.setattr(store, "read_json", stale_first)
-    status = jobs.read_status(tmp_path, 1)
-    assert reads and status["state"] == "idle" and not status.get("last_error")
+    monkeypatch.setattr(store.records, "read_json", stale_first)
+    status = store.read_status(tmp_path, 1)
+    assert reads and status.state is TrainingState.IDLE and not status.last_error
+
+
+def test_status_round_trips_and_tolerates_old_or_damaged_files(tmp_path):
+    write_status(tmp_path, 2, state="queued", requests=3, started_request=2, claimed=True, unknown="x")
+    status = store.stored_status(tmp_path, 2)
+    assert status.state is TrainingState.QUEUED and status.pending
+    assert TrainingStatus.from_json(status.to_json()) == status
+    assert status.to_json()["state"] == "queued"
+    write_status(tmp_path, 3, state="exploded")
+    assert store.stored_status(tmp_path, 3).state is TrainingState.IDLE
+    (store.project_dir(tmp_path, 4) / "status.json").parent.mkdir(parents=True)
+    (store.project_dir(tmp_path, 4) / "status.json").write_text("[1, 2")
+    assert store.stored_status(tmp_path, 4) == TrainingStatus()
+
+
+def test_a_claim_returns_its_result_and_writes_no_flag(tmp_path):
+    write_status(tmp_path, 5, requests=2, started_request=1)
+    assert store.update_status(tmp_path, 5, TrainingStatus.claim) is True
+    assert store.update_status(tmp_path, 5, TrainingStatus.claim) is False
+    stored = store.read_json(store.project_dir(tmp_path, 5) / "status.json")
+    assert stored["state"] == "training" and stored["started_request"] == 2 and "claimed" not in stored

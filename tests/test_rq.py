@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 from served import free_port
 
-from segmenter import jobs, synthetic
+from segmenter import store, synthetic
+from segmenter.access import LabelStudioAccess
 from segmenter.config import Settings, TrainingSettings
 from segmenter.jobs import Scheduler
+from segmenter.store import TrainingState
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
@@ -56,16 +58,16 @@ def test_rq_worker_trains_the_project(redis_url, tmp_path):
                         annotations=[synthetic.regions(rec.events, rec.frame["time"].to_numpy())])
         settings = Settings(model_dir=model_dir, training_backend="rq", redis_url=redis_url, rq_queue="segmenter",
                             training=TrainingSettings(epochs=3, patience=1))
-        jobs.save_connection(model_dir, project, {"hostname": ls.url, "access_token": "tok", "schema": ""})
-        scheduler = Scheduler(settings)
+        store.save_connection(model_dir, project, {"hostname": ls.url, "access_token": "tok", "schema": ""})
+        scheduler = Scheduler(LabelStudioAccess(settings))
         scheduler.request(project, "START_TRAINING")
-        assert jobs.read_status(model_dir, project)["state"] == "queued"
+        assert store.read_status(model_dir, project).state is TrainingState.QUEUED
         worker = subprocess.run(
             [sys.executable, "-m", "rq.cli", "worker", "--burst", "--url", redis_url, "segmenter"],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
         )
         assert worker.returncode == 0, worker.stderr
-        status = jobs.read_status(model_dir, project)
+        status = store.report(model_dir, project)
         assert status["state"] == "idle", status
         assert status["model_version"].startswith("v1-")
         assert ls.calls(prefix=f"/api/projects/{project}/export")

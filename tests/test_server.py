@@ -11,9 +11,9 @@ from served import serve
 from model import TimeSeriesSegmenter
 from segmenter import store, synthetic
 from segmenter.config import Settings, TrainingSettings
-from segmenter.jobs import read_status
-from segmenter.mlbase import Runtime
+from segmenter.runtime import Runtime
 from segmenter.server import create_app
+from segmenter.store import TrainingState
 
 FAST = TrainingSettings(epochs=4, patience=2, batch_size=32)
 CONFIG = synthetic.label_config()
@@ -88,7 +88,7 @@ def trained_project(b, ls):
 @pytest.fixture
 def backend(tmp_path):
     def start(**changes):
-        runtime = Runtime.from_settings(make_settings(tmp_path, **changes))
+        runtime = Runtime.start(make_settings(tmp_path, **changes), TimeSeriesSegmenter)
         return runtime
 
     runtimes = []
@@ -97,7 +97,7 @@ def backend(tmp_path):
         def __call__(self, **changes):
             runtime = start(**changes)
             runtimes.append(runtime)
-            ctx = serve(create_app(TimeSeriesSegmenter, runtime=runtime))
+            ctx = serve(create_app(runtime))
             url = ctx.__enter__()
             contexts.append(ctx)
             return Backend(url, runtime)
@@ -304,4 +304,6 @@ def test_basic_auth_guards_all_but_webhooks_of_connected_projects(backend, fake_
     assert b.post("/setup", body, auth=("u", "p")).status_code == 200
     # Label Studio sends event webhooks without Basic auth: they still train
     assert b.webhook("ANNOTATION_CREATED", project).json()["scheduled"] is True
-    assert b.runtime and read_status(b.runtime.settings.model_dir, project)["state"] in ("queued", "training", "idle")
+    assert store.read_status(b.runtime.settings.model_dir, project).state in (
+        TrainingState.QUEUED, TrainingState.TRAINING, TrainingState.IDLE
+    )

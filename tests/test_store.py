@@ -1,10 +1,14 @@
+import errno
+import os
+from pathlib import Path
+
 import pytest
 import torch
 
 from segmenter import store
-from segmenter.inference import TrainedModel
 from segmenter.labelconfig import Target
 from segmenter.network import SegmenterNet
+from segmenter.trained import TrainedModel
 
 TARGET = Target("label", "ts", "csv_url", "url", ("Run",), ("a", "b"), None, None, ",")
 
@@ -34,20 +38,53 @@ def test_versions_increase_old_ones_are_pruned(tmp_path):
     assert store.metadata(tmp_path, 1, made[-1])["targets"][0]["signature"] == TARGET.signature()
 
 
-def test_a_failed_write_leaves_no_partial_version(tmp_path, monkeypatch):
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EIO])
+def test_a_failed_write_leaves_no_partial_version(tmp_path, monkeypatch, code):
     good = store.save(tmp_path, 1, [model()])
+    real_write = Path.write_bytes
 
-    def broken_save(obj, path):
-        open(path, "wb").write(b"partial")
-        raise OSError("disk full")
+    def half_then_fail(path, data):
+        real_write(path, data[: len(data) // 2])
+        raise OSError(code, os.strerror(code))
 
-    monkeypatch.setattr(store.torch, "save", broken_save)
-    with pytest.raises(OSError):
+    monkeypatch.setattr(Path, "write_bytes", half_then_fail)
+    with pytest.raises(OSError) as failed:
         store.save(tmp_path, 1, [model()])
-    assert store.versions(tmp_path, 1) == [good]
-    assert not [p for p in (tmp_path / "model_project_1").iterdir() if p.suffix == ".tmp"]
+    if code == errno.ENOSPC:  # said in words, naming the directory, not as a torch stream error
+        assert isinstance(failed.value, store.StorageError)
+        assert "no space left on device" in str(failed.value) and str(tmp_path) in str(failed.value)
     monkeypatch.undo()
+    assert store.versions(tmp_path, 1) == [good]
+    assert sorted(p.name for p in (tmp_path / "model_project_1").iterdir()) == [f"{good}.json", f"{good}.pt"]
     assert store.load(tmp_path, 1, good)[0].target == TARGET
+
+
+def test_a_save_removes_what_interrupted_saves_left_but_not_live_writes(tmp_path):
+    import subprocess
+    import sys
+
+    first = store.save(tmp_path, 1, [model()])
+    folder = tmp_path / "model_project_1"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    origin = store.files._origin()
+    debris = [f".v2-20260101T000000Z.pt.{dead.stdout.strip()}@{origin}.abc123.tmp", "v2-20260101T000000Z.json"]
+    live = f".status.json.{os.getpid()}@{origin}.def456.tmp"  # another thread of this process is writing it
+    foreign = ".status.json.1@elsewhere.ghi789.tmp"  # another host's write: only removed when old
+    for name in (*debris, live, foreign):
+        (folder / name).write_text("x")
+    second = store.save(tmp_path, 1, [model()])
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [live, foreign] + [f"{v}{ext}" for v in (first, second) for ext in (".pt", ".json")]
+    )
+    os.utime(folder / foreign, (0, 0))
+    assert store.tidy(tmp_path, 1) == [foreign]
+
+
+def test_metadata_is_derived_from_the_model_file_when_its_twin_is_missing(tmp_path):
+    version = store.save(tmp_path, 1, [model()])
+    (tmp_path / "model_project_1" / f"{version}.json").unlink()
+    meta = store.metadata(tmp_path, 1, version)
+    assert meta["version"] == version and meta["targets"][0]["signature"] == TARGET.signature()
 
 
 def test_files_load_with_weights_only(tmp_path):

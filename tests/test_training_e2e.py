@@ -5,12 +5,11 @@ import pytest
 import torch
 
 from segmenter import store, synthetic
-from segmenter.annotations import row_labels
 from segmenter.config import TrainingSettings
-from segmenter.evaluation import event_f1, match_events
-from segmenter.inference import TrainedModel, predict_tasks
+from segmenter.evaluation import score
+from segmenter.inference import predict_tasks
 from segmenter.labelconfig import parse_label_config
-from segmenter.taskdata import read_task_series
+from segmenter.trained import TrainedModel
 from segmenter.training import TrainingError, train_project
 
 SETTINGS = TrainingSettings(epochs=80, patience=6, batch_size=32)
@@ -49,17 +48,12 @@ def test_planted_ranges_and_instants_are_found(trained):
     tests, fetcher = make_tasks(2, seed=100, spikes=3)
     predictions = predict_tasks(models, tests, fetcher)
     [target] = parse_label_config(config)
-    matched = n_true = n_pred = 0
-    for task, prediction in zip(tests, predictions):
-        series = read_task_series(task, target, fetcher)
-        truth = row_labels(series, task["annotations"][0]["result"], target).labels
-        pred = row_labels(series, prediction["result"], target).labels
-        m, t, p = match_events(truth, pred, models[0].instant_classes, instant_tolerance=3)
-        matched, n_true, n_pred = matched + m, n_true + t, n_pred + p
+    for prediction in predictions:
         assert 0 <= prediction["score"] <= 1
         assert all(0 <= r["score"] <= 1 for r in prediction["result"])
-    assert n_true == 2 * 4 + 2 * 3
-    assert event_f1(matched, n_true, n_pred) >= 0.8
+    report = score(models, tests, fetcher)
+    assert report["n_true_segments"] == 2 * 4 + 2 * 3
+    assert report["event_f1_iou50"] >= 0.8
     spike = target.labels.index("Spike") + 1
     assert models[0].instant_classes == frozenset({spike})
     instants = [r for p in predictions for r in p["result"] if r["value"]["instant"]]

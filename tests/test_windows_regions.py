@@ -109,7 +109,7 @@ def test_regions_row_labels_regions_round_trip(runs, kind):
     time = np.arange(n, dtype=float) if kind == "index" else np.cumsum(np.full(n, 0.25)) + 7
     series = Series(time, np.zeros((n, 1), np.float32), kind)
     results, _ = to_results(series, _probs(classes), TARGET, frozenset(), 1)
-    back = row_labels(series, results, TARGET).labels
+    back = row_labels(series, results, TARGET).class_ids
     assert (back == classes).all()
     again, _ = to_results(series, _probs(back), TARGET, frozenset(), 1)
     assert [r["value"] for r in again] == [r["value"] for r in results]

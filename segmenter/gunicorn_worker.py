@@ -1,0 +1,28 @@
+"""The gunicorn worker of ``gunicorn.conf.py``: gunicorn's asyncio worker serving
+the WSGI app through ``segmenter.buffering.BufferedWSGI``.
+
+Connections, headers and bodies are read on the worker's event loop; the
+Flask app runs in ``THREADS`` threads only once a request is complete, so slow
+clients hold sockets, not threads.  ``gunicorn -c gunicorn.conf.py _wsgi:app``
+stays the command line: ``_wsgi:app`` is still the plain WSGI app.
+"""
+
+from __future__ import annotations
+
+from gunicorn.workers.gasgi import ASGIWorker
+
+from segmenter.buffering import BufferedWSGI
+
+
+class BufferingWorker(ASGIWorker):
+    """gunicorn's asyncio worker with the WSGI app wrapped in ``BufferedWSGI``."""
+
+    @classmethod
+    def check_config(cls, cfg: object, log: object) -> None:
+        """Nothing to warn about: ``threads`` sizes the pool the WSGI app runs in."""
+
+    def load_wsgi(self) -> None:
+        """Load ``_wsgi:app`` and wrap it, with the body cap the app itself was configured with."""
+        super().load_wsgi()
+        limit_mb = self.asgi.config["MAX_CONTENT_LENGTH"] // 2**20  # MAX_REQUEST_MB, set by create_app
+        self.asgi = BufferedWSGI(self.asgi, threads=self.cfg.threads, max_request_mb=limit_mb)

@@ -1,0 +1,50 @@
+"""The per-project directory under MODEL_DIR, owned here and only here.
+
+Layout::
+
+    model_project_{id}/v{N}-{UTC time}.pt     weights + metadata of every target   (models)
+    model_project_{id}/v{N}-{UTC time}.json   the same metadata, readable twin     (models)
+    model_project_{id}/broken/                model files that did not load         (models)
+    model_project_{id}/status.json            the TrainingStatus                    (records)
+    model_project_{id}/connection.json        what /setup said, owner-only          (records)
+    model_project_{id}/status.lock, train.lock  locks shared by all processes       (records)
+
+``layout`` parses project ids and names the folders, ``files`` writes without
+ever exposing half a file, ``models`` keeps the versions, ``records`` the
+status and connection.  Callers import from ``segmenter.store`` only.
+"""
+
+from segmenter.store.files import StorageError, atomic_write, read_json, write_json
+from segmenter.store.layout import project_dir, project_key, projects
+from segmenter.store.models import (
+    BROKEN_DIR,
+    INITIAL_VERSION,
+    ModelCache,
+    broken,
+    latest_version,
+    load,
+    metadata,
+    save,
+    served_versions,
+    tidy,
+    versions,
+)
+from segmenter.store.records import (
+    TrainingState,
+    TrainingStatus,
+    load_connection,
+    now,
+    read_status,
+    report,
+    save_connection,
+    stored_status,
+    training_lock,
+    update_status,
+)
+
+__all__ = [
+    "BROKEN_DIR", "INITIAL_VERSION", "ModelCache", "StorageError", "TrainingState", "TrainingStatus",
+    "atomic_write", "broken", "latest_version", "load", "load_connection", "metadata", "now", "project_dir",
+    "project_key", "projects", "read_json", "read_status", "report", "save", "save_connection",
+    "served_versions", "stored_status", "tidy", "training_lock", "update_status", "versions", "write_json",
+]
