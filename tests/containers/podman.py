@@ -97,8 +97,8 @@ def pip_build_args() -> list[str]:
     """podman build options that give pip inside the build this machine's pip settings.
 
     The config files pip reads here, and every file or directory they name (CA bundle,
-    constraints, wheel directories, ``file://`` indexes), are mounted read-only at the same
-    paths; the build gets the host's network.  Where PyTorch's CPU wheel index cannot be
+    constraints, wheel directories, ``file://`` indexes with the folder around them), are
+    mounted read-only at the same paths; the build gets the host's network.  Where PyTorch's CPU wheel index cannot be
     reached, TORCH_CPU_INDEX points at a local index of the machine instead (the CPU torch
     wheel then comes from its wheel directory).
     """
@@ -116,9 +116,11 @@ def pip_build_args() -> list[str]:
             path = urlparse(value).path if value.startswith("file://") else value
             if not path.startswith("/") or not os.path.exists(path):
                 continue
-            mounts.append(path)
             if value.startswith("file://") and key.endswith("index-url"):
                 local_indexes.append(value)
+                # A local index's pages link to files beside it (../files/...): mount its parent.
+                path = os.path.dirname(path.rstrip("/"))
+            mounts.append(path)
     args = ["--network", "host"]
     for path in dict.fromkeys(mounts):
         args += ["-v", f"{path}:{path}:ro"]

@@ -255,8 +255,9 @@ def test_rq_profile_trains_in_the_worker(stack):
     assert version.startswith("v2-"), status
     # The job ran in the worker container (rq logs it there), not in a thread of the backend.
     worker_log, backend_log = stack.compose.logs("worker", 400), stack.compose.logs("backend", 400)
-    assert f"segmenter.jobs.drain('{stack.project}')" in worker_log and "Job OK" in worker_log, worker_log
-    assert f"project {stack.project}: trained version" not in backend_log, backend_log
+    trained = f"project {stack.project}: trained version {version}"
+    assert trained in worker_log and "Job OK" in worker_log, worker_log
+    assert trained not in backend_log, backend_log
     results = stack.predict()
     assert all(r["model_version"] == version for r in results) and any(r["result"] for r in results), results
     stack.versions.append(version)
