@@ -1,27 +1,61 @@
-# CPU image of the backend. It runs the same steps as ./start.sh:
-# scripts/setup installs requirements.txt into /app/.venv, gunicorn serves _wsgi:app.
-# To avoid pulling torch's CUDA wheel, pass a CPU wheel index:
-#   docker build --build-arg PIP_EXTRA_INDEX_URL=<PyTorch CPU wheel index> .
-FROM python:3.11-slim
+# The backend's image: gunicorn serving _wsgi:app on port 9090, models in the /data/models volume.
+#
+#   docker build -t ls-timeseries-segmenter .                                  # CPU (default)
+#   docker build --build-arg TORCH_VARIANT=cuda -t ls-timeseries-segmenter:gpu .  # CUDA torch
+#
+# The CPU variant takes torch from PyPI's CPU wheel index (TORCH_CPU_INDEX), so the plain
+# build gets the CPU wheel, not the CUDA one with its ~4 GB of nvidia libraries. The cuda
+# variant takes torch from PyPI, whose Linux wheel is the CUDA build. docker-compose.yml
+# builds both (see README, "Docker").
 
-ARG PIP_EXTRA_INDEX_URL=""
-ENV PIP_EXTRA_INDEX_URL=${PIP_EXTRA_INDEX_URL} \
-    PYTHONUNBUFFERED=1 \
+# ---- build: a virtualenv with requirements.txt only (no dev or test packages) ----
+FROM python:3.11-slim AS build
+ARG TORCH_VARIANT=cpu
+ARG TORCH_CPU_INDEX=https://download.pytorch.org/whl/cpu
+WORKDIR /app
+COPY requirements.txt ./
+RUN --mount=type=cache,target=/root/.cache/pip \
+    set -eu; \
+    torch_version=$(sed -n 's/^torch==//p' requirements.txt); \
+    case "$TORCH_VARIANT" in \
+      cpu)  set -- --extra-index-url "$TORCH_CPU_INDEX" "torch==$torch_version+cpu" ;; \
+      cuda) set -- "torch==$torch_version" ;; \
+      *)    echo "TORCH_VARIANT must be cpu or cuda, not $TORCH_VARIANT" >&2; exit 1 ;; \
+    esac; \
+    python3 -m venv .venv; \
+    .venv/bin/pip install --disable-pip-version-check --progress-bar off "$@" -r requirements.txt; \
+    .venv/bin/python -c "import torch; print('torch', torch.__version__)"; \
+    .venv/bin/pip uninstall --disable-pip-version-check -y -q pip
+# Left out of the image (about 350 MB): torch's C++ headers, CMake files and C++ test programs
+# (for building extensions and testing torch itself; torch_shm_manager stays) and the packages'
+# own test suites (pandas, scipy, scikit-learn, sympy, networkx; not numpy's: numpy.testing
+# imports from them).
+RUN set -eu; \
+    site=$(.venv/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])"); \
+    rm -rf "$site/torch/include" "$site/torch/share" "$site/torch/test"; \
+    find "$site/torch/bin" -type f ! -name torch_shm_manager -delete; \
+    for package in pandas scipy sklearn sympy networkx; do \
+      find "$site/$package" -depth -type d -name tests -exec rm -rf {} +; \
+    done; \
+    .venv/bin/python -c "import torch, pandas, sklearn, label_studio_sdk.label_interface; \
+torch.nn.LSTM(2, 4)(torch.zeros(1, 3, 2))"
+
+# ---- runtime: the virtualenv and the application code, run as a non-root user ----
+FROM python:3.11-slim AS runtime
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
     MODEL_DIR=/data/models \
     PORT=9090
-
-RUN useradd --create-home --uid 1000 app && mkdir -p /app /data/models && chown -R app:app /app /data
+RUN useradd --create-home --uid 1000 app && mkdir -p /data/models && chown app:app /data/models
 WORKDIR /app
+# Code and packages stay owned by root: the app user writes only to /data/models.
+COPY --from=build /app/.venv /app/.venv
+COPY _wsgi.py model.py gunicorn.conf.py ./
+COPY segmenter segmenter
+COPY scripts/healthcheck.py scripts/healthcheck.py
 USER app
-
-COPY --chown=app:app requirements.txt requirements-dev.txt ./
-COPY --chown=app:app scripts/setup scripts/setup
-RUN scripts/setup runtime
-
-COPY --chown=app:app . .
-
 EXPOSE 9090
 VOLUME ["/data/models"]
 HEALTHCHECK --interval=30s --timeout=3s --start-period=30s --retries=3 \
-    CMD .venv/bin/python scripts/healthcheck.py
-CMD [".venv/bin/gunicorn", "-c", "gunicorn.conf.py", "_wsgi:app"]
+    CMD ["/app/.venv/bin/python", "scripts/healthcheck.py"]
+CMD ["/app/.venv/bin/gunicorn", "-c", "gunicorn.conf.py", "_wsgi:app"]

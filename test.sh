@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: lint, unit and service tests, and the integration suite
-# against a real Label Studio (set SKIP_LABEL_STUDIO=1 to skip that part locally).
+# Runs the whole test suite: lint, unit and service tests, the integration suite
+# against a real Label Studio (set SKIP_LABEL_STUDIO=1 to skip that part locally) and the
+# container tests, which build the image and run docker-compose.yml with podman
+# (SKIP_CONTAINERS=1 skips them; without podman they are skipped locally, in CI they fail).
 # Extra arguments go to pytest, e.g. ./test.sh -k regions
 set -euo pipefail
 cd "$(dirname "$0")"

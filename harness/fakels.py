@@ -71,6 +71,7 @@ class FakeLabelStudio:
         legacy_token: str = "legacy-token",
         legacy_enabled: bool = True,
         access_lifetime: float = 300.0,
+        host: str = "127.0.0.1",
     ) -> None:
         self.legacy_token = legacy_token
         self.legacy_enabled = legacy_enabled
@@ -84,7 +85,7 @@ class FakeLabelStudio:
         self._live_access: set[int] = set()
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
-        self._served = Served(self._app())
+        self._served = Served(self._app(), host)
         self.url = self._served.url
 
     def __enter__(self) -> Self:

@@ -17,9 +17,11 @@ class _Quiet(WSGIRequestHandler):
 class Served:
     """A threaded werkzeug server for ``app``; ``url`` is known before ``start``."""
 
-    def __init__(self, app: Callable) -> None:
-        self._server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_Quiet)
-        self.url = f"http://127.0.0.1:{self._server.server_port}"
+    def __init__(self, app: Callable, host: str = "127.0.0.1") -> None:
+        # host: the address to listen on; loopback unless a test serves containers on a network
+        # podman made (its gateway address).
+        self._server = make_server(host, 0, app, threaded=True, request_handler=_Quiet)
+        self.url = f"http://{host}:{self._server.server_port}"
         # Handler threads may sit on clients' keep-alive connections: do not wait for them on close.
         self._server.daemon_threads = True
         self._server.block_on_close = False

@@ -14,10 +14,11 @@ T = TypeVar("T")
 
 
 def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.5,
-             alive: Callable[[], None] | None = None) -> T:
+             alive: Callable[[], None] | None = None, detail: Callable[[], str] | None = None) -> T:
     """Poll ``check`` until it returns something truthy; ``alive`` may raise to stop early.
 
-    A ``requests`` error counts as not yet; after ``timeout`` seconds ``DriverError``.
+    A ``requests`` error counts as not yet; after ``timeout`` seconds ``DriverError``, with
+    ``detail()`` (e.g. log tails) appended.
     """
     deadline = time.monotonic() + timeout
     last: object = None
@@ -31,8 +32,9 @@ def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval:
         if value:
             return value
         if time.monotonic() > deadline:
-            detail = f" (last: {last})" if last else ""
-            raise DriverError(f"timed out after {timeout:.0f} s waiting for {what}{detail}")
+            last_seen = f" (last: {last})" if last else ""
+            raise DriverError(f"timed out after {timeout:.0f} s waiting for {what}{last_seen}"
+                              + (f"\n{detail()}" if detail else ""))
         time.sleep(interval)
 
 

@@ -1,0 +1,264 @@
+"""The image and the docker-compose stack, built and run for real (podman, marker ``containers``).
+
+Builds the image from the Dockerfile through docker-compose.yml, checks it is the lean CPU
+image, then drives the default stack and the ``rq`` profile the way Label Studio does, against
+the fake Label Studio listening on the compose network: /health, /setup, an annotation webhook
+that trains, /predict with the new version; models survive ``down``/``up``; with the ``rq``
+profile the training runs in the worker container.  Everything is torn down at the end, also
+after a failure.  Steps share one stack; after a failed step the later ones are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+
+from containers.podman import (
+    IMAGE,
+    NETWORK,
+    PROJECT,
+    Compose,
+    missing_tools,
+    module_marks,
+    network_gateway,
+    pip_build_args,
+    podman,
+    run,
+)
+from harness import synthetic
+from harness.fakels import FakeLabelStudio
+from harness.ports import free_port
+from harness.waiting import wait_for
+
+pytestmark = module_marks()
+
+MAX_IMAGE_BYTES = 1.5e9
+BUILD_TIMEOUT_S = 1200
+START_TIMEOUT_S = 120
+TRAIN_TIMEOUT_S = 300
+# Small trainings; the backend runs with the compose file's defaults otherwise.
+STACK_ENV = {"TRAIN_EPOCHS": "30", "EARLY_STOPPING_PATIENCE": "5", "LOG_LEVEL": "INFO"}
+TASKS = 3
+ANCHOR = f"{PROJECT}-anchor"
+
+
+@dataclass
+class Stack:
+    """The compose project under test, the fake Label Studio it talks to, and what steps found."""
+
+    compose: Compose
+    ls: FakeLabelStudio
+    url: str
+    project: int
+    label_config: str
+    failed: list[str] = field(default_factory=list)
+    versions: list[str] = field(default_factory=list)
+
+    def post(self, path: str, body: dict, timeout: float = 60) -> dict:
+        response = requests.post(self.url + path, json=body, timeout=timeout)
+        assert response.status_code == 200, f"{path}: {response.status_code} {response.text[:500]}\n{self.tails()}"
+        return response.json()
+
+    def get(self, path: str, timeout: float = 10) -> dict:
+        response = requests.get(self.url + path, timeout=timeout)
+        response.raise_for_status()
+        return response.json()
+
+    def tails(self, *services: str) -> str:
+        return "\n".join(f"--- {s} log tail ---\n{self.compose.logs(s)}" for s in services or ("backend", "worker"))
+
+    def wait_healthy(self) -> None:
+        wait_for(lambda: self.get("/health", timeout=3).get("status") == "UP", START_TIMEOUT_S,
+                 "backend /health", detail=self.tails)
+
+    def setup(self) -> str:
+        """POST /setup as Label Studio does when a model is connected; returns the version it reports."""
+        body = {"project": f"{self.project}.1795697041", "schema": self.label_config, "hostname": self.ls.url,
+                "access_token": self.ls.legacy_token, "extra_params": None}
+        return self.post("/setup", body)["model_version"]
+
+    def annotate(self) -> None:
+        """An ANNOTATION_CREATED webhook for the first task, as Label Studio sends it."""
+        task = self.ls.tasks[min(self.ls.tasks)]
+        body = {"action": "ANNOTATION_CREATED", "annotation": task["annotations"][0], "task": task,
+                "project": {"id": self.project, "label_config": self.label_config}}
+        started = time.monotonic()
+        answer = self.post("/webhook", body, timeout=10)
+        assert answer["status"] == "ok" and answer["action"] == "ANNOTATION_CREATED", answer
+        assert time.monotonic() - started < 5, "the webhook must only schedule the training"
+
+    def wait_trained(self, previous: str) -> dict:
+        """The project's status once a version newer than ``previous`` is served."""
+        def trained() -> dict | None:
+            status = self.get(f"/status/{self.project}")
+            assert status["state"] != "failed", status
+            done = status["state"] == "idle" and status["model_version"] != previous
+            return status if done else None
+
+        return wait_for(trained, TRAIN_TIMEOUT_S, f"training of project {self.project}", interval=2,
+                        detail=self.tails)
+
+    def predict(self) -> list[dict]:
+        tasks = [dict(t, annotations=[]) for t in self.ls.tasks.values()]
+        body = {"tasks": tasks, "project": f"{self.project}.1795697041", "label_config": self.label_config,
+                "params": {"login": None, "password": None, "context": None}}
+        return self.post("/predict", body, timeout=120)["results"]
+
+    def step(self) -> None:
+        """Skip this step when an earlier one failed (they build on each other; conftest records it)."""
+        if self.failed:
+            pytest.skip(f"an earlier step failed: {self.failed[0]}")
+
+
+@pytest.fixture(scope="module")
+def log_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("containers")
+
+
+@pytest.fixture(scope="module")
+def image(log_dir) -> Iterator[str]:
+    """The stand-in base images and the backend image, built as `podman-compose build` does."""
+    missing = missing_tools()
+    if missing:
+        pytest.fail("missing " + ", ".join(missing) + ": .ci/run installs them (the suite must run in CI)")
+    started = time.monotonic()
+    run([str(Path(__file__).with_name("stand-in-images.sh"))], 900, log=log_dir / "build.log")
+    print(f"stand-in base images ready after {time.monotonic() - started:.0f} s")
+    compose = Compose({}, log_dir / "build.log")
+    started = time.monotonic()
+    # The worker's service names the same image: one build serves both.
+    compose("--podman-build-args", " ".join(pip_build_args()), "build", "backend", timeout=BUILD_TIMEOUT_S)
+    print(f"image {IMAGE} built in {time.monotonic() - started:.0f} s (log: {log_dir / 'build.log'})")
+    yield IMAGE
+
+
+def test_image_is_lean_cpu_non_root_with_health_check(image):
+    [info] = json.loads(podman("image", "inspect", image).stdout)
+    size = info["Size"]
+    print(f"{image}: {size / 1e9:.2f} GB")
+    assert size <= MAX_IMAGE_BYTES, f"image is {size / 1e9:.2f} GB"
+    assert info["User"] == "app"
+    health = info.get("Healthcheck") or {}  # kept because the build uses the docker format
+    assert "scripts/healthcheck.py" in " ".join(health.get("Test", [])), health
+    probe = (
+        "import importlib.metadata as m, importlib.util as u, json, os, shutil, torch; "
+        "print(json.dumps({'torch': torch.__version__, 'uid': os.getuid(), "
+        "'nvidia': [d.metadata['Name'] for d in m.distributions() if d.metadata['Name'].startswith('nvidia')], "
+        "'dev': [p for p in ('pytest', 'ruff', 'hypothesis', 'selenium', 'aeon', 'pip') if u.find_spec(p)], "
+        "'tools': [t for t in ('gcc', 'cc', 'make') if shutil.which(t)], 'app': sorted(os.listdir('/app'))}))"
+    )
+    found = json.loads(podman("run", "--rm", "--entrypoint", "/app/.venv/bin/python", image, "-c", probe).stdout)
+    assert found["torch"].endswith("+cpu"), found
+    assert found["uid"] == 1000 and not found["nvidia"] and not found["dev"] and not found["tools"], found
+    assert found["app"] == [".venv", "_wsgi.py", "gunicorn.conf.py", "model.py", "scripts", "segmenter"], found
+
+
+@pytest.fixture(scope="module")
+def stack(image, log_dir) -> Iterator[Stack]:
+    """The compose project on a network of its own, talking to a fake Label Studio on that network."""
+    compose = Compose({}, log_dir / "compose.log")
+
+    def tear_down() -> None:
+        compose("--profile", "rq", "down", "--volumes", timeout=180, check=False)
+        podman("rm", "--force", "--time", "0", ANCHOR, check=False)
+        podman("volume", "rm", "--force", f"{PROJECT}_models", check=False)
+        podman("network", "rm", "--force", NETWORK, check=False)
+        left = podman("ps", "-a", "--format", "{{.Names}}", "--filter", f"name={PROJECT}_").stdout.split()
+        left += podman("volume", "ls", "-q", "--filter", f"name={PROJECT}").stdout.split()
+        assert not left, f"left after teardown: {left}"
+
+    tear_down()  # what an interrupted earlier run left
+    podman("network", "create", NETWORK)
+    # podman (CNI) makes the network's bridge, and so the gateway address the fake Label Studio
+    # listens on, only for a container: this one holds it while the stack goes down and up.
+    podman("run", "-d", "--name", ANCHOR, "--network", NETWORK, "python:3.11-slim", "sleep", "infinity")
+    try:
+        with FakeLabelStudio(host=network_gateway(NETWORK)) as ls:
+            label_config = synthetic.label_config()
+            project = ls.add_project(label_config, title="compose")
+            for i in range(TASKS):
+                rec = synthetic.make_recording(600, seed=40 + i, n_events=3)
+                path = ls.add_file(f"r{i}.csv", rec.frame.to_csv(index=False).encode(), project)
+                ls.add_task(project, {"csv_url": path},
+                            annotations=[synthetic.annotation(rec)])
+            port = free_port()
+            compose.env = {**STACK_ENV, "HOST_PORT": str(port), "LABEL_STUDIO_HOST": ls.url,
+                           "LABEL_STUDIO_API_KEY": ls.legacy_token}
+            yield Stack(compose, ls, f"http://127.0.0.1:{port}", project, label_config)
+    finally:
+        (log_dir / "final-logs.txt").write_text(
+            "\n".join(f"--- {s} ---\n{compose.logs(s, 200)}" for s in ("backend", "worker", "redis")))
+        tear_down()
+
+
+def test_default_stack_answers_health_and_its_health_check(stack):
+    stack.step()
+    started = time.monotonic()
+    stack.compose("up", "-d", timeout=180)
+    stack.wait_healthy()
+    print(f"default stack up and healthy after {time.monotonic() - started:.0f} s")
+    # The image's HEALTHCHECK command, run in the container as the engine runs it.
+    checked = podman("healthcheck", "run", Compose.container("backend"), check=False)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert stack.setup() == "untrained"
+
+
+def test_annotation_webhook_trains_and_predict_serves_the_new_version(stack):
+    stack.step()
+    stack.annotate()
+    status = stack.wait_trained(previous="untrained")
+    version = status["model_version"]
+    assert version.startswith("v1-"), status
+    assert stack.setup() == version
+    results = stack.predict()
+    assert len(results) == TASKS and all(r["model_version"] == version for r in results), results
+    regions = [region for r in results for region in r["result"]]
+    assert regions and all(region["type"] == "timeserieslabels" for region in regions), results
+    # TRAINING_BACKEND=thread (the default): the backend container trained.
+    assert f"project {stack.project}: trained version {version}" in stack.compose.logs("backend", 400)
+    stack.versions.append(version)
+
+
+def test_models_survive_down_and_up(stack):
+    stack.step()
+    [version] = stack.versions
+    stack.compose("down", timeout=180)
+    assert not podman("ps", "-q", "--filter", f"name={PROJECT}_").stdout.strip()
+    stack.compose("up", "-d", timeout=180)
+    stack.wait_healthy()
+    assert stack.setup() == version
+    results = stack.predict()
+    assert all(r["model_version"] == version for r in results) and any(r["result"] for r in results), results
+
+
+def test_rq_profile_trains_in_the_worker(stack):
+    stack.step()
+    [previous] = stack.versions
+    stack.compose("down", timeout=180)
+    started = time.monotonic()
+    stack.compose("up", "-d", profiles=("rq",), env={"TRAINING_BACKEND": "rq"}, timeout=180)
+    stack.wait_healthy()
+    print(f"rq stack up and healthy after {time.monotonic() - started:.0f} s")
+    running = podman("ps", "--format", "{{.Names}}", "--filter", f"name={PROJECT}_").stdout.split()
+    assert sorted(running) == sorted(Compose.container(s) for s in ("backend", "redis", "worker")), running
+    assert stack.setup() == previous  # the volume's model, now served next to Redis
+
+    stack.annotate()
+    status = stack.wait_trained(previous=previous)
+    version = status["model_version"]
+    assert version.startswith("v2-"), status
+    # The job ran in the worker container (rq logs it there), not in a thread of the backend.
+    worker_log, backend_log = stack.compose.logs("worker", 400), stack.compose.logs("backend", 400)
+    trained = f"project {stack.project}: trained version {version}"
+    assert trained in worker_log and "Job OK" in worker_log, worker_log
+    assert trained not in backend_log, backend_log
+    results = stack.predict()
+    assert all(r["model_version"] == version for r in results) and any(r["result"] for r in results), results
+    stack.versions.append(version)
+
