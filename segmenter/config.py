@@ -216,6 +216,8 @@ def bootstrap(settings: Settings) -> Settings:
 
     torch.set_num_threads(settings.torch_threads)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if settings.log_level != "DEBUG":  # label-studio-sdk's HTTP client logs every request at INFO
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     remember(settings.label_studio_api_key, settings.basic_auth_pass)
     install()
     return settings
