@@ -367,9 +367,21 @@ class FakeLabelStudio:
         return Response(served.content, 200, headers=headers, mimetype="application/octet-stream")
 
 
+# A legacy key of the fake's own Label Studio, and a fake "foreign host" with another key:
+# the fixtures the Label Studio client and download tests share.
+KEY = "0123456789abcdef0123456789abcdef01234567"
+
+
 @pytest.fixture
-def fake_label_studio() -> Iterator[FakeLabelStudio]:
-    """A running fake with the default legacy token ``legacy-token``; register with
-    ``pytest_plugins = ["harness.fakels"]`` in a conftest, or import it into a test module."""
-    with FakeLabelStudio() as server:
+def ls() -> Iterator[FakeLabelStudio]:
+    """A running fake whose legacy key is ``KEY``; register with ``pytest_plugins =
+    ["harness.fakels"]`` in a conftest (tests/conftest.py does)."""
+    with FakeLabelStudio(legacy_token=KEY) as server:
+        yield server
+
+
+@pytest.fixture
+def foreign() -> Iterator[FakeLabelStudio]:
+    """A second fake standing in for a host that is not Label Studio."""
+    with FakeLabelStudio(legacy_token="other-key") as server:
         yield server

@@ -4,32 +4,18 @@ download cache, against the fake Label Studio over real HTTP."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.fakels import FakeLabelStudio
+from harness.fakels import KEY, FakeLabelStudio
 from segmenter.errors import DownloadError, TaskDataError
 from segmenter.fetching import DataFetcher
 from segmenter.labelstudio import LabelStudioClient
 
-KEY = "0123456789abcdef0123456789abcdef01234567"
 CSV = b"time,x\n0,1\n1,2\n2,3\n"
-
-
-@pytest.fixture
-def ls() -> Iterator[FakeLabelStudio]:
-    with FakeLabelStudio(legacy_token=KEY) as server:
-        yield server
-
-
-@pytest.fixture
-def foreign() -> Iterator[FakeLabelStudio]:
-    with FakeLabelStudio(legacy_token="other-key") as server:
-        yield server
 
 
 def _host(server: FakeLabelStudio) -> str:

@@ -6,16 +6,14 @@ import base64
 import json
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
-from harness.fakels import LEGACY_DISABLED, FakeLabelStudio
+from harness.fakels import KEY, LEGACY_DISABLED, FakeLabelStudio
 from segmenter.errors import DownloadError
 from segmenter.fetching import DataFetcher
 from segmenter.labelstudio import LabelStudioClient, LabelStudioClients, LabelStudioError
 
-KEY = "0123456789abcdef0123456789abcdef01234567"
 CONFIG = (
     '<View><TimeSeries name="ts" value="$csv_url" valueType="url"><Channel column="x"/></TimeSeries></View>'
 )
@@ -27,18 +25,6 @@ REGION = {
     "value": {"start": 1, "end": 3, "instant": False, "timeserieslabels": ["Run"]},
 }
 CSV = b"time,x\n0,1\n1,2\n2,3\n"
-
-
-@pytest.fixture
-def ls() -> Iterator[FakeLabelStudio]:
-    with FakeLabelStudio(legacy_token=KEY) as server:
-        yield server
-
-
-@pytest.fixture
-def foreign() -> Iterator[FakeLabelStudio]:
-    with FakeLabelStudio(legacy_token="other-key") as server:
-        yield server
 
 
 def _host(server: FakeLabelStudio) -> str:
