@@ -1,6 +1,6 @@
 """The development harness: what tests, benchmarks and the demo run the backend with.
 
-* ``fakels``: a fake Label Studio served over real HTTP (and the ``fake_label_studio`` fixture);
+* ``fakels``: a fake Label Studio served over real HTTP (and the ``ls`` and ``foreign`` fixtures);
 * ``synthetic``: sensor recordings with planted events, as tasks in memory or as CSV files;
 * ``served``: a WSGI app (the Flask app, the fake) on a free loopback port in a thread;
 * ``processes``: the backend under gunicorn as ./start.sh runs it, and a real Label Studio;

@@ -64,7 +64,7 @@ def _b64(data: bytes) -> str:
 
 
 class FakeLabelStudio:
-    """A fake Label Studio on a free port; use as a context manager or via ``fake_label_studio``."""
+    """A fake Label Studio on a free port; use as a context manager or via the ``ls`` fixture."""
 
     def __init__(
         self,
