@@ -57,5 +57,5 @@ USER app
 EXPOSE 9090
 VOLUME ["/data/models"]
 HEALTHCHECK --interval=30s --timeout=3s --start-period=30s --retries=3 \
-    CMD ["/app/.venv/bin/python", "scripts/healthcheck.py"]
+    CMD ["/app/.venv/bin/python", "-m", "scripts.healthcheck"]
 CMD ["/app/.venv/bin/gunicorn", "-c", "gunicorn.conf.py", "_wsgi:app"]

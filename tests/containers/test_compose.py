@@ -145,7 +145,7 @@ def test_image_is_lean_cpu_non_root_with_health_check(image):
     assert size <= MAX_IMAGE_BYTES, f"image is {size / 1e9:.2f} GB"
     assert info["User"] == "app"
     health = info.get("Healthcheck") or {}  # kept because the build uses the docker format
-    assert "scripts/healthcheck.py" in " ".join(health.get("Test", [])), health
+    assert "scripts.healthcheck" in " ".join(health.get("Test", [])), health
     probe = (
         "import importlib.metadata as m, importlib.util as u, json, os, shutil, torch; "
         "print(json.dumps({'torch': torch.__version__, 'uid': os.getuid(), "
