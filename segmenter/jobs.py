@@ -22,6 +22,7 @@ import time
 from segmenter import store
 from segmenter.access import LabelStudioAccess
 from segmenter.config import Settings, bootstrap
+from segmenter.progress import StatusProgress
 from segmenter.redaction import redact
 from segmenter.store import TrainingState, TrainingStatus
 from segmenter.training import train_project
@@ -43,7 +44,8 @@ def run_training(access: LabelStudioAccess, project: str) -> str:
     )
     tasks = client.export_tasks(int(project))
     log.info("project %s: training on %d exported tasks", project, len(tasks))
-    models = train_project(label_config, tasks, access.fetcher_for(project), settings.training, log.debug)
+    progress = StatusProgress(settings.model_dir, project)
+    models = train_project(label_config, tasks, access.fetcher_for(project), settings.training, progress)
     version = store.save(settings.model_dir, project, models, keep=settings.keep_versions)
     log.info("project %s: trained version %s", project, version)
     return version
@@ -59,11 +61,12 @@ def _train_once(access: LabelStudioAccess, project: str) -> None:
 
         def outcome(status: TrainingStatus) -> None:
             status.state, status.last_error, status.failed_at = TrainingState.FAILED, error, store.now()
+            status.progress = None
     else:
 
         def outcome(status: TrainingStatus) -> None:
             status.state, status.version, status.last_error = TrainingState.IDLE, version, None
-            status.last_trained_at = store.now()
+            status.last_trained_at, status.progress = store.now(), None
 
     store.update_status(access.settings.model_dir, project, outcome)
 

@@ -176,7 +176,10 @@ def create_app(runtime: Runtime) -> Flask:
     @guarded
     def status_all() -> Response:
         projects = store.projects(settings.model_dir)
-        return jsonify({"projects": [store.report(settings.model_dir, p) for p in projects]})
+        return jsonify({
+            "projects": [store.report(settings.model_dir, p) for p in projects],
+            "queue": store.queue(settings.model_dir, projects),
+        })
 
     @app.get("/status/<project>")
     @guarded

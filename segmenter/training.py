@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 VALIDATION_FRACTION = 0.2
 MAX_CLASS_WEIGHT = 50.0
-Progress = Callable[[str], None]
+Progress = Callable[[object], None]  # gets a str line, or an ``EpochReport`` (its str is the line)
 
 
 class TrainingError(SegmenterError):
@@ -144,6 +144,26 @@ def validate(net: SegmenterNet, val: list[Example], model: TrainedModel, balance
     return Validation(mean_loss, s.balanced_accuracy, min(judged) if judged else 0.0, per_class)
 
 
+@dataclass(frozen=True)
+class EpochReport:
+    """One finished epoch, as the progress callback gets it; ``str()`` is the log line."""
+
+    target: str
+    epoch: int
+    max_epochs: int
+    train_loss: float
+    validation: Validation
+    best_epoch: int
+    epochs_left_at_most: int  # before early stopping ends the fit, if the loss stops improving now
+
+    def __str__(self) -> str:
+        v = self.validation
+        return (
+            f"{self.target} epoch {self.epoch}: train loss {self.train_loss:.4f} "
+            f"val loss {v.loss:.4f} balanced acc {v.balanced_accuracy:.3f} min F1 {v.min_class_f1:.3f}"
+        )
+
+
 @dataclass
 class Fit:
     """What the fit loop ends with: the best checkpoint's validation and why it stopped."""
@@ -202,10 +222,11 @@ def fit(
         else:
             since_improved += 1
         if progress is not None:
-            progress(
-                f"{model.target.from_name} epoch {epoch}: train loss {epoch_loss / max(1, len(starts)):.4f} "
-                f"val loss {v.loss:.4f} balanced acc {v.balanced_accuracy:.3f} min F1 {v.min_class_f1:.3f}"
-            )
+            left = (settings.patience if ever_met else 3 * settings.patience) - since_improved
+            progress(EpochReport(
+                model.target.from_name, epoch, settings.epochs, epoch_loss / max(1, len(starts)), v, best_epoch,
+                max(0, min(settings.epochs - epoch, left)),
+            ))
         if ever_met and since_improved >= settings.patience:
             reason = f"thresholds met, no validation-loss improvement for {settings.patience} epochs"
             break

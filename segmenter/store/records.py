@@ -56,6 +56,7 @@ class TrainingStatus:
     last_trained_at: str | None = None
     last_error: str | None = None
     failed_at: str | None = None
+    progress: dict | None = None  # while training: epoch, best scores, time (segmenter.progress)
 
     @property
     def pending(self) -> bool:
@@ -67,6 +68,7 @@ class TrainingStatus:
         if not self.pending:
             return False
         self.state, self.started_request, self.started_at = TrainingState.TRAINING, self.requests, now()
+        self.progress = None
         return True
 
     def to_json(self) -> dict:
@@ -123,7 +125,20 @@ def read_status(model_dir: Path, project: object) -> TrainingStatus:
                 status = stored_status(model_dir, key)
                 if status.state is TrainingState.TRAINING:
                     status.state, status.last_error = TrainingState.FAILED, INTERRUPTED
+                    status.progress = None
     return status
+
+
+def queue(model_dir: Path, projects: list[str]) -> list[dict]:
+    """The projects waiting for a training, oldest request first: queued ones, and training ones
+    with a follow-up request."""
+    waiting = []
+    for key in projects:
+        status = stored_status(model_dir, key)
+        if status.state is TrainingState.QUEUED or (status.state is TrainingState.TRAINING and status.pending):
+            since = (status.last_request or {}).get("at")
+            waiting.append({"project": key, "state": status.state.value, "requested_at": since})
+    return sorted(waiting, key=lambda w: w["requested_at"] or "")
 
 
 def report(model_dir: Path, project: object) -> dict:
