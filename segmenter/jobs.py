@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 
-from segmenter import store
+from segmenter import metrics, store
 from segmenter.access import LabelStudioAccess
 from segmenter.config import Settings, bootstrap
 from segmenter.progress import StatusProgress
@@ -52,17 +52,21 @@ def run_training(access: LabelStudioAccess, project: str) -> str:
 
 
 def _train_once(access: LabelStudioAccess, project: str) -> None:
-    """One training, its outcome recorded in the status either way."""
+    """One training, its outcome recorded in the status (and counted) either way."""
+    metrics.training_started()
+    started = time.monotonic()
     try:
         version = run_training(access, project)
     except Exception as exc:  # any failure is recorded; the old model keeps serving
         log.exception("project %s: training failed", project)
+        metrics.training_ended(False, time.monotonic() - started)
         error = redact(f"{type(exc).__name__}: {exc}")
 
         def outcome(status: TrainingStatus) -> None:
             status.state, status.last_error, status.failed_at = TrainingState.FAILED, error, store.now()
             status.progress = None
     else:
+        metrics.training_ended(True, time.monotonic() - started)
 
         def outcome(status: TrainingStatus) -> None:
             status.state, status.version, status.last_error = TrainingState.IDLE, version, None
@@ -94,8 +98,11 @@ def _worker_access() -> LabelStudioAccess:
 
 
 def run_queued(project: str) -> None:
-    """The RQ job: ``drain`` in a worker process configured from its own environment."""
-    drain(project, _worker_access())
+    """The RQ job: ``drain`` in a worker process configured from its own environment; its trainings
+    are counted in METRICS_DIR with the service's."""
+    access = _worker_access()
+    metrics.use_directory(access.settings.metrics_dir, clean=False)
+    drain(project, access)
 
 
 class Scheduler:
