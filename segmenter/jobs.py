@@ -46,9 +46,25 @@ def run_training(access: LabelStudioAccess, project: str) -> str:
     log.info("project %s: training on %d exported tasks", project, len(tasks))
     progress = StatusProgress(settings.model_dir, project)
     models = train_project(label_config, tasks, access.fetcher_for(project), settings.training, progress)
+    for model in models:  # every epoch's scores, for the dashboard's training curve
+        model.info["curve"] = progress.curves.get(model.target.from_name, [])
     version = store.save(settings.model_dir, project, models, keep=settings.keep_versions)
     log.info("project %s: trained version %s", project, version)
     return version
+
+
+def _summary(model_dir: object, project: str, version: str) -> dict:
+    """One point of the project's learning curve: the version, its data and validation per target."""
+    targets = []
+    for t in store.metadata(model_dir, project, version).get("targets", []):
+        info = t.get("info", {})
+        val, data = info.get("validation", {}), info.get("data", {})
+        targets.append({
+            "from_name": t.get("target", {}).get("from_name"), "tasks": data.get("tasks"), "rows": data.get("rows"),
+            "balanced_accuracy": val.get("balanced_accuracy"), "min_class_f1": val.get("min_class_f1"),
+            "epochs": info.get("epochs"),
+        })
+    return {"version": version, "trained_at": store.now(), "targets": targets}
 
 
 def _train_once(access: LabelStudioAccess, project: str) -> None:
@@ -68,9 +84,12 @@ def _train_once(access: LabelStudioAccess, project: str) -> None:
     else:
         metrics.training_ended(True, time.monotonic() - started)
 
+        summary = _summary(access.settings.model_dir, project, version)
+
         def outcome(status: TrainingStatus) -> None:
             status.state, status.version, status.last_error = TrainingState.IDLE, version, None
             status.last_trained_at, status.progress = store.now(), None
+            status.remember(summary)
 
     store.update_status(access.settings.model_dir, project, outcome)
 

@@ -4,7 +4,9 @@
 training job: it keeps the best validation scores seen so far and writes a
 ``progress`` record (epoch, maximum, best scores, elapsed time, an estimate of
 the rest) through ``store.update_status`` at most once per ``interval``
-seconds, so fast epochs never turn into a stream of status writes.  ``/status``
+seconds, so fast epochs never turn into a stream of status writes.  It also
+keeps every epoch's losses and scores (``curves``), which the job saves with
+the model for the dashboard.  ``/status``
 shows the record while the project trains; the job's outcome clears it.
 """
 
@@ -36,6 +38,7 @@ class StatusProgress:
         self._last_write: float | None = None
         self._last_epoch_at = self.started
         self.writes = 0
+        self.curves: dict[str, list[list[float]]] = {}  # per target: [epoch, train loss, val loss, bal acc, min F1]
 
     def __call__(self, message: object) -> None:
         log.debug("project %s: %s", self.project, message)
@@ -46,6 +49,10 @@ class StatusProgress:
             self._target, self._target_started, self._best = message.target, self._last_epoch_at, {}
         self._last_epoch_at = now
         v = message.validation
+        self.curves.setdefault(message.target, []).append([
+            message.epoch, round(message.train_loss, 5), round(v.loss, 5),
+            round(v.balanced_accuracy, 4), round(v.min_class_f1, 4),
+        ])
         best = self._best
         best["balanced_accuracy"] = max(best.get("balanced_accuracy", 0.0), round(v.balanced_accuracy, 4))
         best["min_class_f1"] = max(best.get("min_class_f1", 0.0), round(v.min_class_f1, 4))

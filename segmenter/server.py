@@ -23,7 +23,7 @@ from functools import wraps
 
 from flask import Flask, Response, g, jsonify, request
 
-from segmenter import metrics, store
+from segmenter import dashboard, metrics, store
 from segmenter.buffering import too_large_message
 from segmenter.runtime import Runtime
 
@@ -191,14 +191,19 @@ def create_app(runtime: Runtime) -> Flask:
     def status_all() -> Response:
         projects = store.projects(settings.model_dir)
         return jsonify({
-            "projects": [store.report(settings.model_dir, p) for p in projects],
+            "projects": [{**store.report(settings.model_dir, p), "dashboard": f"/dashboard/project/{p}"}
+                         for p in projects],
             "queue": store.queue(settings.model_dir, projects),
+            "dashboard": "/dashboard",
         })
 
     @app.get("/status/<project>")
     @guarded
     def status_one(project: str) -> Response:
-        return jsonify(store.report(settings.model_dir, _key(project)))
+        key = _key(project)
+        return jsonify({**store.report(settings.model_dir, key), "dashboard": f"/dashboard/project/{key}"})
+
+    app.register_blueprint(dashboard.blueprint(settings.model_dir, _key, authorised))
 
     @app.get("/metrics")
     @guarded

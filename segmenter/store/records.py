@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
 from typing import TypeVar
@@ -57,6 +57,11 @@ class TrainingStatus:
     last_error: str | None = None
     failed_at: str | None = None
     progress: dict | None = None  # while training: epoch, best scores, time (segmenter.progress)
+    history: list = field(default_factory=list)  # one entry per successful training, oldest first
+
+    def remember(self, entry: dict, keep: int = 500) -> None:
+        """Add a successful training's summary to ``history`` (the newest ``keep`` are kept)."""
+        self.history = [*self.history, entry][-keep:]
 
     @property
     def pending(self) -> bool:

@@ -1,0 +1,87 @@
+"""The dashboard's charts, drawn server-side by matplotlib (Agg) into PNG bytes.
+
+Each function takes plain numbers (from ``status.json`` and a model's
+metadata) and returns a PNG; nothing here reads files or knows about HTTP.
+matplotlib is imported on first use, so processes that never draw a chart
+never pay for it.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+
+WIDTH, HEIGHT, DPI = 6.4, 3.2, 100
+_lock = threading.Lock()  # matplotlib's font cache and text layout are not thread-safe
+
+
+def _figure():  # noqa: ANN202  (matplotlib's Figure, imported lazily)
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(WIDTH, HEIGHT), dpi=DPI, layout="constrained")
+
+
+def _png(fig) -> bytes:  # noqa: ANN001
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def learning_curve(points: list[dict]) -> bytes:
+    """Validation scores against annotated tasks, one point per training (``history`` entries)."""
+    with _lock:
+        fig = _figure()
+        ax = fig.add_subplot()
+        tasks = [p["tasks"] for p in points]
+        for key, label in (("balanced_accuracy", "balanced accuracy"), ("min_class_f1", "min class F1")):
+            ax.plot(tasks, [p[key] for p in points], marker="o", label=label)
+        ax.set_xlabel("annotated tasks learned from")
+        ax.set_ylabel("validation score")
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right")
+        ax.set_title("Learning curve (one point per training)")
+        return _png(fig)
+
+
+def bars(values: dict[str, float], title: str, xlabel: str, limit: float | None = None) -> bytes:
+    """A horizontal bar per label (per-label F1, class balance)."""
+    with _lock:
+        fig = _figure()
+        ax = fig.add_subplot()
+        names = list(values)
+        ax.barh(names, [values[n] for n in names], color="#4c72b0")
+        ax.invert_yaxis()
+        if limit is not None:
+            ax.set_xlim(0, limit)
+        for i, n in enumerate(names):
+            ax.annotate(f"{values[n]:,.3g}", (values[n], i), xytext=(3, 0), textcoords="offset points",
+                        va="center", fontsize=8)
+        ax.set_xlabel(xlabel)
+        ax.set_title(title)
+        return _png(fig)
+
+
+def training_curve(curve: list[list[float]], best_epoch: int | None) -> bytes:
+    """Losses (left axis) and validation scores (right axis) per epoch of one training."""
+    with _lock:
+        fig = _figure()
+        ax = fig.add_subplot()
+        epochs = [row[0] for row in curve]
+        ax.plot(epochs, [row[1] for row in curve], label="train loss", color="#dd8452")
+        ax.plot(epochs, [row[2] for row in curve], label="validation loss", color="#c44e52")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss")
+        ax.grid(alpha=0.3)
+        scores = ax.twinx()
+        scores.plot(epochs, [row[3] for row in curve], label="balanced accuracy", color="#4c72b0")
+        scores.plot(epochs, [row[4] for row in curve], label="min class F1", color="#55a868")
+        scores.set_ylim(0, 1.02)
+        scores.set_ylabel("validation score")
+        if best_epoch:
+            ax.axvline(best_epoch, color="grey", linestyle="--", label=f"kept: epoch {best_epoch}")
+        lines = ax.get_legend_handles_labels()
+        more = scores.get_legend_handles_labels()
+        ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8, loc="center right")
+        ax.set_title("Latest training, per epoch")
+        return _png(fig)
