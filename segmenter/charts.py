@@ -15,15 +15,15 @@ WIDTH, HEIGHT, DPI = 6.4, 3.2, 100
 _lock = threading.Lock()  # matplotlib's font cache and text layout are not thread-safe
 
 
-def _figure():  # noqa: ANN202  (matplotlib's Figure, imported lazily)
+def _figure(layout: str | None = "constrained"):  # noqa: ANN202  (matplotlib's Figure, imported lazily)
     from matplotlib.figure import Figure
 
-    return Figure(figsize=(WIDTH, HEIGHT), dpi=DPI, layout="constrained")
+    return Figure(figsize=(WIDTH, HEIGHT), dpi=DPI, layout=layout)
 
 
 def _png(fig) -> bytes:  # noqa: ANN001
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
+    fig.savefig(buffer, format="png", pil_kwargs={"compress_level": 1})  # fast to encode, a little larger
     return buffer.getvalue()
 
 
@@ -85,3 +85,50 @@ def training_curve(curve: list[list[float]], best_epoch: int | None) -> bytes:
         ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8, loc="center right")
         ax.set_title("Latest training, per epoch")
         return _png(fig)
+
+
+def task_chart(view) -> bytes:  # noqa: ANN001  (a segmenter.taskview.TaskView)
+    """One target of a task: channels (min-max per column), annotated and predicted classes one
+    above the other, and each label's probability."""
+    import numpy as np
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    with _lock:
+        # Fixed margins: a layout engine would draw the figure twice, and this one must be fast.
+        fig = _figure(layout=None)
+        fig.set_size_inches(WIDTH * 1.8, HEIGHT * 2.2)
+        grid = fig.add_gridspec(3, 1, height_ratios=[3, 1, 2], left=0.09, right=0.98, top=0.95, bottom=0.08,
+                                hspace=0.25)
+        values = fig.add_subplot(grid[0])
+        x = view.x
+        for c, name in enumerate(view.channels):
+            line, = values.plot(x, (view.low[:, c] + view.high[:, c]) / 2, linewidth=0.8, label=name)
+            values.fill_between(x, view.low[:, c], view.high[:, c], color=line.get_color(), alpha=0.3, linewidth=0)
+        values.set_ylabel("value")
+        values.legend(fontsize=8, loc="upper right")
+        values.set_title(f"{view.target}: {view.rows:,} rows" + (
+            f" (shown as {len(x):,} columns, min-max each)" if len(x) < view.rows else ""))
+
+        palette = ["#ffffff", "#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3"]
+        cmap = ListedColormap([palette[i % len(palette)] if i else palette[0] for i in range(len(view.labels))])
+        bands = fig.add_subplot(grid[1], sharex=values)
+        rows = [view.predicted] if view.annotated is None else [view.annotated, view.predicted]
+        names = ["predicted"] if view.annotated is None else ["annotated", "predicted"]
+        end = view.rows
+        bands.imshow(np.vstack(rows), aspect="auto", interpolation="nearest", cmap=cmap,
+                     vmin=0, vmax=len(view.labels) - 1, extent=(0, end, len(rows) - 0.5, -0.5))
+        bands.set_yticks(range(len(rows)), names)
+        handles = [Patch(color=cmap(i), label=name) for i, name in enumerate(view.labels) if i]
+        bands.legend(handles=handles, fontsize=8, loc="upper right", ncols=len(handles))
+
+        probs = fig.add_subplot(grid[2], sharex=values)
+        for i, name in enumerate(view.labels):
+            if i:
+                probs.plot(x, view.probabilities[:, i], color=cmap(i), linewidth=0.9, label=name)
+        probs.set_ylim(0, 1.02)
+        probs.set_ylabel("probability")
+        probs.set_xlabel("row")
+        probs.set_xlim(0, end)
+        return _png(fig)
+

@@ -3,19 +3,27 @@
 ``/dashboard`` lists every project (state, progress, failure, version served,
 data, headline scores); ``/dashboard/project/<id>`` shows one project: its
 learning curve over trainings, per-label F1, class balance, the latest
-training's per-epoch curve, why it stopped and the settings used.  Charts are
+training's per-epoch curve, why it stopped and the settings used;
+``/dashboard/project/<id>/task/<task>`` one task: its series with annotated and
+predicted classes one above the other and each label's probability
+(``segmenter.taskview``), the task read from Label Studio's export.  Charts are
 PNGs drawn by ``segmenter.charts``; nothing is loaded from another site.  The
-pages read ``store`` only, so they never slow ``/predict`` or ``/webhook``.
+pages never run on the ``/predict`` or ``/webhook`` path.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from flask import Blueprint, Response, abort, render_template
+from flask import Blueprint, Response, abort, jsonify, redirect, render_template, request
 
-from segmenter import charts, store
+from segmenter import charts, store, taskview
+from segmenter.errors import SegmenterError
+
+if TYPE_CHECKING:
+    from segmenter.runtime import Runtime
 
 CHARTS = ("learning", "f1", "balance", "epochs")
 
@@ -52,9 +60,10 @@ def _chart(view: dict, kind: str, index: int) -> bytes | None:
     return None
 
 
-def blueprint(model_dir: Path, key: Callable[[str], str], authorised: Callable[[], bool]) -> Blueprint:
+def blueprint(runtime: Runtime, key: Callable[[str], str], authorised: Callable[[], bool]) -> Blueprint:
     """The dashboard's routes; ``key`` parses a project id (a 400 when bad), ``authorised`` checks Basic auth."""
     bp = Blueprint("dashboard", __name__, template_folder="templates")
+    model_dir = runtime.settings.model_dir
 
     @bp.before_request
     def guard() -> Response | None:
@@ -86,6 +95,43 @@ def blueprint(model_dir: Path, key: Callable[[str], str], authorised: Callable[[
         png = _chart(project_view(model_dir, known(project)), kind, index)
         if png is None:
             abort(404, "nothing to draw yet")
+        return Response(png, 200, {"Content-Type": "image/png", "Cache-Control": "no-store"})
+
+    @bp.get("/dashboard/project/<project>/task")
+    def task_form(project: str) -> Response:
+        k = known(project)
+        task_id = request.args.get("id", "").strip()
+        if not task_id.isascii() or not task_id.isdigit() or len(task_id) > 18:
+            return jsonify({"error": f"'id' must be a task id (digits), not {task_id[:40]!r}"}), 400
+        return redirect(f"/dashboard/project/{k}/task/{int(task_id)}")
+
+    @bp.get("/dashboard/project/<project>/task/<int:task_id>")
+    def task(project: str, task_id: int) -> str:
+        k = known(project)
+        report = store.report(model_dir, k)
+        targets = [m["from_name"] for m in report.get("models", [])]
+        return render_template("dashboard/task.html", key=k, task_id=task_id, report=report, targets=targets)
+
+    @bp.get("/dashboard/project/<project>/task/<int:task_id>/<int:index>.png")
+    def task_chart(project: str, task_id: int, index: int) -> Response | tuple[Response, int]:
+        k = known(project)
+        version, models = runtime.cache.get(k)
+        if not models:
+            return jsonify({"error": f"project {k} has no trained model yet"}), 404
+        client = runtime.access.client_for(k)
+        if client is None:
+            return jsonify({"error": "no Label Studio URL: set LABEL_STUDIO_URL or connect the project"}), 503
+        try:
+            # The export, never /api/tasks/{id}: that one can make Label Studio call /predict on us.
+            found = [t for t in client.export_tasks(int(k)) if t.get("id") == task_id]
+            if not found:
+                return jsonify({"error": f"project {k} has no task {task_id} in its export"}), 404
+            views = taskview.view(k, version, found[0], models, runtime.access.fetcher_for(k))
+        except SegmenterError as exc:  # Label Studio unreachable, unreadable task data: said, not a 500
+            return jsonify({"error": str(exc)}), 502
+        if not 0 <= index < len(views):
+            return jsonify({"error": f"target {index} out of range: the model has {len(views)}"}), 404
+        png = charts.task_chart(views[index])
         return Response(png, 200, {"Content-Type": "image/png", "Cache-Control": "no-store"})
 
     return bp

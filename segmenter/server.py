@@ -203,7 +203,7 @@ def create_app(runtime: Runtime) -> Flask:
         key = _key(project)
         return jsonify({**store.report(settings.model_dir, key), "dashboard": f"/dashboard/project/{key}"})
 
-    app.register_blueprint(dashboard.blueprint(settings.model_dir, _key, authorised))
+    app.register_blueprint(dashboard.blueprint(runtime, _key, authorised))
 
     @app.get("/metrics")
     @guarded

@@ -16,7 +16,7 @@ def cell(html: str, cls: str) -> str:
 def test_dashboard_shows_what_status_says_after_two_trainings(backend, fake_ls):  # noqa: F811
     b = backend()
     project = fake_ls.add_project(CONFIG)
-    add_recordings(fake_ls, project, 2)
+    tasks = add_recordings(fake_ls, project, 2)
     b.setup(project, fake_ls)
     b.webhook("START_TRAINING", project)
     assert b.wait_idle(project)["state"] == "idle"
@@ -47,6 +47,16 @@ def test_dashboard_shows_what_status_says_after_two_trainings(backend, fake_ls):
         chart = b.get(f"/dashboard/project/{project}/chart/{kind}/0.png")
         assert chart.status_code == 200 and chart.content.startswith(PNG), kind
 
+    task_id = tasks[0]["id"]
+    assert b.get(f"/dashboard/project/{project}/task?id={task_id}").url.endswith(f"/task/{task_id}")
+    assert b.get(f"/dashboard/project/{project}/task?id=x").status_code == 400
+    html = b.get(f"/dashboard/project/{project}/task/{task_id}").text
+    assert f'id="version">{status["model_version"]}<' in html and f"/task/{task_id}/0.png" in html
+    chart = b.get(f"/dashboard/project/{project}/task/{task_id}/0.png")
+    assert chart.status_code == 200 and chart.content.startswith(PNG)
+    assert b.get(f"/dashboard/project/{project}/task/{task_id}/1.png").status_code == 404  # one target
+    assert "no task" in b.get(f"/dashboard/project/{project}/task/999999/0.png").json()["error"]
+
 
 def test_dashboard_bad_input_is_a_clear_4xx(backend):  # noqa: F811
     b = backend()
@@ -68,3 +78,22 @@ def test_dashboard_is_behind_basic_auth(backend):  # noqa: F811
     assert b.get("/dashboard").status_code == 401
     assert b.get("/dashboard/project/1").status_code == 401
     assert b.get("/dashboard", auth=("u", "p")).status_code == 200
+
+
+def test_task_view_reduction_keeps_extremes_and_short_events():
+    import numpy as np
+
+    from segmenter import taskview
+
+    rows = 1_000_000
+    starts = taskview.columns(rows)
+    assert len(starts) == taskview.POINTS and starts[0] == 0
+    values = np.zeros((rows, 1))
+    values[123_457] = 9.0  # one spike
+    low, high = taskview.reduce_values(values, starts)
+    assert high.max() == 9.0 and low.min() == 0.0
+    classes = np.zeros(rows, dtype=np.int64)
+    classes[600_000:600_010] = 2  # a 10-row event inside a 500-row column
+    reduced = taskview.reduce_classes(classes, starts, 3)
+    assert reduced.tolist().count(2) == 1 and set(reduced.tolist()) == {0, 2}
+    assert taskview.columns(5).tolist() == [0, 1, 2, 3, 4]  # short series: one column per row
