@@ -62,6 +62,31 @@ def bars(values: dict[str, float], title: str, xlabel: str, limit: float | None 
         return _png(fig)
 
 
+def confusion(classes: list[str], rows: list[list[int]]) -> bytes:
+    """The validation confusion matrix as row shares (each true class sums to 1), with row counts."""
+    import numpy as np
+
+    counts = np.asarray(rows, dtype=np.float64)
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    with _lock:
+        fig = _figure()
+        fig.set_size_inches(WIDTH * 0.8, HEIGHT * 1.3)
+        ax = fig.add_subplot()
+        image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+        names = ["background" if c == "__background__" else c for c in classes]
+        ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+        ax.set_yticks(range(len(names)), names)
+        for i in range(len(names)):
+            for j in range(len(names)):
+                ax.text(j, i, f"{shares[i, j]:.2f}\n{int(counts[i, j]):,}", ha="center", va="center", fontsize=7,
+                        color="white" if shares[i, j] > 0.6 else "black")
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("annotated")
+        ax.set_title("Validation confusion (share of annotated rows)")
+        fig.colorbar(image, ax=ax, shrink=0.8)
+        return _png(fig)
+
+
 def training_curve(curve: list[list[float]], best_epoch: int | None) -> bytes:
     """Losses (left axis) and validation scores (right axis) per epoch of one training."""
     with _lock:

@@ -2,7 +2,7 @@
 
 ``/dashboard`` lists every project (state, progress, failure, version served,
 data, headline scores); ``/dashboard/project/<id>`` shows one project: its
-learning curve over trainings, per-label F1, class balance, the latest
+learning curve over trainings, per-label F1, the validation confusion matrix, class balance, the latest
 training's per-epoch curve, why it stopped and the settings used;
 ``/dashboard/project/<id>/task/<task>`` one task: its series with annotated and
 predicted classes one above the other and each label's probability
@@ -25,7 +25,7 @@ from segmenter.errors import SegmenterError
 if TYPE_CHECKING:
     from segmenter.runtime import Runtime
 
-CHARTS = ("learning", "f1", "balance", "epochs")
+CHARTS = ("learning", "f1", "balance", "epochs", "confusion")
 
 
 def project_view(model_dir: Path, key: str) -> dict:
@@ -54,6 +54,9 @@ def _chart(view: dict, kind: str, index: int) -> bytes | None:
     if kind == "balance":
         rows = info.get("data", {}).get("class_rows") or {}
         return charts.bars(rows, "Class balance: annotated rows per label", "rows") if rows else None
+    if kind == "confusion":
+        matrix = info.get("validation", {}).get("confusion") or {}
+        return charts.confusion(matrix["classes"], matrix["rows"]) if matrix.get("rows") else None
     if kind == "epochs":
         curve = info.get("curve") or []
         return charts.training_curve(curve, info.get("best_epoch")) if curve else None

@@ -119,6 +119,7 @@ class Validation:
     balanced_accuracy: float
     min_class_f1: float
     per_class_f1: dict[int, float]
+    confusion: list[list[int]] | None = None  # rows: true class, columns: predicted class
 
 
 def validate(net: SegmenterNet, val: list[Example], model: TrainedModel, balanced: bool) -> Validation:
@@ -141,7 +142,7 @@ def validate(net: SegmenterNet, val: list[Example], model: TrainedModel, balance
     active = np.flatnonzero((s.true_count + s.pred_count) > 0)
     per_class = {int(c): float(s.f1[c]) for c in active}
     judged = [f for c, f in per_class.items() if c not in model.instant_classes]
-    return Validation(mean_loss, s.balanced_accuracy, min(judged) if judged else 0.0, per_class)
+    return Validation(mean_loss, s.balanced_accuracy, min(judged) if judged else 0.0, per_class, s.confusion.tolist())
 
 
 @dataclass(frozen=True)
@@ -260,6 +261,7 @@ def training_record(
             "min_class_f1": round(best.min_class_f1, 4),
             "per_class_f1": {target.classes[c]: round(f, 4) for c, f in best.per_class_f1.items()},
             "thresholds_met": result.thresholds_met,
+            "confusion": {"classes": list(target.classes), "rows": best.confusion},
         },
         "data": {
             "tasks": len(examples),

@@ -43,7 +43,7 @@ def test_dashboard_shows_what_status_says_after_two_trainings(backend, fake_ls):
     assert cell(html, "minf1") == str(model["validation"]["min_class_f1"])
     assert model["stopped_because"] in html and "ls-token" not in html
     assert html.count("<tr><td>v") == 2  # one row per training
-    for kind in ("learning", "f1", "balance", "epochs"):
+    for kind in ("learning", "f1", "balance", "epochs", "confusion"):
         chart = b.get(f"/dashboard/project/{project}/chart/{kind}/0.png")
         assert chart.status_code == 200 and chart.content.startswith(PNG), kind
 
