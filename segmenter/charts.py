@@ -10,18 +10,24 @@ from __future__ import annotations
 
 import io
 import threading
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from segmenter.taskview import TaskView
 
 WIDTH, HEIGHT, DPI = 6.4, 3.2, 100
 _lock = threading.Lock()  # matplotlib's font cache and text layout are not thread-safe
 
 
-def _figure(layout: str | None = "constrained"):  # noqa: ANN202  (matplotlib's Figure, imported lazily)
+def _figure(layout: str | None = "constrained") -> Figure:
     from matplotlib.figure import Figure
 
     return Figure(figsize=(WIDTH, HEIGHT), dpi=DPI, layout=layout)
 
 
-def _png(fig) -> bytes:  # noqa: ANN001
+def _png(fig: Figure) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", pil_kwargs={"compress_level": 1})  # fast to encode, a little larger
     return buffer.getvalue()
@@ -112,7 +118,7 @@ def training_curve(curve: list[list[float]], best_epoch: int | None) -> bytes:
         return _png(fig)
 
 
-def task_chart(view) -> bytes:  # noqa: ANN001  (a segmenter.taskview.TaskView)
+def task_chart(view: TaskView) -> bytes:
     """One target of a task: channels (min-max per column), annotated and predicted classes one
     above the other, and each label's probability."""
     import numpy as np
