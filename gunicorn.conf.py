@@ -3,6 +3,7 @@
 
 import sys
 
+from segmenter import metrics
 from segmenter.config import Settings
 from segmenter.errors import ConfigError
 
@@ -22,3 +23,13 @@ timeout = 180
 graceful_timeout = 30
 loglevel = _settings.log_level.lower()
 accesslog = "-"
+
+
+def on_starting(server: object) -> None:
+    """Before the workers fork: one emptied METRICS_DIR that every worker counts into (/metrics)."""
+    metrics.use_directory(_settings.metrics_dir, clean=True)
+
+
+def child_exit(server: object, worker: object) -> None:
+    """A worker that ended no longer holds models: drop its live gauges."""
+    metrics.process_ended(worker.pid)

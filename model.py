@@ -9,8 +9,9 @@ wires them to Label Studio's protocol.
 from __future__ import annotations
 
 import logging
+import time
 
-from segmenter import store
+from segmenter import metrics, store
 from segmenter.access import connection_to_keep
 from segmenter.errors import SegmenterError
 from segmenter.inference import fitting_models, predict_tasks
@@ -49,7 +50,8 @@ class TimeSeriesSegmenter(LabelStudioMLBase):
         return version, fitting
 
     def predict(self, tasks: list[dict], context: dict | None = None, **kwargs: object) -> list[dict]:
-        """One prediction per task; empty results before the first training."""
+        """One prediction per task; empty results before the first training (counted in /metrics)."""
+        started, rows = time.monotonic(), [0]
         version, models, fetcher = self.model_version, [], None
         try:
             version, models = self.applicable_models()
@@ -60,7 +62,9 @@ class TimeSeriesSegmenter(LabelStudioMLBase):
         if fetcher is None:
             predictions = [{"result": [], "score": 0.0} for _ in tasks]
         else:
-            predictions = predict_tasks(models, tasks, fetcher)
+            predictions = predict_tasks(models, tasks, fetcher, rows=lambda n: rows.__setitem__(0, rows[0] + n))
+        metrics.predicted(len(tasks), rows[0], time.monotonic() - started)
+        metrics.models_in_memory(len(self.runtime.cache.cached_projects()))
         return [{**p, "model_version": version} for p in predictions]
 
     def fit(self, event: str, data: dict, **kwargs: object) -> dict:

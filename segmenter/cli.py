@@ -29,6 +29,7 @@ from segmenter.evaluation import score
 from segmenter.fetching import DataFetcher
 from segmenter.inference import fitting_models, predict_tasks
 from segmenter.labelstudio import LabelStudioClient
+from segmenter.terminal import EpochBars, PredictionBar
 from segmenter.training import train_project
 
 log = logging.getLogger("segmenter")
@@ -58,15 +59,18 @@ def _fetcher(settings: Settings, data_root: Path) -> DataFetcher:
     )
 
 
-def _progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+def _train(label_config: str, tasks: list[dict], fetcher: DataFetcher, settings: Settings) -> list:
+    """``train_project`` with epoch bars on a terminal (one summary line per target elsewhere)."""
+    bars = EpochBars()
+    try:
+        return train_project(label_config, tasks, fetcher, settings.training, bars)
+    finally:
+        bars.close()
 
 
 def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     tasks = _read_tasks(args.export)
-    models = train_project(
-        args.label_config.read_text(), tasks, _fetcher(settings, args.data_root), settings.training, _progress
-    )
+    models = _train(args.label_config.read_text(), tasks, _fetcher(settings, args.data_root), settings)
     version = store.save(args.model_dir, args.project, models, keep=settings.keep_versions)
     print(json.dumps({"version": version, "models": [m.info for m in models]}, indent=2))
     return 0
@@ -80,10 +84,17 @@ def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
     models = fitting_models(store.load(args.model_dir, args.project, version), args.label_config.read_text())
     if not models:
         raise SegmenterError(f"version {version} was trained for another label config; train again")
-    predictions = predict_tasks(models, tasks, _fetcher(settings, args.data_root))
+    fetcher, bar = _fetcher(settings, args.data_root), PredictionBar(len(tasks))
+    predictions = []
+    try:
+        for task in tasks:
+            predictions.extend(predict_tasks(models, [task], fetcher, rows=bar.add_rows))
+            bar.task_done()
+    finally:
+        bar.close()
     out = [{**t, "predictions": [{**p, "model_version": version}]} for t, p in zip(tasks, predictions)]
     args.out.write_text(json.dumps(out, indent=2))
-    print(f"wrote {len(out)} tasks with predictions of {version} to {args.out}", file=sys.stderr)
+    print(f"wrote {len(out)} tasks ({bar.rows:,} rows) with predictions of {version} to {args.out}", file=sys.stderr)
     return 0
 
 
@@ -102,7 +113,7 @@ def evaluate(
 ) -> dict:
     """Train on ``train``, then score the predictions of ``test`` against its annotations."""
     started = time.monotonic()
-    models = train_project(label_config, train, fetcher, settings.training, _progress)
+    models = _train(label_config, train, fetcher, settings)
     train_seconds = time.monotonic() - started
     report = score(models, test, fetcher)
     report.update(

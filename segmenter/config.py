@@ -109,6 +109,7 @@ class Settings:
 
     model_dir: Path = Path("models")
     cache_dir: Path = Path("models/.cache")
+    metrics_dir: Path = Path("models/.metrics")
     label_studio_url: str = ""
     label_studio_api_key: str = ""
     label_studio_timeout: float = 30.0
@@ -137,6 +138,7 @@ class Settings:
         env = os.environ if env is None else env
         model_dir = Path(_text(env, "MODEL_DIR", "models")).expanduser().resolve()
         cache_dir = Path(_text(env, "CACHE_DIR", str(model_dir / ".cache"))).expanduser().resolve()
+        metrics_dir = Path(_text(env, "METRICS_DIR", str(model_dir / ".metrics"))).expanduser().resolve()
         root = _text(env, "LOCAL_FILES_ROOT", "")
         local_root = Path(root).expanduser().resolve() if root else None
         if local_root is not None and not local_root.is_dir():
@@ -169,6 +171,7 @@ class Settings:
         return cls(
             model_dir=model_dir,
             cache_dir=cache_dir,
+            metrics_dir=metrics_dir,
             label_studio_url=label_studio_url,
             label_studio_api_key=api_key,
             label_studio_timeout=_float(env, "LABEL_STUDIO_TIMEOUT", 30.0, 0.1, 3600.0),

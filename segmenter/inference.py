@@ -8,6 +8,7 @@ the ``TrainedModel`` -> regions -> one prediction).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from segmenter.errors import SegmenterError
 from segmenter.labelconfig import parse_label_config
@@ -28,17 +29,22 @@ def fitting_models(models: list[TrainedModel], label_config: str) -> list[Traine
     return [m for m in models if m.target.signature() in wanted]
 
 
-def predict_task(models: list[TrainedModel], task: dict, fetcher: Fetcher) -> dict:
+def predict_task(
+    models: list[TrainedModel], task: dict, fetcher: Fetcher, rows: Callable[[int], None] | None = None
+) -> dict:
     """One Label Studio prediction (``result`` + task ``score``) over all targets.
 
     The task score is the lowest of the targets' scores: the task is as
-    uncertain as its most uncertain series.
+    uncertain as its most uncertain series.  ``rows`` is told the length of
+    every series predicted (metrics, progress bars).
     """
     results: list[dict] = []
     scores: list[float] = []
     for model in models:
         series = read_task_series(task, model.target, fetcher)
         probs = model.probabilities(series)
+        if rows is not None:
+            rows(len(series))
         regions, score = to_results(
             series, probs, model.target, model.instant_classes, model.min_segment_rows
         )
@@ -47,12 +53,14 @@ def predict_task(models: list[TrainedModel], task: dict, fetcher: Fetcher) -> di
     return {"result": results, "score": round(min(scores), 4) if scores else 0.0}
 
 
-def predict_tasks(models: list[TrainedModel], tasks: list[dict], fetcher: Fetcher) -> list[dict]:
+def predict_tasks(
+    models: list[TrainedModel], tasks: list[dict], fetcher: Fetcher, rows: Callable[[int], None] | None = None
+) -> list[dict]:
     """One prediction per task, in order; a task that fails gets an empty result and a log line."""
     out = []
     for task in tasks:
         try:
-            out.append(predict_task(models, task, fetcher))
+            out.append(predict_task(models, task, fetcher, rows))
         except SegmenterError as exc:
             log.error("prediction skipped for task %s: %s", task.get("id"), exc)
             out.append({"result": [], "score": 0.0})

@@ -19,9 +19,10 @@ import logging
 import threading
 import time
 
-from segmenter import store
+from segmenter import metrics, store
 from segmenter.access import LabelStudioAccess
 from segmenter.config import Settings, bootstrap
+from segmenter.progress import StatusProgress
 from segmenter.redaction import redact
 from segmenter.store import TrainingState, TrainingStatus
 from segmenter.training import train_project
@@ -43,27 +44,52 @@ def run_training(access: LabelStudioAccess, project: str) -> str:
     )
     tasks = client.export_tasks(int(project))
     log.info("project %s: training on %d exported tasks", project, len(tasks))
-    models = train_project(label_config, tasks, access.fetcher_for(project), settings.training, log.debug)
+    progress = StatusProgress(settings.model_dir, project)
+    models = train_project(label_config, tasks, access.fetcher_for(project), settings.training, progress)
+    for model in models:  # every epoch's scores, for the dashboard's training curve
+        model.info["curve"] = progress.curves.get(model.target.from_name, [])
     version = store.save(settings.model_dir, project, models, keep=settings.keep_versions)
     log.info("project %s: trained version %s", project, version)
     return version
 
 
+def _summary(model_dir: object, project: str, version: str) -> dict:
+    """One point of the project's learning curve: the version, its data and validation per target."""
+    targets = []
+    for t in store.metadata(model_dir, project, version).get("targets", []):
+        info = t.get("info", {})
+        val, data = info.get("validation", {}), info.get("data", {})
+        targets.append({
+            "from_name": t.get("target", {}).get("from_name"), "tasks": data.get("tasks"), "rows": data.get("rows"),
+            "balanced_accuracy": val.get("balanced_accuracy"), "min_class_f1": val.get("min_class_f1"),
+            "epochs": info.get("epochs"),
+        })
+    return {"version": version, "trained_at": store.now(), "targets": targets}
+
+
 def _train_once(access: LabelStudioAccess, project: str) -> None:
-    """One training, its outcome recorded in the status either way."""
+    """One training, its outcome recorded in the status (and counted) either way."""
+    metrics.training_started()
+    started = time.monotonic()
     try:
         version = run_training(access, project)
     except Exception as exc:  # any failure is recorded; the old model keeps serving
         log.exception("project %s: training failed", project)
+        metrics.training_ended(False, time.monotonic() - started)
         error = redact(f"{type(exc).__name__}: {exc}")
 
         def outcome(status: TrainingStatus) -> None:
             status.state, status.last_error, status.failed_at = TrainingState.FAILED, error, store.now()
+            status.progress = None
     else:
+        metrics.training_ended(True, time.monotonic() - started)
+
+        summary = _summary(access.settings.model_dir, project, version)
 
         def outcome(status: TrainingStatus) -> None:
             status.state, status.version, status.last_error = TrainingState.IDLE, version, None
-            status.last_trained_at = store.now()
+            status.last_trained_at, status.progress = store.now(), None
+            status.remember(summary)
 
     store.update_status(access.settings.model_dir, project, outcome)
 
@@ -91,8 +117,11 @@ def _worker_access() -> LabelStudioAccess:
 
 
 def run_queued(project: str) -> None:
-    """The RQ job: ``drain`` in a worker process configured from its own environment."""
-    drain(project, _worker_access())
+    """The RQ job: ``drain`` in a worker process configured from its own environment; its trainings
+    are counted in METRICS_DIR with the service's."""
+    access = _worker_access()
+    metrics.use_directory(access.settings.metrics_dir, clean=False)
+    drain(project, access)
 
 
 class Scheduler:

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import hmac
 import logging
+import time
 from collections.abc import Callable
 from functools import wraps
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, g, jsonify, request
 
-from segmenter import store
+from segmenter import dashboard, metrics, store
 from segmenter.buffering import too_large_message
 from segmenter.runtime import Runtime
 
@@ -109,6 +110,19 @@ def create_app(runtime: Runtime) -> Flask:
 
         return wrapper
 
+    @app.before_request
+    def start_clock() -> None:
+        g.started = time.monotonic()
+
+    @app.after_request
+    def count_request(response: Response) -> Response:
+        # The rule pattern (``/status/<project>``), never the raw path: bounded labels, no ids or secrets.
+        route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        started = g.get("started")
+        seconds = time.monotonic() - started if started is not None else 0.0
+        metrics.observe_request(route, request.method, response.status_code, seconds)
+        return response
+
     @app.errorhandler(BadRequest)
     def bad_request(exc: BadRequest) -> tuple[Response, int]:
         return jsonify({"error": str(exc)}), 400
@@ -176,11 +190,25 @@ def create_app(runtime: Runtime) -> Flask:
     @guarded
     def status_all() -> Response:
         projects = store.projects(settings.model_dir)
-        return jsonify({"projects": [store.report(settings.model_dir, p) for p in projects]})
+        return jsonify({
+            "projects": [{**store.report(settings.model_dir, p), "dashboard": f"/dashboard/project/{p}"}
+                         for p in projects],
+            "queue": store.queue(settings.model_dir, projects),
+            "dashboard": "/dashboard",
+        })
 
     @app.get("/status/<project>")
     @guarded
     def status_one(project: str) -> Response:
-        return jsonify(store.report(settings.model_dir, _key(project)))
+        key = _key(project)
+        return jsonify({**store.report(settings.model_dir, key), "dashboard": f"/dashboard/project/{key}"})
+
+    app.register_blueprint(dashboard.blueprint(runtime, _key, authorised))
+
+    @app.get("/metrics")
+    @guarded
+    def metrics_page() -> Response:
+        body, content_type = metrics.exposition(settings.model_dir, settings.metrics_dir)
+        return Response(body, 200, {"Content-Type": content_type})
 
     return app

@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 VALIDATION_FRACTION = 0.2
 MAX_CLASS_WEIGHT = 50.0
-Progress = Callable[[str], None]
+Progress = Callable[[object], None]  # gets a str line, or an ``EpochReport`` (its str is the line)
 
 
 class TrainingError(SegmenterError):
@@ -119,6 +119,7 @@ class Validation:
     balanced_accuracy: float
     min_class_f1: float
     per_class_f1: dict[int, float]
+    confusion: list[list[int]] | None = None  # rows: true class, columns: predicted class
 
 
 def validate(net: SegmenterNet, val: list[Example], model: TrainedModel, balanced: bool) -> Validation:
@@ -141,7 +142,27 @@ def validate(net: SegmenterNet, val: list[Example], model: TrainedModel, balance
     active = np.flatnonzero((s.true_count + s.pred_count) > 0)
     per_class = {int(c): float(s.f1[c]) for c in active}
     judged = [f for c, f in per_class.items() if c not in model.instant_classes]
-    return Validation(mean_loss, s.balanced_accuracy, min(judged) if judged else 0.0, per_class)
+    return Validation(mean_loss, s.balanced_accuracy, min(judged) if judged else 0.0, per_class, s.confusion.tolist())
+
+
+@dataclass(frozen=True)
+class EpochReport:
+    """One finished epoch, as the progress callback gets it; ``str()`` is the log line."""
+
+    target: str
+    epoch: int
+    max_epochs: int
+    train_loss: float
+    validation: Validation
+    best_epoch: int
+    epochs_left_at_most: int  # before early stopping ends the fit, if the loss stops improving now
+
+    def __str__(self) -> str:
+        v = self.validation
+        return (
+            f"{self.target} epoch {self.epoch}: train loss {self.train_loss:.4f} "
+            f"val loss {v.loss:.4f} balanced acc {v.balanced_accuracy:.3f} min F1 {v.min_class_f1:.3f}"
+        )
 
 
 @dataclass
@@ -202,10 +223,11 @@ def fit(
         else:
             since_improved += 1
         if progress is not None:
-            progress(
-                f"{model.target.from_name} epoch {epoch}: train loss {epoch_loss / max(1, len(starts)):.4f} "
-                f"val loss {v.loss:.4f} balanced acc {v.balanced_accuracy:.3f} min F1 {v.min_class_f1:.3f}"
-            )
+            left = (settings.patience if ever_met else 3 * settings.patience) - since_improved
+            progress(EpochReport(
+                model.target.from_name, epoch, settings.epochs, epoch_loss / max(1, len(starts)), v, best_epoch,
+                max(0, min(settings.epochs - epoch, left)),
+            ))
         if ever_met and since_improved >= settings.patience:
             reason = f"thresholds met, no validation-loss improvement for {settings.patience} epochs"
             break
@@ -239,6 +261,7 @@ def training_record(
             "min_class_f1": round(best.min_class_f1, 4),
             "per_class_f1": {target.classes[c]: round(f, 4) for c, f in best.per_class_f1.items()},
             "thresholds_met": result.thresholds_met,
+            "confusion": {"classes": list(target.classes), "rows": best.confusion},
         },
         "data": {
             "tasks": len(examples),

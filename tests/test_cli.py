@@ -79,3 +79,49 @@ def test_errors_are_one_clear_line(project, tmp_path):
     out = run("train", "--label-config", project / "config.xml", "--export", tmp_path / "outside.json",
               "--model-dir", tmp_path / "m", check=False)
     assert out.returncode == 2 and "task 1" in out.stderr
+
+
+def run_on_terminal(*args) -> tuple[int, str]:
+    """Run the command line with stderr on a pseudo-terminal; its exit status and what the terminal got."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    primary, secondary = pty.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))  # 160 columns, as a terminal
+    proc = subprocess.Popen([sys.executable, "-m", "segmenter", *map(str, args)], cwd=ROOT, env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=secondary, stdin=subprocess.DEVNULL)
+    os.close(secondary)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(primary)
+    return proc.wait(300), b"".join(chunks).decode(errors="replace")
+
+
+def test_progress_bars_on_a_terminal_and_quiet_in_a_pipe(project, tmp_path):
+    train = ("train", "--label-config", project / "config.xml", "--export", project / "export.json",
+             "--model-dir", tmp_path / "models", "--project", 4)
+    code, screen = run_on_terminal(*train)
+    assert code == 0, screen
+    assert "label epochs" in screen and "bal_acc=" in screen and "\r" in screen  # a bar, redrawn in place
+    assert "best epoch" in screen
+    piped = run(*train)
+    assert "\r" not in piped.stderr and "bal_acc=" not in piped.stderr  # no bar in a pipe
+    assert len(piped.stderr.strip().splitlines()) <= 2 and "best epoch" in piped.stderr  # one summary line
+    (project / "tasks2.json").write_text(json.dumps([{"id": i, "data": {"csv_url": f"data/r{i}.csv"}}
+                                                     for i in range(3)]))
+    predict = ("predict", "--label-config", project / "config.xml", "--tasks", project / "tasks2.json",
+               "--model-dir", tmp_path / "models", "--project", 4, "--out", tmp_path / "p.json")
+    code, screen = run_on_terminal(*predict)
+    assert code == 0 and "predict" in screen and "3/3" in screen and "rows=3,000" in screen, screen
+    piped = run(*predict)
+    assert "\r" not in piped.stderr and len(piped.stderr.strip().splitlines()) == 1
+    assert "wrote 3 tasks (3,000 rows)" in piped.stderr

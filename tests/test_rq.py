@@ -68,3 +68,11 @@ def test_rq_worker_trains_the_project(redis_url, tmp_path):
         assert status["state"] == "idle", status
         assert status["model_version"].startswith("v1-")
         assert ls.calls(prefix=f"/api/projects/{project}/export")
+        # The job counted its training where the service's /metrics adds every process up.
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        files = [str(f) for f in (model_dir / ".metrics").glob("*/*.db")]
+        samples = {(x.name, tuple(sorted(x.labels.items()))): x.value
+                   for m in MultiProcessCollector.merge(files) for x in m.samples}
+        assert samples[("segmenter_trainings_started_total", ())] == 1
+        assert samples[("segmenter_trainings_total", (("outcome", "succeeded"),))] == 1

@@ -34,6 +34,7 @@ from segmenter.store.records import (
     TrainingStatus,
     load_connection,
     now,
+    queue,
     read_status,
     report,
     save_connection,
@@ -44,7 +45,7 @@ from segmenter.store.records import (
 
 __all__ = [
     "BROKEN_DIR", "INITIAL_VERSION", "ModelCache", "StorageError", "TrainingState", "TrainingStatus",
-    "atomic_write", "broken", "latest_version", "load", "load_connection", "metadata", "now", "project_dir",
+    "atomic_write", "broken", "latest_version", "load", "load_connection", "metadata", "now", "project_dir", "queue",
     "project_key", "projects", "read_json", "read_status", "report", "save", "save_connection",
     "served_versions", "stored_status", "tidy", "training_lock", "update_status", "versions", "write_json",
 ]

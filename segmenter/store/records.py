@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
 from typing import TypeVar
@@ -56,6 +56,12 @@ class TrainingStatus:
     last_trained_at: str | None = None
     last_error: str | None = None
     failed_at: str | None = None
+    progress: dict | None = None  # while training: epoch, best scores, time (segmenter.progress)
+    history: list = field(default_factory=list)  # one entry per successful training, oldest first
+
+    def remember(self, entry: dict, keep: int = 500) -> None:
+        """Add a successful training's summary to ``history`` (the newest ``keep`` are kept)."""
+        self.history = [*self.history, entry][-keep:]
 
     @property
     def pending(self) -> bool:
@@ -67,6 +73,7 @@ class TrainingStatus:
         if not self.pending:
             return False
         self.state, self.started_request, self.started_at = TrainingState.TRAINING, self.requests, now()
+        self.progress = None
         return True
 
     def to_json(self) -> dict:
@@ -123,7 +130,20 @@ def read_status(model_dir: Path, project: object) -> TrainingStatus:
                 status = stored_status(model_dir, key)
                 if status.state is TrainingState.TRAINING:
                     status.state, status.last_error = TrainingState.FAILED, INTERRUPTED
+                    status.progress = None
     return status
+
+
+def queue(model_dir: Path, projects: list[str]) -> list[dict]:
+    """The projects waiting for a training, oldest request first: queued ones, and training ones
+    with a follow-up request."""
+    waiting = []
+    for key in projects:
+        status = stored_status(model_dir, key)
+        if status.state is TrainingState.QUEUED or (status.state is TrainingState.TRAINING and status.pending):
+            since = (status.last_request or {}).get("at")
+            waiting.append({"project": key, "state": status.state.value, "requested_at": since})
+    return sorted(waiting, key=lambda w: w["requested_at"] or "")
 
 
 def report(model_dir: Path, project: object) -> dict:

@@ -111,3 +111,49 @@ def names_version(shown: str, version: str) -> bool:
             head, tail = shown.split(cut, 1)
             return version.startswith(head) and version.endswith(tail) and len(head) + len(tail) > 4
     return shown == version
+
+
+def test_dashboard_in_browser_matches_status(label_studio, numeric_run: ProjectRun, backend, browser):
+    """The dashboard after a real training, at 1280x800: the project list, one project, one task;
+    its numbers are /status's.  Screenshots land in ``artifacts/dashboard_*.png``."""
+    import requests
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    run = numeric_run
+    version = ensure_predicted(run)
+    status = requests.get(f"{backend.url}/status/{run.project}", timeout=30).json()
+    assert status["model_version"] == version and status["dashboard"] == f"/dashboard/project/{run.project}"
+    [model] = status["models"]
+    browser.set_window_size(1280, 800)
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    def images_loaded(driver: object) -> bool:
+        images = driver.find_elements(By.TAG_NAME, "img")
+        return bool(images) and all(driver.execute_script(
+            "return arguments[0].complete && arguments[0].naturalWidth > 0", img) for img in images)
+
+    browser.get(f"{backend.url}/dashboard")
+    row = browser.find_element(By.CSS_SELECTOR, f'tr[data-project="{run.project}"]')
+    shown = {cls: row.find_element(By.CSS_SELECTOR, f"td.{cls}").text.strip()
+             for cls in ("version", "tasks", "rows", "bacc", "minf1")}
+    browser.save_screenshot(str(ARTIFACTS / "dashboard_projects.png"))
+    assert shown == {"version": version, "tasks": str(model["data"]["tasks"]), "rows": str(model["data"]["rows"]),
+                     "bacc": str(model["validation"]["balanced_accuracy"]),
+                     "minf1": str(model["validation"]["min_class_f1"])}
+
+    row.find_element(By.CSS_SELECTOR, "a").click()
+    WebDriverWait(browser, 60, poll_frequency=0.5).until(images_loaded)
+    browser.save_screenshot(str(ARTIFACTS / "dashboard_project.png"))
+    assert browser.find_element(By.ID, "version").text == version
+    assert browser.find_element(By.CSS_SELECTOR, "td.bacc").text == str(model["validation"]["balanced_accuracy"])
+    assert model["stopped_because"] in browser.page_source
+
+    task = next(iter(run.annotations))
+    browser.find_element(By.NAME, "id").send_keys(str(task))
+    browser.find_element(By.CSS_SELECTOR, "form button").click()
+    WebDriverWait(browser, 60, poll_frequency=0.5).until(
+        lambda d: f"/task/{task}" in d.current_url and images_loaded(d))
+    browser.save_screenshot(str(ARTIFACTS / "dashboard_task.png"))
+    assert browser.find_element(By.ID, "version").text == version
+    print(f"dashboard of project {run.project} matches /status for {version}; screenshots in {ARTIFACTS}")

@@ -78,7 +78,8 @@ def test_no_secret_reaches_a_log_a_response_or_a_file(deployment):
     secrets = {key, SETUP_TOKEN, BASIC[1], URL_PASSWORD, *access_tokens}
 
     readable = {"log": backend.log_path.read_text()}
-    for route in ("/status", f"/status/{project}", "/versions", f"/versions?project={project}", "/health"):
+    for route in ("/status", f"/status/{project}", "/versions", f"/versions?project={project}", "/health",
+                  "/metrics", "/dashboard", f"/dashboard/project/{project}"):
         readable[route] = requests.get(url + route, auth=BASIC, timeout=10).text
     for root in (tmp / "models", tmp / "cache"):
         for path in root.rglob("*"):

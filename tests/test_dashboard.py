@@ -1,0 +1,99 @@
+"""The dashboard: pages and charts after real trainings, numbers equal to /status, auth and bad input."""
+
+import re
+
+from tests.test_server import CONFIG, add_recordings, backend, fake_ls  # noqa: F401  (fixtures)
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def cell(html: str, cls: str) -> str:
+    match = re.search(rf'class="{cls}">([^<]*)<', html)
+    assert match, cls
+    return match.group(1).strip()
+
+
+def test_dashboard_shows_what_status_says_after_two_trainings(backend, fake_ls):  # noqa: F811
+    b = backend()
+    project = fake_ls.add_project(CONFIG)
+    tasks = add_recordings(fake_ls, project, 2)
+    b.setup(project, fake_ls)
+    b.webhook("START_TRAINING", project)
+    assert b.wait_idle(project)["state"] == "idle"
+    add_recordings(fake_ls, project, 2, seed=5)
+    b.webhook("START_TRAINING", project)
+    status = b.wait_idle(project, 120)
+    assert status["state"] == "idle" and status["dashboard"] == f"/dashboard/project/{project}"
+    assert b.get("/status").json()["dashboard"] == "/dashboard"
+    [model] = status["models"]
+
+    page = b.get("/dashboard")
+    assert page.status_code == 200 and "text/html" in page.headers["Content-Type"]
+    html = page.text
+    assert f'href="/dashboard/project/{project}"' in html
+    assert cell(html, "version") == status["model_version"]
+    assert cell(html, "tasks") == str(model["data"]["tasks"]) == "4"
+    assert cell(html, "rows") == str(model["data"]["rows"])
+    assert cell(html, "bacc") == str(model["validation"]["balanced_accuracy"])
+    assert "http" not in re.sub(r'href="/[^"]*"|src="/[^"]*"', "", html)  # nothing from another site
+
+    html = b.get(f"/dashboard/project/{project}").text
+    assert re.search(r'id="state">idle<', html)
+    assert f'id="version">{status["model_version"]}<' in html
+    assert cell(html, "minf1") == str(model["validation"]["min_class_f1"])
+    assert model["stopped_because"] in html and "ls-token" not in html
+    assert html.count("<tr><td>v") == 2  # one row per training
+    for kind in ("learning", "f1", "balance", "epochs", "confusion"):
+        chart = b.get(f"/dashboard/project/{project}/chart/{kind}/0.png")
+        assert chart.status_code == 200 and chart.content.startswith(PNG), kind
+
+    task_id = tasks[0]["id"]
+    assert b.get(f"/dashboard/project/{project}/task?id={task_id}").url.endswith(f"/task/{task_id}")
+    assert b.get(f"/dashboard/project/{project}/task?id=x").status_code == 400
+    html = b.get(f"/dashboard/project/{project}/task/{task_id}").text
+    assert f'id="version">{status["model_version"]}<' in html and f"/task/{task_id}/0.png" in html
+    chart = b.get(f"/dashboard/project/{project}/task/{task_id}/0.png")
+    assert chart.status_code == 200 and chart.content.startswith(PNG)
+    assert b.get(f"/dashboard/project/{project}/task/{task_id}/1.png").status_code == 404  # one target
+    assert "no task" in b.get(f"/dashboard/project/{project}/task/999999/0.png").json()["error"]
+
+
+def test_dashboard_bad_input_is_a_clear_4xx(backend):  # noqa: F811
+    b = backend()
+    assert b.get("/dashboard").status_code == 200  # no project yet
+    assert b.get("/dashboard/project/abc").status_code == 400
+    assert "project" in b.get("/dashboard/project/abc").json()["error"]
+    assert b.get("/dashboard/project/77").status_code == 404
+    b.webhook("START_TRAINING", 3)  # a project that exists (its training fails: no Label Studio)
+    b.runtime.scheduler.wait(30)
+    assert b.get("/dashboard/project/3").status_code == 200
+    assert b.get("/dashboard/project/3/chart/pie/0.png").status_code == 404
+    assert b.get("/dashboard/project/3/chart/f1/0.png").status_code == 404  # nothing trained yet
+    html = b.get("/dashboard").text
+    assert "failed" in html
+
+
+def test_dashboard_is_behind_basic_auth(backend):  # noqa: F811
+    b = backend(basic_auth_user="u", basic_auth_pass="p")
+    assert b.get("/dashboard").status_code == 401
+    assert b.get("/dashboard/project/1").status_code == 401
+    assert b.get("/dashboard", auth=("u", "p")).status_code == 200
+
+
+def test_task_view_reduction_keeps_extremes_and_short_events():
+    import numpy as np
+
+    from segmenter import taskview
+
+    rows = 1_000_000
+    starts = taskview.columns(rows)
+    assert len(starts) == taskview.POINTS and starts[0] == 0
+    values = np.zeros((rows, 1))
+    values[123_457] = 9.0  # one spike
+    low, high = taskview.reduce_values(values, starts)
+    assert high.max() == 9.0 and low.min() == 0.0
+    classes = np.zeros(rows, dtype=np.int64)
+    classes[600_000:600_010] = 2  # a 10-row event inside a 500-row column
+    reduced = taskview.reduce_classes(classes, starts, 3)
+    assert reduced.tolist().count(2) == 1 and set(reduced.tolist()) == {0, 2}
+    assert taskview.columns(5).tolist() == [0, 1, 2, 3, 4]  # short series: one column per row

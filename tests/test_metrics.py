@@ -1,0 +1,96 @@
+"""/metrics across two gunicorn workers, read with the Prometheus client's own parser."""
+
+from pathlib import Path
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from harness import synthetic
+from harness.fakels import FakeLabelStudio
+from harness.processes import start_backend
+from harness.waiting import wait_until_idle
+
+TOKEN = "ls-token"
+AUTH = ("metrics-user", "metrics-pass-123")
+CONFIG = synthetic.label_config()
+TINY_ENV = {"TRAIN_EPOCHS": "3", "EARLY_STOPPING_PATIENCE": "1", "HIDDEN_SIZE": "8", "LOG_LEVEL": "WARNING"}
+
+
+@pytest.fixture
+def deployment(tmp_path):
+    with FakeLabelStudio(legacy_token=TOKEN) as ls:
+        metrics_dir = tmp_path / "metrics"
+        (metrics_dir / "otherhost").mkdir(parents=True)
+        (metrics_dir / "otherhost" / "counter_999999.db").write_bytes(b"left over from a previous run")
+        env = {**TINY_ENV, "WORKERS": "2", "THREADS": "2", "CACHE_DIR": str(tmp_path / "cache"),
+               "METRICS_DIR": str(metrics_dir), "BASIC_AUTH_USER": AUTH[0], "BASIC_AUTH_PASS": AUTH[1]}
+        backend = start_backend(tmp_path / "models", tmp_path / "gunicorn.log", label_studio_url=ls.url,
+                                api_key=TOKEN, host="127.0.0.1", timeout=60, extra_env=env)
+        try:
+            yield backend.url, ls, metrics_dir
+        finally:
+            backend.stop()
+
+
+def scrape(url: str) -> dict[tuple[str, tuple], float]:
+    """Every sample of /metrics by (name, sorted labels), parsed by prometheus_client's parser."""
+    response = requests.get(url + "/metrics", auth=AUTH, timeout=30)
+    assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/plain")
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(response.text)
+        for s in family.samples
+    }
+
+
+def value(samples, name, **labels) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def test_metrics_count_requests_trainings_and_predictions_of_both_workers(deployment):
+    url, ls, metrics_dir = deployment
+    assert not (metrics_dir / "otherhost" / "counter_999999.db").exists()  # emptied at start
+    assert requests.get(url + "/metrics", timeout=10).status_code == 401  # behind Basic auth
+    before = scrape(url)
+
+    health = 30
+    for _ in range(health):  # a new connection each: both workers answer some
+        assert requests.get(url + "/health", auth=AUTH, timeout=10).status_code == 200
+    assert requests.get(url + "/status/abc", auth=AUTH, timeout=10).status_code == 400
+
+    good = ls.add_project(CONFIG)
+    tasks = ls.add_recordings(good, 2, rows=200)
+    bad = ls.add_project(CONFIG)  # no annotated task: its training fails
+    for project in (good, bad):
+        body = {"action": "START_TRAINING", "project": {"id": project, "label_config": CONFIG}}
+        assert requests.post(url + "/webhook", json=body, auth=AUTH, timeout=10).json()["scheduled"]
+    assert wait_until_idle(url, good, 120, auth=AUTH)["state"] == "idle"
+    assert wait_until_idle(url, bad, 120, auth=AUTH)["state"] == "failed"
+    body = {"tasks": tasks, "project": f"{good}.1795697041", "label_config": CONFIG}
+    served = requests.post(url + "/predict", json=body, auth=AUTH, timeout=60).json()["results"][0]["model_version"]
+
+    after = scrape(url)
+    count = "segmenter_http_requests_total"
+    assert value(after, count, route="/health", method="GET", status="200") - value(
+        before, count, route="/health", method="GET", status="200") == health
+    assert value(after, count, route="/status/<project>", method="GET", status="400") == 1
+    assert value(after, "segmenter_http_request_duration_seconds_count", route="/health", method="GET",
+                 status="200") == value(after, count, route="/health", method="GET", status="200")
+    assert value(after, count, route="/webhook", method="POST", status="200") == 2
+    assert value(after, "segmenter_trainings_started_total") == 2
+    assert value(after, "segmenter_trainings_total", outcome="succeeded") == 1
+    assert value(after, "segmenter_trainings_total", outcome="failed") == 1
+    assert value(after, "segmenter_training_duration_seconds_count", outcome="succeeded") == 1
+    assert value(after, "segmenter_predicted_tasks_total") == 2
+    assert value(after, "segmenter_predicted_rows_total") == 400
+    assert value(after, "segmenter_prediction_duration_seconds_count") == 1
+    assert value(after, "segmenter_models_in_memory") == 1  # one worker holds the project's model
+    number = int(served.split("-")[0][1:])
+    assert value(after, "segmenter_served_version", project=str(good), version=served) == number
+    assert value(after, "segmenter_projects", state="failed") == 1
+    # Both workers counted into the shared directory.
+    pids = {p.stem.rsplit("_", 1)[1] for p in Path(metrics_dir).glob("*/counter_*.db")}
+    assert len(pids) >= 2, pids
+    text = requests.get(url + "/metrics", auth=AUTH, timeout=10).text
+    assert AUTH[1] not in text and TOKEN not in text
