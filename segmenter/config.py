@@ -20,6 +20,7 @@ from segmenter.redaction import has_credentials, install, remember, without_cred
 
 TRAINING_BACKENDS = ("thread", "rq")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+DEVICES = ("auto", "cpu", "cuda")
 
 
 def _text(env: Mapping[str, str], name: str, default: str) -> str:
@@ -128,6 +129,7 @@ class Settings:
     workers: int = 1
     threads: int = 8
     torch_threads: int = 1
+    device: str = "auto"
     log_level: str = "INFO"
     training: TrainingSettings = field(default_factory=TrainingSettings)
 
@@ -188,6 +190,7 @@ class Settings:
             workers=_int(env, "WORKERS", 1, 1),
             threads=_int(env, "THREADS", 8, 1),
             torch_threads=_int(env, "TORCH_THREADS", 1, 1),
+            device=_choice(env, "DEVICE", "auto", DEVICES),
             log_level=_choice(env, "LOG_LEVEL", "INFO", LOG_LEVELS),
             training=training,
         )
@@ -209,12 +212,16 @@ def bootstrap(settings: Settings) -> Settings:
     Torch gets ``TORCH_THREADS`` intra-op threads (one by default: each request
     thread and the training thread then keeps to one core, where a shared pool
     of spinning OpenMP threads slowed a training five-fold on 2 busy cores);
-    logging gets ``LOG_LEVEL``; keys and URL passwords are masked in every log
+    training and inference run on ``DEVICE`` (``cuda`` without a GPU stops
+    start-up with a ``ConfigError``); logging gets ``LOG_LEVEL``; keys and URL passwords are masked in every log
     record from now on.
     """
     import torch
 
+    from segmenter import device
+
     torch.set_num_threads(settings.torch_threads)
+    device.use(settings.device)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     remember(settings.label_studio_api_key, settings.basic_auth_pass)
     install()

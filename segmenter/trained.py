@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from segmenter import device
 from segmenter.labelconfig import Target
 from segmenter.network import SegmenterNet
 from segmenter.series import Series
@@ -42,7 +43,7 @@ class TrainedModel:
         return {
             "target": asdict(self.target),
             "signature": self.target.signature(),
-            "weights": self.net.state_dict(),
+            "weights": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
             "mean": torch.from_numpy(self.mean.astype(np.float32)),
             "std": torch.from_numpy(self.std.astype(np.float32)),
             "sequence_size": self.sequence_size,
@@ -59,6 +60,7 @@ class TrainedModel:
         target = Target(**{**t, "labels": tuple(t["labels"]), "channels": tuple(t["channels"])})
         net = SegmenterNet(len(target.channels), len(target.classes), int(state["hidden_size"]))
         net.load_state_dict(state["weights"])
+        net.to(device.current())
         net.eval()
         return cls(
             target=target,
@@ -88,6 +90,7 @@ def window_probabilities(
 
     Only ``batch`` windows exist at a time, so memory stays bounded for
     million-row series; the sums are accumulated with one ``index_add_`` per batch.
+    The network runs on whatever device its weights are on; sums stay on the CPU.
     """
     n = len(values)
     source = WindowSource.build([values], None, size)
@@ -96,13 +99,14 @@ def window_probabilities(
     total = torch.zeros(source.values.shape[0], n_classes)
     count = torch.zeros(source.values.shape[0], 1)
     offsets = torch.arange(size)
+    on = next(net.parameters()).device
     was_training = net.training
     net.eval()
     with torch.inference_mode():
         for i in range(0, len(starts), batch):
             chunk = starts[i : i + batch]
             windows, _ = source.gather(chunk)
-            probs = torch.softmax(net(torch.from_numpy(windows)), dim=-1)
+            probs = torch.softmax(net(torch.from_numpy(windows).to(on)), dim=-1).cpu()
             rows = (torch.from_numpy(chunk)[:, None] + offsets[None, :]).reshape(-1)
             total.index_add_(0, rows, probs.reshape(-1, n_classes))
             count.index_add_(0, rows, torch.ones(len(rows), 1))

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from segmenter import device
 from segmenter.annotations import RowLabels, choose_annotation, row_labels
 from segmenter.config import TrainingSettings
 from segmenter.errors import SegmenterError, TaskDataError
@@ -166,6 +167,9 @@ def fit(
 ) -> Fit:
     """Train ``model.net`` on the windows of ``source`` with early stopping; keeps the best checkpoint."""
     net, n_classes = model.net, len(model.target.classes)
+    on = next(net.parameters()).device
+    if weights is not None:
+        weights = weights.to(on)
     optimiser = torch.optim.Adam(net.parameters(), lr=settings.learning_rate)
     stride = max(1, model.sequence_size // 2)
     best_key, best_state, best_val, best_epoch = None, None, None, 0
@@ -179,9 +183,12 @@ def fit(
             x, y = source.gather(starts[i : i + settings.batch_size])
             if (y >= 0).sum() == 0:
                 continue
-            logits = net(torch.from_numpy(x))
+            logits = net(torch.from_numpy(x).to(on))
             loss = F.cross_entropy(
-                logits.reshape(-1, n_classes), torch.from_numpy(y).reshape(-1), weight=weights, ignore_index=-1
+                logits.reshape(-1, n_classes),
+                torch.from_numpy(y).to(on).reshape(-1),
+                weight=weights,
+                ignore_index=-1,
             )
             optimiser.zero_grad()
             loss.backward()
@@ -247,6 +254,7 @@ def training_record(
             "labelled_classes": sorted(target.classes[c] for c in labelled),
         },
         "settings": dict(vars(settings)),
+        "device": str(device.current()),
     }
 
 
@@ -276,7 +284,7 @@ def train_target(
     min_rows = max(1, min(lengths) // 2) if lengths else 1
 
     size, n_classes = settings.sequence_size, len(target.classes)
-    net = SegmenterNet(len(target.channels), n_classes, settings.hidden_size)
+    net = SegmenterNet(len(target.channels), n_classes, settings.hidden_size).to(device.current())
     model = TrainedModel(target, net, mean, std, size, settings.hidden_size, instant_classes, min_rows)
     source = WindowSource.build(
         [model.normalise(e.series.values) for e in train], [e.rows.class_ids for e in train], size
