@@ -39,6 +39,13 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
     return value
 
 
+def _optional_int(env: Mapping[str, str], name: str, minimum: int) -> int | None:
+    """An integer the operator set, or None when the variable is unset or empty."""
+    if _text(env, name, "") == "":
+        return None
+    return _int(env, name, minimum, minimum)
+
+
 def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
     raw = _text(env, name, str(default))
     try:
@@ -92,7 +99,7 @@ def _hosts(env: Mapping[str, str], name: str) -> tuple[str, ...]:
 class TrainingSettings:
     """What shapes a training run; saved beside each model for reproducibility."""
 
-    sequence_size: int = 50
+    sequence_size: int | None = None  # None: chosen at each training from the annotations
     hidden_size: int = 64
     epochs: int = 1000
     patience: int = 20
@@ -148,7 +155,7 @@ class Settings:
         if bool(user) != bool(password):
             raise ConfigError("BASIC_AUTH_USER and BASIC_AUTH_PASS must be set together")
         training = TrainingSettings(
-            sequence_size=_int(env, "SEQUENCE_SIZE", 50, 2),
+            sequence_size=_optional_int(env, "SEQUENCE_SIZE", 2),
             hidden_size=_int(env, "HIDDEN_SIZE", 64, 2),
             epochs=_int(env, "TRAIN_EPOCHS", 1000, 1),
             patience=_int(env, "EARLY_STOPPING_PATIENCE", 20, 1),

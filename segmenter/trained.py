@@ -48,6 +48,7 @@ class TrainedModel:
             "std": torch.from_numpy(self.std.astype(np.float32)),
             "sequence_size": self.sequence_size,
             "hidden_size": self.hidden_size,
+            "down": self.net.factor,
             "instant_classes": sorted(self.instant_classes),
             "min_segment_rows": self.min_segment_rows,
             "info": self.info,
@@ -58,7 +59,8 @@ class TrainedModel:
         """Rebuild a model saved by ``to_state``."""
         t = state["target"]
         target = Target(**{**t, "labels": tuple(t["labels"]), "channels": tuple(t["channels"])})
-        net = SegmenterNet(len(target.channels), len(target.classes), int(state["hidden_size"]))
+        down = int(state.get("down", 2))  # models saved before the factor followed the window used 2
+        net = SegmenterNet(len(target.channels), len(target.classes), int(state["hidden_size"]), down)
         net.load_state_dict(state["weights"])
         net.to(device.current())
         net.eval()

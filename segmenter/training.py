@@ -34,7 +34,7 @@ from segmenter.config import TrainingSettings
 from segmenter.errors import SegmenterError, TaskDataError
 from segmenter.evaluation import class_scores
 from segmenter.labelconfig import Target, parse_label_config
-from segmenter.network import SegmenterNet
+from segmenter.network import SegmenterNet, down_factor
 from segmenter.series import Series
 from segmenter.taskdata import Fetcher, read_task_series
 from segmenter.trained import TrainedModel, window_probabilities
@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 
 VALIDATION_FRACTION = 0.2
 MAX_CLASS_WEIGHT = 50.0
+CONTEXT_QUANTILE = 25  # percentile of the annotated runs (ranges and gaps) the window follows
+MIN_CONTEXT, MAX_CONTEXT = 16, 4096
 Progress = Callable[[str], None]
 
 
@@ -103,6 +105,34 @@ def split(examples: list[Example], rng: np.random.Generator) -> tuple[list[Examp
         return Example(only.task_id, s, r)
 
     return [part(slice(0, cut))], [part(slice(cut, n))], f"last {n - cut} rows of task {only.task_id}"
+
+
+def choose_context(examples: list[Example], settings: TrainingSettings) -> tuple[int, dict]:
+    """The window length in rows, and how it was chosen (saved in the model's info).
+
+    ``SEQUENCE_SIZE`` set by the operator wins.  Otherwise the window follows
+    the timescale of the annotations: half the lower quartile of the runs of
+    one class (annotated ranges and the gaps between them), so a window holds
+    a short event with context on both sides however many rows per second the
+    signal has, kept between 16 and 4096 rows and within the longest series.
+    """
+    if settings.sequence_size is not None:
+        return settings.sequence_size, {"sequence_size": settings.sequence_size, "chosen_by": "SEQUENCE_SIZE"}
+    runs = []
+    for e in examples:
+        ids = e.rows.class_ids
+        edges = np.concatenate([[0], np.flatnonzero(np.diff(ids)) + 1, [len(ids)]])
+        runs.append(np.diff(edges))
+    lengths = np.concatenate(runs)
+    quartile = float(np.percentile(lengths, CONTEXT_QUANTILE))
+    longest = max(len(e.series) for e in examples)
+    size = int(np.clip(round(quartile / 2), MIN_CONTEXT, max(MIN_CONTEXT, min(MAX_CONTEXT, longest))))
+    return size, {
+        "sequence_size": size,
+        "chosen_by": "annotations",
+        "runs": int(len(lengths)),
+        "run_rows_lower_quartile": round(quartile, 1),
+    }
 
 
 def class_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
@@ -283,8 +313,11 @@ def train_target(
     lengths = [n for e in examples for n in e.rows.range_lengths]
     min_rows = max(1, min(lengths) // 2) if lengths else 1
 
-    size, n_classes = settings.sequence_size, len(target.classes)
-    net = SegmenterNet(len(target.channels), n_classes, settings.hidden_size).to(device.current())
+    size, context = choose_context(examples, settings)
+    context["lstm_rows_per_step"] = down_factor(size)
+    n_classes = len(target.classes)
+    net = SegmenterNet(len(target.channels), n_classes, settings.hidden_size, down_factor(size))
+    net.to(device.current())
     model = TrainedModel(target, net, mean, std, size, settings.hidden_size, instant_classes, min_rows)
     source = WindowSource.build(
         [model.normalise(e.series.values) for e in train], [e.rows.class_ids for e in train], size
@@ -293,6 +326,7 @@ def train_target(
     weights = class_weights(train_ids, n_classes) if settings.use_class_weights else None
     result = fit(model, source, val, settings, rng, weights, progress)
     model.info = training_record(examples, target, settings, result, held_out, time.monotonic() - started)
+    model.info["context"] = context
     return model
 
 

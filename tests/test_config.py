@@ -9,7 +9,7 @@ def test_defaults(tmp_path, monkeypatch):
     s = Settings.from_env({})
     assert s.model_dir == tmp_path / "models" and s.cache_dir == tmp_path / "models" / ".cache"
     t = s.training
-    assert (t.sequence_size, t.hidden_size, t.epochs) == (50, 64, 1000)
+    assert (t.sequence_size, t.hidden_size, t.epochs) == (None, 64, 1000)
     assert (t.balanced_accuracy_threshold, t.min_class_f1_threshold, t.use_class_weights) == (0.85, 0.70, True)
     assert (s.port, s.training_backend, s.start_training_each_n_updates) == (9090, "thread", 1)
     assert s.label_studio_url == "" and s.allowed_hosts == ()

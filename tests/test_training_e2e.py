@@ -10,6 +10,7 @@ from segmenter.config import TrainingSettings
 from segmenter.evaluation import score
 from segmenter.inference import predict_tasks
 from segmenter.labelconfig import parse_label_config
+from segmenter.network import SegmenterNet
 from segmenter.trained import TrainedModel
 from segmenter.training import TrainingError, train_project
 
@@ -127,3 +128,26 @@ def test_a_config_with_two_pairs_trains_and_predicts_both():
     [prediction] = predict_tasks(models, tasks[:1], files)
     assert {r["from_name"] for r in prediction["result"]} <= {"motion", "other"}
     assert all((r["from_name"], r["to_name"]) in (("motion", "a"), ("other", "b")) for r in prediction["result"])
+
+
+def test_context_follows_the_annotations_unless_the_operator_sets_it(trained):
+    _, [model] = trained
+    context = model.info["context"]
+    assert context["chosen_by"] == "annotations" and context["sequence_size"] == model.sequence_size
+    assert 16 <= model.sequence_size <= 1200 and model.net.factor == context["lstm_rows_per_step"]
+    config = synthetic.label_config()
+    tasks, fetcher = make_tasks(1, seed=3, rows=300)
+    [fixed] = train_project(config, tasks, fetcher, TrainingSettings(sequence_size=40, epochs=1, patience=1))
+    assert fixed.sequence_size == 40 and fixed.info["context"]["chosen_by"] == "SEQUENCE_SIZE"
+
+
+def test_a_model_saved_before_the_context_followed_the_data_still_loads(trained):
+    _, [model] = trained
+    state = model.to_state()
+    old = SegmenterNet(len(model.target.channels), len(model.target.classes), model.hidden_size)
+    state.pop("down")
+    state.update(weights=old.state_dict(), sequence_size=50)
+    loaded = TrainedModel.from_state(state)
+    assert loaded.net.factor == 2 and loaded.sequence_size == 50
+    tests, fetcher = make_tasks(1, seed=200, rows=333)
+    assert predict_tasks([loaded], tests, fetcher)[0]["score"] >= 0
