@@ -2,7 +2,8 @@
 
     .venv/bin/python -m bench.quality [--seeds 0 1 2] [--resample 8] [--train-series 1]
 
-``--resample`` runs the same recordings at that many times the rows per second
+``--data-seed`` keeps the same recordings in the same order for every seed
+(only the training seed varies).  ``--resample`` runs the same recordings at that many times the rows per second
 (8: linear interpolation; 0.5: every second row); ``--train-series`` trains on
 only the first that many annotated TRAIN series.
 
@@ -32,11 +33,16 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--resample", type=float, default=1.0, help="rows per original row (8, 0.5, ...)")
     parser.add_argument("--train-series", type=int, default=None, help="train on the first N TRAIN series")
+    parser.add_argument("--data-seed", type=int, default=None,
+                        help="order the recordings with this seed for every run (default: each run's seed)")
     args = parser.parse_args()
     reports = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
-            config, train, test = write_project(Path(tmp) / f"seed{seed}", seed, args.resample, args.train_series)
+            config, train, test = write_project(
+                Path(tmp) / f"seed{seed}", seed if args.data_seed is None else args.data_seed,
+                args.resample, args.train_series,
+            )
             out = subprocess.run(
                 [sys.executable, "-m", "segmenter", "evaluate", "--label-config", str(config), "--export",
                  str(train), "--test-export", str(test), "--seed", str(seed)],

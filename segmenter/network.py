@@ -48,3 +48,27 @@ class SegmenterNet(nn.Module):
         context, _ = self.lstm(steps)
         context = context.repeat_interleave(self.factor, dim=1)[:, :rows]
         return self.head(torch.cat([context, local.transpose(1, 2)], dim=-1))
+
+
+class Ensemble(nn.Module):
+    """Networks of one target trained on different parts of the data, applied together.
+
+    ``forward`` returns the log of the members' mean class probabilities, so a
+    softmax of it (as inference takes) is that mean.
+    """
+
+    def __init__(self, members: list[SegmenterNet]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    @property
+    def head(self) -> nn.Linear:
+        return self.members[0].head
+
+    @property
+    def factor(self) -> int:
+        return self.members[0].factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probs = torch.stack([torch.softmax(m(x), dim=-1) for m in self.members]).mean(dim=0)
+        return torch.log(probs.clamp_min(1e-12))

@@ -17,7 +17,7 @@ import torch
 
 from segmenter import device
 from segmenter.labelconfig import Target
-from segmenter.network import SegmenterNet
+from segmenter.network import Ensemble, SegmenterNet
 from segmenter.series import Series
 from segmenter.windows import WindowSource
 
@@ -29,7 +29,7 @@ class TrainedModel:
     """A network for one target plus the data handling it was trained with."""
 
     target: Target
-    net: SegmenterNet
+    net: SegmenterNet | Ensemble
     mean: np.ndarray  # float32 (channels,)
     std: np.ndarray  # float32 (channels,)
     sequence_size: int
@@ -49,6 +49,7 @@ class TrainedModel:
             "sequence_size": self.sequence_size,
             "hidden_size": self.hidden_size,
             "down": self.net.factor,
+            "members": len(self.net.members) if isinstance(self.net, Ensemble) else 1,
             "instant_classes": sorted(self.instant_classes),
             "min_segment_rows": self.min_segment_rows,
             "info": self.info,
@@ -60,7 +61,9 @@ class TrainedModel:
         t = state["target"]
         target = Target(**{**t, "labels": tuple(t["labels"]), "channels": tuple(t["channels"])})
         down = int(state.get("down", 2))  # models saved before the factor followed the window used 2
-        net = SegmenterNet(len(target.channels), len(target.classes), int(state["hidden_size"]), down)
+        shape = (len(target.channels), len(target.classes), int(state["hidden_size"]), down)
+        members = int(state.get("members", 1))  # older models: one network
+        net = SegmenterNet(*shape) if members == 1 else Ensemble([SegmenterNet(*shape) for _ in range(members)])
         net.load_state_dict(state["weights"])
         net.to(device.current())
         net.eval()

@@ -34,7 +34,7 @@ from segmenter.config import TrainingSettings
 from segmenter.errors import SegmenterError, TaskDataError
 from segmenter.evaluation import class_scores
 from segmenter.labelconfig import Target, parse_label_config
-from segmenter.network import SegmenterNet, down_factor
+from segmenter.network import Ensemble, SegmenterNet, down_factor
 from segmenter.series import Series
 from segmenter.taskdata import Fetcher, read_task_series
 from segmenter.trained import TrainedModel, window_probabilities
@@ -46,6 +46,9 @@ VALIDATION_FRACTION = 0.2
 MAX_CLASS_WEIGHT = 50.0
 CONTEXT_QUANTILE = 25  # percentile of the annotated runs (ranges and gaps) the window follows
 MIN_CONTEXT, MAX_CONTEXT = 16, 4096
+# Where each member's held-out 20% of a single annotated series starts: one task trains
+# three networks on different 80% and averages them, so no row is unused and no seed decides.
+SINGLE_TASK_FOLDS = (0.8, 0.0, 0.4)
 Progress = Callable[[str], None]
 
 
@@ -85,8 +88,14 @@ def collect_examples(
     return examples, skipped
 
 
-def split(examples: list[Example], rng: np.random.Generator) -> tuple[list[Example], list[Example], str]:
-    """Training and validation examples, and how validation was chosen."""
+def split(
+    examples: list[Example], rng: np.random.Generator, fold: float = SINGLE_TASK_FOLDS[0]
+) -> tuple[list[Example], list[Example], str]:
+    """Training and validation examples, and how validation was chosen.
+
+    A single series holds out 20% of its rows starting at ``fold`` of its length
+    and trains on the rows before and after.
+    """
     if len(examples) >= 2:
         n_val = max(1, round(VALIDATION_FRACTION * len(examples)))
         order = rng.permutation(len(examples))
@@ -98,13 +107,17 @@ def split(examples: list[Example], rng: np.random.Generator) -> tuple[list[Examp
     cut = int(round(n * (1 - VALIDATION_FRACTION)))
     if cut < 1 or n - cut < 1:
         return examples, examples, "the training data itself (series too short to hold out rows)"
+    lo = min(int(round(n * fold)), cut)
+    hi = lo + n - cut
 
     def part(sl: slice) -> Example:
         s = Series(only.series.time[sl], only.series.values[sl], only.series.time_kind)
         r = replace(only.rows, class_ids=only.rows.class_ids[sl])
         return Example(only.task_id, s, r)
 
-    return [part(slice(0, cut))], [part(slice(cut, n))], f"last {n - cut} rows of task {only.task_id}"
+    train = [part(slice(a, b)) for a, b in ((0, lo), (hi, n)) if b > a]
+    where = f"last {n - lo} rows" if hi == n else f"rows {lo}-{hi - 1}"
+    return train, [part(slice(lo, hi))], f"{where} of task {only.task_id}"
 
 
 def choose_context(examples: list[Example], settings: TrainingSettings) -> tuple[int, dict]:
@@ -316,17 +329,34 @@ def train_target(
     size, context = choose_context(examples, settings)
     context["lstm_rows_per_step"] = down_factor(size)
     n_classes = len(target.classes)
-    net = SegmenterNet(len(target.channels), n_classes, settings.hidden_size, down_factor(size))
-    net.to(device.current())
+    folds = SINGLE_TASK_FOLDS if len(examples) == 1 and val is not examples else SINGLE_TASK_FOLDS[:1]
+    nets, fits = [], []
+    for k, fold in enumerate(folds):
+        if k:
+            torch.manual_seed(settings.seed + k)
+            rng = np.random.default_rng([settings.seed, k])
+            train, val, held_out_k = split(examples, rng, fold)
+        net = SegmenterNet(len(target.channels), n_classes, settings.hidden_size, down_factor(size))
+        net.to(device.current())
+        member = TrainedModel(target, net, mean, std, size, settings.hidden_size, instant_classes, min_rows)
+        source = WindowSource.build(
+            [member.normalise(e.series.values) for e in train], [e.rows.class_ids for e in train], size
+        )
+        train_ids = np.concatenate([e.rows.class_ids for e in train])
+        weights = class_weights(train_ids, n_classes) if settings.use_class_weights else None
+        result = fit(member, source, val, settings, rng, weights, progress)
+        nets.append(net)
+        fits.append((result, held_out if k == 0 else held_out_k))
+    net = nets[0] if len(nets) == 1 else Ensemble(nets).eval()
     model = TrainedModel(target, net, mean, std, size, settings.hidden_size, instant_classes, min_rows)
-    source = WindowSource.build(
-        [model.normalise(e.series.values) for e in train], [e.rows.class_ids for e in train], size
-    )
-    train_ids = np.concatenate([e.rows.class_ids for e in train])
-    weights = class_weights(train_ids, n_classes) if settings.use_class_weights else None
-    result = fit(model, source, val, settings, rng, weights, progress)
-    model.info = training_record(examples, target, settings, result, held_out, time.monotonic() - started)
+    model.info = training_record(examples, target, settings, fits[0][0], held_out, time.monotonic() - started)
     model.info["context"] = context
+    if len(nets) > 1:
+        model.info["ensemble"] = [
+            {"held_out": where, "best_epoch": r.best_epoch, "balanced_accuracy": round(r.best.balanced_accuracy, 4),
+             "min_class_f1": round(r.best.min_class_f1, 4)}
+            for r, where in fits
+        ]
     return model
 
 

@@ -10,7 +10,7 @@ from segmenter.config import TrainingSettings
 from segmenter.evaluation import score
 from segmenter.inference import predict_tasks
 from segmenter.labelconfig import parse_label_config
-from segmenter.network import SegmenterNet
+from segmenter.network import Ensemble, SegmenterNet
 from segmenter.trained import TrainedModel
 from segmenter.training import TrainingError, train_project
 
@@ -79,6 +79,11 @@ def test_single_task_validates_on_its_tail_and_tiny_series_train():
     tasks, fetcher = make_tasks(1, seed=3, rows=600)
     [model] = train_project(config, tasks, fetcher, TrainingSettings(epochs=2, patience=1))
     assert model.info["validation"]["held_out"].startswith("last 120 rows")
+    held_out = [m["held_out"] for m in model.info["ensemble"]]
+    assert held_out == ["last 120 rows of task 1", "rows 0-119 of task 1", "rows 240-359 of task 1"]
+    loaded = TrainedModel.from_state(model.to_state())
+    assert isinstance(loaded.net, Ensemble) and len(loaded.net.members) == 3
+    assert predict_tasks([loaded], tasks, fetcher) == predict_tasks([model], tasks, fetcher)
     fetcher["one.csv"] = b"time,sensor1,sensor2\n0,1.0,2.0\n"
     tiny = [{"id": 9, "data": {"csv_url": "one.csv"}, "annotations": [{"result": []}]}]
     [small] = train_project(config, tiny, fetcher, TrainingSettings(epochs=2, patience=1))
