@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from segmenter import device
-from segmenter.annotations import RowLabels, choose_annotation, row_labels
+from segmenter.annotations import MAX_LAYERED_LABELS, RowLabels, choose_annotation, row_labels
 from segmenter.config import TrainingSettings
 from segmenter.errors import SegmenterError, TaskDataError
 from segmenter.evaluation import class_scores
@@ -112,7 +112,8 @@ def split(
 
     def part(sl: slice) -> Example:
         s = Series(only.series.time[sl], only.series.values[sl], only.series.time_kind)
-        r = replace(only.rows, class_ids=only.rows.class_ids[sl])
+        presence = None if only.rows.presence is None else only.rows.presence[sl]
+        r = replace(only.rows, class_ids=only.rows.class_ids[sl], presence=presence)
         return Example(only.task_id, s, r)
 
     train = [part(slice(a, b)) for a, b in ((0, lo), (hi, n)) if b > a]
@@ -188,6 +189,50 @@ def validate(net: SegmenterNet, val: list[Example], model: TrainedModel, balance
     return Validation(mean_loss, s.balanced_accuracy, min(judged) if judged else 0.0, per_class)
 
 
+def validate_layers(net: SegmenterNet, val: list[Example], model: TrainedModel, balanced: bool) -> Validation:
+    """``validate`` for a multi-label model: each label scored as present / absent per row.
+
+    Balanced accuracy is the mean over labels, the loss the mean binary
+    cross-entropy over labels (balanced: present and absent rows weigh alike).
+    """
+    n_labels = len(model.target.labels)
+    bits = np.arange(n_labels)
+    truth, probs = [], []
+    for example in val:
+        probs.append(
+            window_probabilities(net, model.normalise(example.series.values), model.sequence_size, sigmoid=True)
+        )
+        truth.append((example.rows.presence[:, None] >> bits[None, :]) & 1)
+    y, p = np.concatenate(truth), np.clip(np.concatenate(probs), 1e-7, 1 - 1e-7)
+    per_f1, accuracies, losses = {}, [], []
+    for k in range(n_labels):
+        t = y[:, k]
+        s = class_scores(t, (p[:, k] > 0.5).astype(np.int64), 2)
+        nll = -(t * np.log(p[:, k]) + (1 - t) * np.log(1 - p[:, k]))
+        if balanced and 0 < t.sum() < len(t):
+            losses.append(0.5 * (nll[t == 1].mean() + nll[t == 0].mean()))
+        else:
+            losses.append(nll.mean())
+        if (s.true_count[1] + s.pred_count[1]) > 0:
+            per_f1[k + 1] = float(s.f1[1])
+            accuracies.append(s.balanced_accuracy)
+    judged = [f for c, f in per_f1.items() if c not in model.instant_classes]
+    return Validation(
+        float(np.mean(losses)),
+        float(np.mean(accuracies)) if accuracies else 0.0,
+        min(judged) if judged else 0.0,
+        per_f1,
+    )
+
+
+def label_weights(presence: np.ndarray, n_labels: int) -> torch.Tensor:
+    """Per-label positive weights for the binary loss: absent rows / present rows, between 1 and the cap."""
+    present = ((presence[presence >= 0][:, None] >> np.arange(n_labels)[None, :]) & 1).sum(axis=0)
+    absent = (presence >= 0).sum() - present
+    weights = np.where(present > 0, absent / np.maximum(present, 1), 1.0)
+    return torch.tensor(np.clip(weights, 1.0, MAX_CLASS_WEIGHT), dtype=torch.float32)
+
+
 @dataclass
 class Fit:
     """What the fit loop ends with: the best checkpoint's validation and why it stopped."""
@@ -209,7 +254,7 @@ def fit(
     progress: Progress | None = None,
 ) -> Fit:
     """Train ``model.net`` on the windows of ``source`` with early stopping; keeps the best checkpoint."""
-    net, n_classes = model.net, len(model.target.classes)
+    net, n_classes = model.net, model.net.head.out_features
     on = next(net.parameters()).device
     if weights is not None:
         weights = weights.to(on)
@@ -227,18 +272,22 @@ def fit(
             if (y >= 0).sum() == 0:
                 continue
             logits = net(torch.from_numpy(x).to(on))
-            loss = F.cross_entropy(
-                logits.reshape(-1, n_classes),
-                torch.from_numpy(y).to(on).reshape(-1),
-                weight=weights,
-                ignore_index=-1,
-            )
+            target = torch.from_numpy(y).to(on)
+            if model.multi_label:  # y holds each row's labels as bits; -1 is padding
+                bits = ((target[..., None] >> torch.arange(n_classes, device=on)) & 1).float()
+                mask = (target >= 0).float()[..., None]
+                per = F.binary_cross_entropy_with_logits(logits, bits, pos_weight=weights, reduction="none")
+                loss = (per * mask).sum() / (mask.sum() * n_classes)
+            else:
+                loss = F.cross_entropy(
+                    logits.reshape(-1, n_classes), target.reshape(-1), weight=weights, ignore_index=-1
+                )
             optimiser.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
             optimiser.step()
             epoch_loss += loss.item() * len(x)
-        v = validate(net, val, model, settings.use_class_weights)
+        v = (validate_layers if model.multi_label else validate)(net, val, model, settings.use_class_weights)
         met = (
             v.balanced_accuracy >= settings.balanced_accuracy_threshold
             and v.min_class_f1 >= settings.min_class_f1_threshold
@@ -328,7 +377,9 @@ def train_target(
 
     size, context = choose_context(examples, settings)
     context["lstm_rows_per_step"] = down_factor(size)
-    n_classes = len(target.classes)
+    # Overlapping regions: one sigmoid per label; otherwise one softmax class per row, as always.
+    multi = len(target.labels) <= MAX_LAYERED_LABELS and any(e.rows.overlaps for e in examples)
+    n_classes = len(target.labels) if multi else len(target.classes)
     folds = SINGLE_TASK_FOLDS if len(examples) == 1 and val is not examples else SINGLE_TASK_FOLDS[:1]
     nets, fits = [], []
     for k, fold in enumerate(folds):
@@ -338,19 +389,23 @@ def train_target(
             train, val, held_out_k = split(examples, rng, fold)
         net = SegmenterNet(len(target.channels), n_classes, settings.hidden_size, down_factor(size))
         net.to(device.current())
-        member = TrainedModel(target, net, mean, std, size, settings.hidden_size, instant_classes, min_rows)
-        source = WindowSource.build(
-            [member.normalise(e.series.values) for e in train], [e.rows.class_ids for e in train], size
+        member = TrainedModel(
+            target, net, mean, std, size, settings.hidden_size, instant_classes, min_rows, multi_label=multi
         )
-        train_ids = np.concatenate([e.rows.class_ids for e in train])
-        weights = class_weights(train_ids, n_classes) if settings.use_class_weights else None
+        rows = [e.rows.presence if multi else e.rows.class_ids for e in train]
+        source = WindowSource.build([member.normalise(e.series.values) for e in train], rows, size)
+        weigh = label_weights if multi else class_weights
+        weights = weigh(np.concatenate(rows), n_classes) if settings.use_class_weights else None
         result = fit(member, source, val, settings, rng, weights, progress)
         nets.append(net)
         fits.append((result, held_out if k == 0 else held_out_k))
     net = nets[0] if len(nets) == 1 else Ensemble(nets).eval()
-    model = TrainedModel(target, net, mean, std, size, settings.hidden_size, instant_classes, min_rows)
+    model = TrainedModel(
+        target, net, mean, std, size, settings.hidden_size, instant_classes, min_rows, multi_label=multi
+    )
     model.info = training_record(examples, target, settings, fits[0][0], held_out, time.monotonic() - started)
     model.info["context"] = context
+    model.info["multi_label"] = multi
     if len(nets) > 1:
         model.info["ensemble"] = [
             {"held_out": where, "best_epoch": r.best_epoch, "balanced_accuracy": round(r.best.balanced_accuracy, 4),

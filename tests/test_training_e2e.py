@@ -156,3 +156,25 @@ def test_a_model_saved_before_the_context_followed_the_data_still_loads(trained)
     assert loaded.net.factor == 2 and loaded.sequence_size == 50
     tests, fetcher = make_tasks(1, seed=200, rows=333)
     assert predict_tasks([loaded], tests, fetcher)[0]["score"] >= 0
+
+
+def test_overlapping_labels_are_learnt_per_label_and_predicted_overlapping():
+    config = synthetic.layered_config()
+    tasks, fetcher = synthetic.layered_tasks(2, 600, seed=10)
+    [model] = train_project(config, tasks, fetcher, TrainingSettings(epochs=30, patience=4))
+    assert model.multi_label and model.info["multi_label"] and model.net.head.out_features == 3
+    loaded = TrainedModel.from_state(model.to_state())
+    assert loaded.multi_label
+    tests, test_files = synthetic.layered_tasks(1, 600, seed=100)
+    [prediction] = predict_tasks([loaded], tests, test_files)
+    assert prediction == predict_tasks([model], tests, test_files)[0]
+    spans = [(r["value"]["start"], r["value"]["end"], r["value"]["timeserieslabels"][0]) for r in prediction["result"]]
+    assert any(a[2] != b[2] and a[0] <= b[1] and b[0] <= a[1] for a in spans for b in spans)
+    report = score([model], tests, test_files)
+    assert set(report["per_label_event_f1_iou50"]) == {"label:Run", "label:Walk", "label:Alarm"}
+
+
+def test_single_label_projects_stay_single_label(trained):
+    _, [model] = trained
+    assert not model.multi_label and model.info["multi_label"] is False
+    assert not TrainedModel.from_state(model.to_state()).multi_label
