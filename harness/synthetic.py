@@ -78,6 +78,58 @@ def make_recording(
     return Recording(frame, sorted(events))
 
 
+OVERLAP_LABEL = "Alarm"
+
+
+def make_layered_recording(n_rows: int, seed: int, n_events: int = 4) -> Recording:
+    """Two label layers that overlap: Run/Walk on sensors 1-2 and Alarm on sensor 3.
+
+    Each Alarm starts inside a Run or Walk event and runs past its end, so
+    rows carry two labels at once; one more Alarm lies alone between events.
+    """
+    base = make_recording(n_rows, seed, channels=3, n_events=n_events)
+    rng = np.random.default_rng(seed + 10_000)
+    values = base.frame[["sensor1", "sensor2", "sensor3"]].to_numpy().copy()
+    values[:, 2] = rng.normal(0, 0.15, n_rows)
+    events = list(base.events)
+    for start, end, _ in base.events:
+        a = start + (end - start) // 2
+        b = min(n_rows - 1, end + int(rng.integers(20, 40)))
+        values[a : b + 1, 2] += 2.0
+        events.append((a, b, OVERLAP_LABEL))
+    if len(base.events) >= 2:  # one alarm alone, between the first two events
+        gap_start, gap_end = base.events[0][1] + 75, base.events[1][0] - 5  # 35+ rows after the first alarm
+        if gap_end - gap_start > 30:
+            a = gap_start
+            b = min(gap_end, a + 40)
+            values[a : b + 1, 2] += 2.0
+            events.append((a, b, OVERLAP_LABEL))
+    frame = pd.DataFrame(values, columns=["sensor1", "sensor2", "sensor3"])
+    frame.insert(0, "time", base.frame["time"].to_numpy())
+    return Recording(frame, sorted(events))
+
+
+def layered_config() -> str:
+    """The labeling config of ``make_layered_recording``: Run, Walk and Alarm over three sensors."""
+    labels = "".join(f'<Label value="{name}"/>' for name in LABELS + (OVERLAP_LABEL,))
+    chans = "".join(f'<Channel column="sensor{c + 1}"/>' for c in range(3))
+    return (
+        f'<View><TimeSeriesLabels name="label" toName="ts">{labels}</TimeSeriesLabels>'
+        f'<TimeSeries name="ts" valueType="url" value="$csv_url" timeColumn="time">{chans}</TimeSeries></View>'
+    )
+
+
+def layered_tasks(count: int, rows: int, seed: int = 0) -> tuple[list[dict], MemoryFiles]:
+    """``count`` exported tasks of ``make_layered_recording`` with their fetcher."""
+    files, tasks = MemoryFiles(), []
+    for i in range(count):
+        rec = make_layered_recording(rows, seed=seed + i)
+        name = f"layered{seed + i}.csv"
+        files[name] = csv_bytes(rec)
+        tasks.append({"id": i + 1, "data": {"csv_url": name}, "annotations": [{"id": i, "result": annotation(rec)}]})
+    return tasks, files
+
+
 def label_config(channels: int = 2, with_spikes: bool = False, time_column: str | None = "time",
                  time_format: str | None = None, value_key: str = "csv_url") -> str:
     """A labeling config for recordings made by ``make_recording``."""

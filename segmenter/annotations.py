@@ -27,6 +27,8 @@ from segmenter.series import Series
 from segmenter.timeformat import parse_time
 
 log = logging.getLogger(__name__)
+# Labels that can overlap are tracked as bits of one int64 per row.
+MAX_LAYERED_LABELS = 62
 
 
 def choose_annotation(task: dict) -> dict | None:
@@ -55,6 +57,14 @@ class RowLabels:
     instant_classes: frozenset[int]  # classes that were marked with instants
     range_lengths: list[int]  # rows covered by each range region (for post-processing)
     range_classes: frozenset[int] = frozenset()  # classes that were marked with ranges
+    # int64 (n,) bit k-1 set where class k's regions cover the row (several bits: labels overlap)
+    presence: np.ndarray | None = None
+
+    @property
+    def overlaps(self) -> bool:
+        """Whether some row lies under regions of two different labels."""
+        p = self.presence
+        return p is not None and bool(((p & (p - 1)) != 0).any())
 
 
 def _to_axis(value: object, series: Series, target: Target) -> float:
@@ -97,6 +107,7 @@ def row_labels(series: Series, results: list[dict], target: Target, task_id: obj
     """Per-row classes of ``series`` from an annotation's ``result`` list."""
     n = len(series)
     class_ids = np.zeros(n, dtype=np.int64)
+    presence = np.zeros(n, dtype=np.int64)
     index = {name: k + 1 for k, name in enumerate(target.labels)}
     instants: list[tuple[int, int]] = []
     instant_classes: set[int] = set()
@@ -135,6 +146,8 @@ def row_labels(series: Series, results: list[dict], target: Target, task_id: obj
         if value.get("instant") or start == end:
             instants.append((_nearest(series.time, start), cls))
             instant_classes.add(cls)
+            if cls <= MAX_LAYERED_LABELS:
+                presence[instants[-1][0]] |= 1 << (cls - 1)
             continue
         lo = int(np.searchsorted(series.time, start, side="left"))
         hi = int(np.searchsorted(series.time, end, side="right"))
@@ -142,6 +155,8 @@ def row_labels(series: Series, results: list[dict], target: Target, task_id: obj
             lo = _nearest(series.time, (start + end) / 2)
             hi = lo + 1
         class_ids[lo:hi] = cls
+        if cls <= MAX_LAYERED_LABELS:
+            presence[lo:hi] |= 1 << (cls - 1)
         range_classes.add(cls)
         if start < first or end > last:
             log.warning(
@@ -152,4 +167,4 @@ def row_labels(series: Series, results: list[dict], target: Target, task_id: obj
             range_lengths.append(hi - lo)
     for row, cls in instants:
         class_ids[row] = cls
-    return RowLabels(class_ids, frozenset(instant_classes), range_lengths, frozenset(range_classes))
+    return RowLabels(class_ids, frozenset(instant_classes), range_lengths, frozenset(range_classes), presence)

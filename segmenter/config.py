@@ -20,6 +20,7 @@ from segmenter.redaction import has_credentials, install, remember, without_cred
 
 TRAINING_BACKENDS = ("thread", "rq")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+DEVICES = ("auto", "cpu", "cuda")
 
 
 def _text(env: Mapping[str, str], name: str, default: str) -> str:
@@ -36,6 +37,13 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
     if value < minimum:
         raise ConfigError(f"{name}={value} must be at least {minimum}")
     return value
+
+
+def _optional_int(env: Mapping[str, str], name: str, minimum: int) -> int | None:
+    """An integer the operator set, or None when the variable is unset or empty."""
+    if _text(env, name, "") == "":
+        return None
+    return _int(env, name, minimum, minimum)
 
 
 def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
@@ -91,7 +99,7 @@ def _hosts(env: Mapping[str, str], name: str) -> tuple[str, ...]:
 class TrainingSettings:
     """What shapes a training run; saved beside each model for reproducibility."""
 
-    sequence_size: int = 50
+    sequence_size: int | None = None  # None: chosen at each training from the annotations
     hidden_size: int = 64
     epochs: int = 1000
     patience: int = 20
@@ -129,6 +137,7 @@ class Settings:
     workers: int = 1
     threads: int = 8
     torch_threads: int = 1
+    device: str = "auto"
     log_level: str = "INFO"
     training: TrainingSettings = field(default_factory=TrainingSettings)
 
@@ -148,7 +157,7 @@ class Settings:
         if bool(user) != bool(password):
             raise ConfigError("BASIC_AUTH_USER and BASIC_AUTH_PASS must be set together")
         training = TrainingSettings(
-            sequence_size=_int(env, "SEQUENCE_SIZE", 50, 2),
+            sequence_size=_optional_int(env, "SEQUENCE_SIZE", 2),
             hidden_size=_int(env, "HIDDEN_SIZE", 64, 2),
             epochs=_int(env, "TRAIN_EPOCHS", 1000, 1),
             patience=_int(env, "EARLY_STOPPING_PATIENCE", 20, 1),
@@ -191,6 +200,7 @@ class Settings:
             workers=_int(env, "WORKERS", 1, 1),
             threads=_int(env, "THREADS", 8, 1),
             torch_threads=_int(env, "TORCH_THREADS", 1, 1),
+            device=_choice(env, "DEVICE", "auto", DEVICES),
             log_level=_choice(env, "LOG_LEVEL", "INFO", LOG_LEVELS),
             training=training,
         )
@@ -212,12 +222,16 @@ def bootstrap(settings: Settings) -> Settings:
     Torch gets ``TORCH_THREADS`` intra-op threads (one by default: each request
     thread and the training thread then keeps to one core, where a shared pool
     of spinning OpenMP threads slowed a training five-fold on 2 busy cores);
-    logging gets ``LOG_LEVEL``; keys and URL passwords are masked in every log
+    training and inference run on ``DEVICE`` (``cuda`` without a GPU stops
+    start-up with a ``ConfigError``); logging gets ``LOG_LEVEL``; keys and URL passwords are masked in every log
     record from now on.
     """
     import torch
 
+    from segmenter import device
+
     torch.set_num_threads(settings.torch_threads)
+    device.use(settings.device)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if settings.log_level != "DEBUG":  # label-studio-sdk's HTTP client logs every request at INFO
         logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -29,7 +29,7 @@ from sklearn.metrics import confusion_matrix, f1_score, recall_score
 
 from segmenter.annotations import choose_annotation, row_labels
 from segmenter.errors import SegmenterError
-from segmenter.regions import run_lengths, to_results
+from segmenter.regions import run_lengths
 from segmenter.taskdata import Fetcher, read_task_series
 from segmenter.trained import TrainedModel
 
@@ -134,8 +134,11 @@ def score(models: list[TrainedModel], tasks: list[dict], fetcher: Fetcher) -> di
     """Predict every annotated task with ``models`` and score the regions against its annotation.
 
     Classes of several targets are scored together, each named ``from_name:label``.
+    A multi-label model's labels are scored layer by layer (present / absent),
+    with each label's event F1 under ``per_label_event_f1_iou50``.
     """
     truth_rows, pred_rows, classes = [], [], ["__background__"]
+    per_label: dict[str, list[int]] = {}
     matched = n_true = n_pred = 0
     predict_seconds = 0.0
     for model in models:
@@ -149,16 +152,26 @@ def score(models: list[TrainedModel], tasks: list[dict], fetcher: Fetcher) -> di
                 continue
             series = read_task_series(task, target, fetcher)
             started = time.monotonic()
-            regions, _ = to_results(
-                series, model.probabilities(series), target, model.instant_classes, model.min_segment_rows
-            )
+            regions, _ = model.results(series)
             predict_seconds += time.monotonic() - started
-            truth = row_labels(series, annotation.get("result") or [], target, task.get("id")).class_ids
-            pred = row_labels(series, regions, target, task.get("id")).class_ids
-            m, t, p = match_events(truth, pred, model.instant_classes, tolerance)
-            matched, n_true, n_pred = matched + m, n_true + t, n_pred + p
-            truth_rows.append(np.where(truth > 0, truth + offset, 0))
-            pred_rows.append(np.where(pred > 0, pred + offset, 0))
+            truth_labels = row_labels(series, annotation.get("result") or [], target, task.get("id"))
+            pred_labels = row_labels(series, regions, target, task.get("id"))
+            if model.multi_label:  # each label is its own layer: scored as present / absent
+                layers = [
+                    (k, ((truth_labels.presence >> k) & 1) * (k + 1), ((pred_labels.presence >> k) & 1) * (k + 1))
+                    for k in range(len(target.labels))
+                ]
+            else:
+                layers = [(-1, truth_labels.class_ids, pred_labels.class_ids)]
+            for k, truth, pred in layers:
+                m, t, p = match_events(truth, pred, model.instant_classes, tolerance)
+                matched, n_true, n_pred = matched + m, n_true + t, n_pred + p
+                if model.multi_label:
+                    name = f"{target.from_name}:{target.labels[k]}"
+                    counts = per_label.setdefault(name, [0, 0, 0])
+                    counts[0], counts[1], counts[2] = counts[0] + m, counts[1] + t, counts[2] + p
+                truth_rows.append(np.where(truth > 0, truth + offset, 0))
+                pred_rows.append(np.where(pred > 0, pred + offset, 0))
     if not truth_rows:
         raise SegmenterError("no annotated test task to evaluate on")
     report = timestep_scores(np.concatenate(truth_rows), np.concatenate(pred_rows), classes)
@@ -169,4 +182,6 @@ def score(models: list[TrainedModel], tasks: list[dict], fetcher: Fetcher) -> di
         n_test_tasks=len(tasks),
         predict_seconds=round(predict_seconds, 3),
     )
+    if per_label:
+        report["per_label_event_f1_iou50"] = {name: event_f1(*counts) for name, counts in per_label.items()}
     return report

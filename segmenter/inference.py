@@ -12,7 +12,6 @@ from collections.abc import Callable
 
 from segmenter.errors import SegmenterError
 from segmenter.labelconfig import parse_label_config
-from segmenter.regions import to_results
 from segmenter.taskdata import Fetcher, read_task_series
 from segmenter.trained import TrainedModel
 
@@ -42,12 +41,9 @@ def predict_task(
     scores: list[float] = []
     for model in models:
         series = read_task_series(task, model.target, fetcher)
-        probs = model.probabilities(series)
+        regions, score = model.results(series)
         if rows is not None:
             rows(len(series))
-        regions, score = to_results(
-            series, probs, model.target, model.instant_classes, model.min_segment_rows
-        )
         results.extend(regions)
         scores.append(score)
     return {"result": results, "score": round(min(scores), 4) if scores else 0.0}

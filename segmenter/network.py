@@ -1,13 +1,15 @@
 """The network: per-row class scores for a window of multichannel samples.
 
 A 1-D convolution extracts local shape (slopes, peaks) from the normalised
-channels at full resolution.  A strided convolution halves the rows, a
-bidirectional LSTM gives every (paired) row context from both sides of the
-window, and its output is stretched back to full resolution and joined with
-the full-resolution features, so a linear head can still place boundaries and
-instants on the exact row.  Running the LSTM, the costly sequential part, over
-half the rows halves most of the inference time on long series.
-``hidden_size`` is the width of the LSTM output (half per direction).
+channels at full resolution.  A strided convolution merges every ``down``
+rows into one step, a bidirectional LSTM gives every step context from both
+sides of the window, and its output is stretched back to full resolution and
+joined with the full-resolution features, so a linear head can still place
+boundaries and instants on the exact row.  ``down`` follows the window
+(training picks it so the LSTM sees about ``LSTM_STEPS`` steps per window),
+so a window of 400 rows costs the LSTM what one of 50 does; models saved
+before ``down`` existed used 2.  ``hidden_size`` is the width of the LSTM
+output (half per direction).
 """
 
 from __future__ import annotations
@@ -17,27 +19,56 @@ from torch import nn
 
 CONV_FEATURES = 32
 CONV_KERNEL = 5
+LSTM_STEPS = 25
+
+
+def down_factor(sequence_size: int) -> int:
+    """Rows merged per LSTM step for a window of ``sequence_size`` rows (2 for today's 50)."""
+    return max(2, -(-sequence_size // LSTM_STEPS))
 
 
 class SegmenterNet(nn.Module):
     """(batch, rows, channels) -> (batch, rows, classes) logits."""
 
-    def __init__(self, n_channels: int, n_classes: int, hidden_size: int) -> None:
+    def __init__(self, n_channels: int, n_classes: int, hidden_size: int, down: int = 2) -> None:
         super().__init__()
         per_direction = max(1, hidden_size // 2)
+        self.factor = down
         self.conv = nn.Conv1d(n_channels, CONV_FEATURES, CONV_KERNEL, padding=CONV_KERNEL // 2)
-        self.down = nn.Conv1d(CONV_FEATURES, CONV_FEATURES, kernel_size=2, stride=2)
+        self.down = nn.Conv1d(CONV_FEATURES, CONV_FEATURES, kernel_size=down, stride=down)
         self.lstm = nn.LSTM(CONV_FEATURES, per_direction, batch_first=True, bidirectional=True)
         self.head = nn.Linear(2 * per_direction + CONV_FEATURES, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.shape[1]
         local = torch.relu(self.conv(x.transpose(1, 2)))
-        if rows % 2:
-            local_even = torch.nn.functional.pad(local, (0, 1))
-        else:
-            local_even = local
-        pairs = torch.relu(self.down(local_even)).transpose(1, 2)
-        context, _ = self.lstm(pairs)
-        context = context.repeat_interleave(2, dim=1)[:, :rows]
+        extra = -rows % self.factor
+        local_even = torch.nn.functional.pad(local, (0, extra)) if extra else local
+        steps = torch.relu(self.down(local_even)).transpose(1, 2)
+        context, _ = self.lstm(steps)
+        context = context.repeat_interleave(self.factor, dim=1)[:, :rows]
         return self.head(torch.cat([context, local.transpose(1, 2)], dim=-1))
+
+
+class Ensemble(nn.Module):
+    """Networks of one target trained on different parts of the data, applied together.
+
+    ``forward`` returns the log of the members' mean class probabilities, so a
+    softmax of it (as inference takes) is that mean.
+    """
+
+    def __init__(self, members: list[SegmenterNet]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    @property
+    def head(self) -> nn.Linear:
+        return self.members[0].head
+
+    @property
+    def factor(self) -> int:
+        return self.members[0].factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probs = torch.stack([torch.softmax(m(x), dim=-1) for m in self.members]).mean(dim=0)
+        return torch.log(probs.clamp_min(1e-12))

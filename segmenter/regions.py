@@ -8,7 +8,7 @@ cumulative sum.  The only Python loops run over segments, never over rows.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -149,3 +149,28 @@ def to_results(
             }
         )
     return results, task_score(probs.max(axis=1), classes)
+
+
+def layered_results(
+    series: Series,
+    probs: np.ndarray,
+    target: Target,
+    instant_classes: frozenset[int],
+    min_rows: int,
+) -> tuple[list[dict], float]:
+    """Regions of a multi-label model, whose labels may overlap, and the task score.
+
+    ``probs`` is (rows, labels), each column one label's presence probability.
+    Every label is segmented on its own, as a two-class problem (absent /
+    present), by ``to_results``; the task score is the lowest over labels.
+    """
+    results: list[dict] = []
+    scores: list[float] = []
+    for k, label in enumerate(target.labels):
+        p = probs[:, k : k + 1]
+        two = np.concatenate([1.0 - p, p], axis=1)
+        instant = frozenset({1}) if k + 1 in instant_classes else frozenset()
+        regions, score = to_results(series, two, replace(target, labels=(label,)), instant, min_rows)
+        results.extend(regions)
+        scores.append(score)
+    return results, min(scores) if scores else 0.0

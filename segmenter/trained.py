@@ -15,8 +15,10 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from segmenter import device
 from segmenter.labelconfig import Target
-from segmenter.network import SegmenterNet
+from segmenter.network import Ensemble, SegmenterNet
+from segmenter.regions import layered_results, to_results
 from segmenter.series import Series
 from segmenter.windows import WindowSource
 
@@ -28,7 +30,7 @@ class TrainedModel:
     """A network for one target plus the data handling it was trained with."""
 
     target: Target
-    net: SegmenterNet
+    net: SegmenterNet | Ensemble
     mean: np.ndarray  # float32 (channels,)
     std: np.ndarray  # float32 (channels,)
     sequence_size: int
@@ -36,20 +38,25 @@ class TrainedModel:
     instant_classes: frozenset[int] = frozenset()
     min_segment_rows: int = 1
     info: dict = field(default_factory=dict)
+    # True: one sigmoid per label (no background), labels may overlap; False: one softmax class per row
+    multi_label: bool = False
 
     def to_state(self) -> dict:
         """Plain tensors and values only, loadable with ``torch.load(weights_only=True)``."""
         return {
             "target": asdict(self.target),
             "signature": self.target.signature(),
-            "weights": self.net.state_dict(),
+            "weights": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
             "mean": torch.from_numpy(self.mean.astype(np.float32)),
             "std": torch.from_numpy(self.std.astype(np.float32)),
             "sequence_size": self.sequence_size,
             "hidden_size": self.hidden_size,
+            "down": self.net.factor,
+            "members": len(self.net.members) if isinstance(self.net, Ensemble) else 1,
             "instant_classes": sorted(self.instant_classes),
             "min_segment_rows": self.min_segment_rows,
             "info": self.info,
+            "multi_label": self.multi_label,
         }
 
     @classmethod
@@ -57,8 +64,14 @@ class TrainedModel:
         """Rebuild a model saved by ``to_state``."""
         t = state["target"]
         target = Target(**{**t, "labels": tuple(t["labels"]), "channels": tuple(t["channels"])})
-        net = SegmenterNet(len(target.channels), len(target.classes), int(state["hidden_size"]))
+        down = int(state.get("down", 2))  # models saved before the factor followed the window used 2
+        multi_label = bool(state.get("multi_label", False))  # older models: single-label
+        outputs = len(target.labels) if multi_label else len(target.classes)
+        shape = (len(target.channels), outputs, int(state["hidden_size"]), down)
+        members = int(state.get("members", 1))  # older models: one network
+        net = SegmenterNet(*shape) if members == 1 else Ensemble([SegmenterNet(*shape) for _ in range(members)])
         net.load_state_dict(state["weights"])
+        net.to(device.current())
         net.eval()
         return cls(
             target=target,
@@ -70,6 +83,7 @@ class TrainedModel:
             instant_classes=frozenset(int(c) for c in state["instant_classes"]),
             min_segment_rows=int(state["min_segment_rows"]),
             info=dict(state["info"]),
+            multi_label=multi_label,
         )
 
     def normalise(self, values: np.ndarray) -> np.ndarray:
@@ -78,16 +92,25 @@ class TrainedModel:
 
     def probabilities(self, series: Series) -> np.ndarray:
         """Per-row class probabilities (rows, classes) for one series."""
-        return window_probabilities(self.net, self.normalise(series.values), self.sequence_size)
+        return window_probabilities(
+            self.net, self.normalise(series.values), self.sequence_size, sigmoid=self.multi_label
+        )
+
+    def results(self, series: Series) -> tuple[list[dict], float]:
+        """Label Studio regions for ``series`` and its task score."""
+        probs = self.probabilities(series)
+        make = layered_results if self.multi_label else to_results
+        return make(series, probs, self.target, self.instant_classes, self.min_segment_rows)
 
 
 def window_probabilities(
-    net: torch.nn.Module, values: np.ndarray, size: int, batch: int = WINDOWS_PER_BATCH
+    net: torch.nn.Module, values: np.ndarray, size: int, batch: int = WINDOWS_PER_BATCH, sigmoid: bool = False
 ) -> np.ndarray:
-    """Average the softmax of every window covering a row; windows overlap by half.
+    """Average the softmax (``sigmoid``: per-label sigmoid) of every window covering a row; windows overlap by half.
 
     Only ``batch`` windows exist at a time, so memory stays bounded for
     million-row series; the sums are accumulated with one ``index_add_`` per batch.
+    The network runs on whatever device its weights are on; sums stay on the CPU.
     """
     n = len(values)
     source = WindowSource.build([values], None, size)
@@ -96,13 +119,15 @@ def window_probabilities(
     total = torch.zeros(source.values.shape[0], n_classes)
     count = torch.zeros(source.values.shape[0], 1)
     offsets = torch.arange(size)
+    on = next(net.parameters()).device
     was_training = net.training
     net.eval()
     with torch.inference_mode():
         for i in range(0, len(starts), batch):
             chunk = starts[i : i + batch]
             windows, _ = source.gather(chunk)
-            probs = torch.softmax(net(torch.from_numpy(windows)), dim=-1)
+            logits = net(torch.from_numpy(windows).to(on))
+            probs = (torch.sigmoid(logits) if sigmoid else torch.softmax(logits, dim=-1)).cpu()
             rows = (torch.from_numpy(chunk)[:, None] + offsets[None, :]).reshape(-1)
             total.index_add_(0, rows, probs.reshape(-1, n_classes))
             count.index_add_(0, rows, torch.ones(len(rows), 1))

@@ -28,12 +28,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from segmenter.annotations import RowLabels, choose_annotation, row_labels
+from segmenter import device
+from segmenter.annotations import MAX_LAYERED_LABELS, RowLabels, choose_annotation, row_labels
 from segmenter.config import TrainingSettings
 from segmenter.errors import SegmenterError, TaskDataError
 from segmenter.evaluation import class_scores
 from segmenter.labelconfig import Target, parse_label_config
-from segmenter.network import SegmenterNet
+from segmenter.network import Ensemble, SegmenterNet, down_factor
 from segmenter.series import Series
 from segmenter.taskdata import Fetcher, read_task_series
 from segmenter.trained import TrainedModel, window_probabilities
@@ -43,6 +44,11 @@ log = logging.getLogger(__name__)
 
 VALIDATION_FRACTION = 0.2
 MAX_CLASS_WEIGHT = 50.0
+CONTEXT_QUANTILE = 25  # percentile of the annotated runs (ranges and gaps) the window follows
+MIN_CONTEXT, MAX_CONTEXT = 16, 4096
+# Where each member's held-out 20% of a single annotated series starts: one task trains
+# three networks on different 80% and averages them, so no row is unused and no seed decides.
+SINGLE_TASK_FOLDS = (0.8, 0.0, 0.4)
 Progress = Callable[[object], None]  # gets a str line, or an ``EpochReport`` (its str is the line)
 
 
@@ -82,8 +88,14 @@ def collect_examples(
     return examples, skipped
 
 
-def split(examples: list[Example], rng: np.random.Generator) -> tuple[list[Example], list[Example], str]:
-    """Training and validation examples, and how validation was chosen."""
+def split(
+    examples: list[Example], rng: np.random.Generator, fold: float = SINGLE_TASK_FOLDS[0]
+) -> tuple[list[Example], list[Example], str]:
+    """Training and validation examples, and how validation was chosen.
+
+    A single series holds out 20% of its rows starting at ``fold`` of its length
+    and trains on the rows before and after.
+    """
     if len(examples) >= 2:
         n_val = max(1, round(VALIDATION_FRACTION * len(examples)))
         order = rng.permutation(len(examples))
@@ -95,13 +107,46 @@ def split(examples: list[Example], rng: np.random.Generator) -> tuple[list[Examp
     cut = int(round(n * (1 - VALIDATION_FRACTION)))
     if cut < 1 or n - cut < 1:
         return examples, examples, "the training data itself (series too short to hold out rows)"
+    lo = min(int(round(n * fold)), cut)
+    hi = lo + n - cut
 
     def part(sl: slice) -> Example:
         s = Series(only.series.time[sl], only.series.values[sl], only.series.time_kind)
-        r = replace(only.rows, class_ids=only.rows.class_ids[sl])
+        presence = None if only.rows.presence is None else only.rows.presence[sl]
+        r = replace(only.rows, class_ids=only.rows.class_ids[sl], presence=presence)
         return Example(only.task_id, s, r)
 
-    return [part(slice(0, cut))], [part(slice(cut, n))], f"last {n - cut} rows of task {only.task_id}"
+    train = [part(slice(a, b)) for a, b in ((0, lo), (hi, n)) if b > a]
+    where = f"last {n - lo} rows" if hi == n else f"rows {lo}-{hi - 1}"
+    return train, [part(slice(lo, hi))], f"{where} of task {only.task_id}"
+
+
+def choose_context(examples: list[Example], settings: TrainingSettings) -> tuple[int, dict]:
+    """The window length in rows, and how it was chosen (saved in the model's info).
+
+    ``SEQUENCE_SIZE`` set by the operator wins.  Otherwise the window follows
+    the timescale of the annotations: half the lower quartile of the runs of
+    one class (annotated ranges and the gaps between them), so a window holds
+    a short event with context on both sides however many rows per second the
+    signal has, kept between 16 and 4096 rows and within the longest series.
+    """
+    if settings.sequence_size is not None:
+        return settings.sequence_size, {"sequence_size": settings.sequence_size, "chosen_by": "SEQUENCE_SIZE"}
+    runs = []
+    for e in examples:
+        ids = e.rows.class_ids
+        edges = np.concatenate([[0], np.flatnonzero(np.diff(ids)) + 1, [len(ids)]])
+        runs.append(np.diff(edges))
+    lengths = np.concatenate(runs)
+    quartile = float(np.percentile(lengths, CONTEXT_QUANTILE))
+    longest = max(len(e.series) for e in examples)
+    size = int(np.clip(round(quartile / 2), MIN_CONTEXT, max(MIN_CONTEXT, min(MAX_CONTEXT, longest))))
+    return size, {
+        "sequence_size": size,
+        "chosen_by": "annotations",
+        "runs": int(len(lengths)),
+        "run_rows_lower_quartile": round(quartile, 1),
+    }
 
 
 def class_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
@@ -165,6 +210,50 @@ class EpochReport:
         )
 
 
+def validate_layers(net: SegmenterNet, val: list[Example], model: TrainedModel, balanced: bool) -> Validation:
+    """``validate`` for a multi-label model: each label scored as present / absent per row.
+
+    Balanced accuracy is the mean over labels, the loss the mean binary
+    cross-entropy over labels (balanced: present and absent rows weigh alike).
+    """
+    n_labels = len(model.target.labels)
+    bits = np.arange(n_labels)
+    truth, probs = [], []
+    for example in val:
+        probs.append(
+            window_probabilities(net, model.normalise(example.series.values), model.sequence_size, sigmoid=True)
+        )
+        truth.append((example.rows.presence[:, None] >> bits[None, :]) & 1)
+    y, p = np.concatenate(truth), np.clip(np.concatenate(probs), 1e-7, 1 - 1e-7)
+    per_f1, accuracies, losses = {}, [], []
+    for k in range(n_labels):
+        t = y[:, k]
+        s = class_scores(t, (p[:, k] > 0.5).astype(np.int64), 2)
+        nll = -(t * np.log(p[:, k]) + (1 - t) * np.log(1 - p[:, k]))
+        if balanced and 0 < t.sum() < len(t):
+            losses.append(0.5 * (nll[t == 1].mean() + nll[t == 0].mean()))
+        else:
+            losses.append(nll.mean())
+        if (s.true_count[1] + s.pred_count[1]) > 0:
+            per_f1[k + 1] = float(s.f1[1])
+            accuracies.append(s.balanced_accuracy)
+    judged = [f for c, f in per_f1.items() if c not in model.instant_classes]
+    return Validation(
+        float(np.mean(losses)),
+        float(np.mean(accuracies)) if accuracies else 0.0,
+        min(judged) if judged else 0.0,
+        per_f1,
+    )
+
+
+def label_weights(presence: np.ndarray, n_labels: int) -> torch.Tensor:
+    """Per-label positive weights for the binary loss: absent rows / present rows, between 1 and the cap."""
+    present = ((presence[presence >= 0][:, None] >> np.arange(n_labels)[None, :]) & 1).sum(axis=0)
+    absent = (presence >= 0).sum() - present
+    weights = np.where(present > 0, absent / np.maximum(present, 1), 1.0)
+    return torch.tensor(np.clip(weights, 1.0, MAX_CLASS_WEIGHT), dtype=torch.float32)
+
+
 @dataclass
 class Fit:
     """What the fit loop ends with: the best checkpoint's validation and why it stopped."""
@@ -186,7 +275,10 @@ def fit(
     progress: Progress | None = None,
 ) -> Fit:
     """Train ``model.net`` on the windows of ``source`` with early stopping; keeps the best checkpoint."""
-    net, n_classes = model.net, len(model.target.classes)
+    net, n_classes = model.net, model.net.head.out_features
+    on = next(net.parameters()).device
+    if weights is not None:
+        weights = weights.to(on)
     optimiser = torch.optim.Adam(net.parameters(), lr=settings.learning_rate)
     stride = max(1, model.sequence_size // 2)
     best_key, best_state, best_val, best_epoch = None, None, None, 0
@@ -200,16 +292,23 @@ def fit(
             x, y = source.gather(starts[i : i + settings.batch_size])
             if (y >= 0).sum() == 0:
                 continue
-            logits = net(torch.from_numpy(x))
-            loss = F.cross_entropy(
-                logits.reshape(-1, n_classes), torch.from_numpy(y).reshape(-1), weight=weights, ignore_index=-1
-            )
+            logits = net(torch.from_numpy(x).to(on))
+            target = torch.from_numpy(y).to(on)
+            if model.multi_label:  # y holds each row's labels as bits; -1 is padding
+                bits = ((target[..., None] >> torch.arange(n_classes, device=on)) & 1).float()
+                mask = (target >= 0).float()[..., None]
+                per = F.binary_cross_entropy_with_logits(logits, bits, pos_weight=weights, reduction="none")
+                loss = (per * mask).sum() / (mask.sum() * n_classes)
+            else:
+                loss = F.cross_entropy(
+                    logits.reshape(-1, n_classes), target.reshape(-1), weight=weights, ignore_index=-1
+                )
             optimiser.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
             optimiser.step()
             epoch_loss += loss.item() * len(x)
-        v = validate(net, val, model, settings.use_class_weights)
+        v = (validate_layers if model.multi_label else validate)(net, val, model, settings.use_class_weights)
         met = (
             v.balanced_accuracy >= settings.balanced_accuracy_threshold
             and v.min_class_f1 >= settings.min_class_f1_threshold
@@ -270,6 +369,7 @@ def training_record(
             "labelled_classes": sorted(target.classes[c] for c in labelled),
         },
         "settings": dict(vars(settings)),
+        "device": str(device.current()),
     }
 
 
@@ -298,16 +398,43 @@ def train_target(
     lengths = [n for e in examples for n in e.rows.range_lengths]
     min_rows = max(1, min(lengths) // 2) if lengths else 1
 
-    size, n_classes = settings.sequence_size, len(target.classes)
-    net = SegmenterNet(len(target.channels), n_classes, settings.hidden_size)
-    model = TrainedModel(target, net, mean, std, size, settings.hidden_size, instant_classes, min_rows)
-    source = WindowSource.build(
-        [model.normalise(e.series.values) for e in train], [e.rows.class_ids for e in train], size
+    size, context = choose_context(examples, settings)
+    context["lstm_rows_per_step"] = down_factor(size)
+    # Overlapping regions: one sigmoid per label; otherwise one softmax class per row, as always.
+    multi = len(target.labels) <= MAX_LAYERED_LABELS and any(e.rows.overlaps for e in examples)
+    n_classes = len(target.labels) if multi else len(target.classes)
+    folds = SINGLE_TASK_FOLDS if len(examples) == 1 and val is not examples else SINGLE_TASK_FOLDS[:1]
+    nets, fits = [], []
+    for k, fold in enumerate(folds):
+        if k:
+            torch.manual_seed(settings.seed + k)
+            rng = np.random.default_rng([settings.seed, k])
+            train, val, held_out_k = split(examples, rng, fold)
+        net = SegmenterNet(len(target.channels), n_classes, settings.hidden_size, down_factor(size))
+        net.to(device.current())
+        member = TrainedModel(
+            target, net, mean, std, size, settings.hidden_size, instant_classes, min_rows, multi_label=multi
+        )
+        rows = [e.rows.presence if multi else e.rows.class_ids for e in train]
+        source = WindowSource.build([member.normalise(e.series.values) for e in train], rows, size)
+        weigh = label_weights if multi else class_weights
+        weights = weigh(np.concatenate(rows), n_classes) if settings.use_class_weights else None
+        result = fit(member, source, val, settings, rng, weights, progress)
+        nets.append(net)
+        fits.append((result, held_out if k == 0 else held_out_k))
+    net = nets[0] if len(nets) == 1 else Ensemble(nets).eval()
+    model = TrainedModel(
+        target, net, mean, std, size, settings.hidden_size, instant_classes, min_rows, multi_label=multi
     )
-    train_ids = np.concatenate([e.rows.class_ids for e in train])
-    weights = class_weights(train_ids, n_classes) if settings.use_class_weights else None
-    result = fit(model, source, val, settings, rng, weights, progress)
-    model.info = training_record(examples, target, settings, result, held_out, time.monotonic() - started)
+    model.info = training_record(examples, target, settings, fits[0][0], held_out, time.monotonic() - started)
+    model.info["context"] = context
+    model.info["multi_label"] = multi
+    if len(nets) > 1:
+        model.info["ensemble"] = [
+            {"held_out": where, "best_epoch": r.best_epoch, "balanced_accuracy": round(r.best.balanced_accuracy, 4),
+             "min_class_f1": round(r.best.min_class_f1, 4)}
+            for r, where in fits
+        ]
     return model
 
 

@@ -9,7 +9,7 @@ def test_defaults(tmp_path, monkeypatch):
     s = Settings.from_env({})
     assert s.model_dir == tmp_path / "models" and s.cache_dir == tmp_path / "models" / ".cache"
     t = s.training
-    assert (t.sequence_size, t.hidden_size, t.epochs) == (50, 64, 1000)
+    assert (t.sequence_size, t.hidden_size, t.epochs) == (None, 64, 1000)
     assert (t.balanced_accuracy_threshold, t.min_class_f1_threshold, t.use_class_weights) == (0.85, 0.70, True)
     assert (s.port, s.training_backend, s.start_training_each_n_updates) == (9090, "thread", 1)
     assert s.label_studio_url == "" and s.allowed_hosts == ()
@@ -45,6 +45,7 @@ def test_values_are_typed_and_aliases_work(tmp_path):
         ("TRAINING_BACKEND", "celery"),
         ("LABEL_STUDIO_URL", "localhost:8080"),
         ("LOG_LEVEL", "loud"),
+        ("DEVICE", "tpu"),
         ("LOCAL_FILES_ROOT", "/no/such/dir"),
         ("BASIC_AUTH_USER", "only-user"),
     ],
@@ -75,3 +76,18 @@ def test_wsgi_refuses_to_start_on_a_bad_value(tmp_path):
         cwd=str(__import__("pathlib").Path(__file__).parents[1]),
     )
     assert r.returncode != 0 and "SEQUENCE_SIZE" in r.stderr
+
+
+def test_device_setting_resolves_and_refuses_a_missing_gpu(monkeypatch):
+    import torch
+
+    from segmenter import device
+
+    assert Settings.from_env({}).device == "auto" and Settings.from_env({"DEVICE": "CUDA"}).device == "cuda"
+    assert device.resolve("cpu") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert device.resolve("auto") == torch.device("cpu")
+    with pytest.raises(ConfigError, match="DEVICE"):
+        device.resolve("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert device.resolve("auto") == torch.device("cuda")

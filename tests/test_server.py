@@ -154,6 +154,7 @@ def test_webhook_trains_then_predictions_carry_the_new_version(backend, fake_ls)
     assert status["state"] == "idle", status
     version = status["model_version"]
     assert version.startswith("v1-") and status["models"][0]["validation"]["balanced_accuracy"] is not None
+    assert status["models"][0]["context"]["sequence_size"] >= 2 and status["models"][0]["device"] == "cpu"
     assert b.setup(project, fake_ls).json()["model_version"] == version
     assert b.get("/versions", params={"project": project}).json()["versions"] == [version]
     results = b.predict(project, tasks).json()["results"]

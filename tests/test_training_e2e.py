@@ -10,6 +10,7 @@ from segmenter.config import TrainingSettings
 from segmenter.evaluation import score
 from segmenter.inference import predict_tasks
 from segmenter.labelconfig import parse_label_config
+from segmenter.network import Ensemble, SegmenterNet
 from segmenter.trained import TrainedModel
 from segmenter.training import TrainingError, train_project
 
@@ -78,6 +79,11 @@ def test_single_task_validates_on_its_tail_and_tiny_series_train():
     tasks, fetcher = make_tasks(1, seed=3, rows=600)
     [model] = train_project(config, tasks, fetcher, TrainingSettings(epochs=2, patience=1))
     assert model.info["validation"]["held_out"].startswith("last 120 rows")
+    held_out = [m["held_out"] for m in model.info["ensemble"]]
+    assert held_out == ["last 120 rows of task 1", "rows 0-119 of task 1", "rows 240-359 of task 1"]
+    loaded = TrainedModel.from_state(model.to_state())
+    assert isinstance(loaded.net, Ensemble) and len(loaded.net.members) == 3
+    assert predict_tasks([loaded], tasks, fetcher) == predict_tasks([model], tasks, fetcher)
     fetcher["one.csv"] = b"time,sensor1,sensor2\n0,1.0,2.0\n"
     tiny = [{"id": 9, "data": {"csv_url": "one.csv"}, "annotations": [{"result": []}]}]
     [small] = train_project(config, tiny, fetcher, TrainingSettings(epochs=2, patience=1))
@@ -127,3 +133,48 @@ def test_a_config_with_two_pairs_trains_and_predicts_both():
     [prediction] = predict_tasks(models, tasks[:1], files)
     assert {r["from_name"] for r in prediction["result"]} <= {"motion", "other"}
     assert all((r["from_name"], r["to_name"]) in (("motion", "a"), ("other", "b")) for r in prediction["result"])
+
+
+def test_context_follows_the_annotations_unless_the_operator_sets_it(trained):
+    _, [model] = trained
+    context = model.info["context"]
+    assert context["chosen_by"] == "annotations" and context["sequence_size"] == model.sequence_size
+    assert 16 <= model.sequence_size <= 1200 and model.net.factor == context["lstm_rows_per_step"]
+    config = synthetic.label_config()
+    tasks, fetcher = make_tasks(1, seed=3, rows=300)
+    [fixed] = train_project(config, tasks, fetcher, TrainingSettings(sequence_size=40, epochs=1, patience=1))
+    assert fixed.sequence_size == 40 and fixed.info["context"]["chosen_by"] == "SEQUENCE_SIZE"
+
+
+def test_a_model_saved_before_the_context_followed_the_data_still_loads(trained):
+    _, [model] = trained
+    state = model.to_state()
+    old = SegmenterNet(len(model.target.channels), len(model.target.classes), model.hidden_size)
+    state.pop("down")
+    state.update(weights=old.state_dict(), sequence_size=50)
+    loaded = TrainedModel.from_state(state)
+    assert loaded.net.factor == 2 and loaded.sequence_size == 50
+    tests, fetcher = make_tasks(1, seed=200, rows=333)
+    assert predict_tasks([loaded], tests, fetcher)[0]["score"] >= 0
+
+
+def test_overlapping_labels_are_learnt_per_label_and_predicted_overlapping():
+    config = synthetic.layered_config()
+    tasks, fetcher = synthetic.layered_tasks(2, 600, seed=10)
+    [model] = train_project(config, tasks, fetcher, TrainingSettings(epochs=30, patience=4))
+    assert model.multi_label and model.info["multi_label"] and model.net.head.out_features == 3
+    loaded = TrainedModel.from_state(model.to_state())
+    assert loaded.multi_label
+    tests, test_files = synthetic.layered_tasks(1, 600, seed=100)
+    [prediction] = predict_tasks([loaded], tests, test_files)
+    assert prediction == predict_tasks([model], tests, test_files)[0]
+    spans = [(r["value"]["start"], r["value"]["end"], r["value"]["timeserieslabels"][0]) for r in prediction["result"]]
+    assert any(a[2] != b[2] and a[0] <= b[1] and b[0] <= a[1] for a in spans for b in spans)
+    report = score([model], tests, test_files)
+    assert set(report["per_label_event_f1_iou50"]) == {"label:Run", "label:Walk", "label:Alarm"}
+
+
+def test_single_label_projects_stay_single_label(trained):
+    _, [model] = trained
+    assert not model.multi_label and model.info["multi_label"] is False
+    assert not TrainedModel.from_state(model.to_state()).multi_label
