@@ -21,12 +21,12 @@ No label ever holds a secret: routes are Flask's rule patterns, projects are ids
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import re
 import socket
 import sys
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -71,9 +71,25 @@ def process_ended(pid: int) -> None:
         multiprocess.mark_process_dead(pid)
 
 
-@functools.cache
+_made: SimpleNamespace | None = None
+_making = threading.Lock()
+
+
 def _m() -> SimpleNamespace:
-    """The metric objects, made on first use (after the process chose its mode)."""
+    """The metric objects, made once on first use (after the process chose its mode).
+
+    Under a lock: request threads and a training thread may all count their first
+    event at once, and a second registration of the same names is an error.
+    """
+    global _made
+    if _made is None:
+        with _making:
+            if _made is None:
+                _made = _make()
+    return _made
+
+
+def _make() -> SimpleNamespace:
     from prometheus_client import Counter, Gauge, Histogram
 
     return SimpleNamespace(

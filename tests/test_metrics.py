@@ -94,3 +94,37 @@ def test_metrics_count_requests_trainings_and_predictions_of_both_workers(deploy
     assert len(pids) >= 2, pids
     text = requests.get(url + "/metrics", auth=AUTH, timeout=10).text
     assert AUTH[1] not in text and TOKEN not in text
+
+
+FIRST_USE_RACE = """
+import threading
+from segmenter import metrics
+
+start, errors = threading.Barrier(24), []
+
+def count():
+    start.wait()
+    try:
+        metrics.observe_request("/health", "GET", 200, 0.001)
+        metrics.training_started()
+    except Exception as exc:  # a second registration of the same metric names
+        errors.append(repr(exc))
+
+threads = [threading.Thread(target=count) for _ in range(24)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(len(errors), errors[:1])
+"""
+
+
+def test_metrics_made_on_first_use_by_many_threads_at_once_register_once():
+    """Request threads and a training thread may count their first event together."""
+    import subprocess
+    import sys
+
+    for _ in range(3):  # a fresh process each time: the metrics are made once per process
+        out = subprocess.run([sys.executable, "-c", FIRST_USE_RACE], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.startswith("0 "), out.stdout
