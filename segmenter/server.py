@@ -29,6 +29,8 @@ from segmenter.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
+
 
 class BadRequest(Exception):
     """The request body is not what the route expects."""
@@ -120,7 +122,9 @@ def create_app(runtime: Runtime) -> Flask:
         route = request.url_rule.rule if request.url_rule is not None else "unmatched"
         started = g.get("started")
         seconds = time.monotonic() - started if started is not None else 0.0
-        metrics.observe_request(route, request.method, response.status_code, seconds)
+        # Any string can arrive as a method: only the ones HTTP defines become labels.
+        method = request.method if request.method in HTTP_METHODS else "OTHER"
+        metrics.observe_request(route, method, response.status_code, seconds)
         return response
 
     @app.errorhandler(BadRequest)

@@ -128,3 +128,20 @@ def test_metrics_made_on_first_use_by_many_threads_at_once_register_once():
         out = subprocess.run([sys.executable, "-c", FIRST_USE_RACE], capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, out.stderr
         assert out.stdout.startswith("0 "), out.stdout
+
+
+def test_methods_a_client_makes_up_do_not_become_metric_labels(tmp_path):
+    """Every distinct label value is a new time series: only the methods HTTP defines count as themselves."""
+    from model import TimeSeriesSegmenter
+    from segmenter.config import Settings
+    from segmenter.runtime import Runtime
+    from segmenter.server import create_app
+
+    settings = Settings(model_dir=tmp_path / "models", cache_dir=tmp_path / "cache")
+    client = create_app(Runtime.start(settings, TimeSeriesSegmenter)).test_client()
+    for made_up in ("FOO1", "FOO2", "BREW"):
+        client.open("/health", method=made_up)
+    client.get("/health")
+    text = client.get("/metrics").get_data(as_text=True)
+    assert "FOO1" not in text and "BREW" not in text
+    assert 'method="OTHER"' in text and 'method="GET"' in text
