@@ -53,13 +53,16 @@ class SegmenterNet(nn.Module):
 class Ensemble(nn.Module):
     """Networks of one target trained on different parts of the data, applied together.
 
-    ``forward`` returns the log of the members' mean class probabilities, so a
-    softmax of it (as inference takes) is that mean.
+    ``forward`` returns logits whose activation, as inference takes it, is the
+    members' mean probability: the log of the mean class probabilities (softmax
+    of it: the mean), or for a multi-label model the log-odds of each label's
+    mean presence (sigmoid of it: the mean).
     """
 
-    def __init__(self, members: list[SegmenterNet]) -> None:
+    def __init__(self, members: list[SegmenterNet], multi_label: bool = False) -> None:
         super().__init__()
         self.members = nn.ModuleList(members)
+        self.multi_label = multi_label
 
     @property
     def head(self) -> nn.Linear:
@@ -70,5 +73,9 @@ class Ensemble(nn.Module):
         return self.members[0].factor
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.multi_label:
+            presence = torch.stack([torch.sigmoid(m(x)) for m in self.members]).mean(dim=0)
+            presence = presence.clamp(1e-7, 1 - 1e-7)
+            return torch.log(presence) - torch.log1p(-presence)
         probs = torch.stack([torch.softmax(m(x), dim=-1) for m in self.members]).mean(dim=0)
         return torch.log(probs.clamp_min(1e-12))

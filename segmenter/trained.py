@@ -69,7 +69,9 @@ class TrainedModel:
         outputs = len(target.labels) if multi_label else len(target.classes)
         shape = (len(target.channels), outputs, int(state["hidden_size"]), down)
         members = int(state.get("members", 1))  # older models: one network
-        net = SegmenterNet(*shape) if members == 1 else Ensemble([SegmenterNet(*shape) for _ in range(members)])
+        net = SegmenterNet(*shape) if members == 1 else Ensemble(
+            [SegmenterNet(*shape) for _ in range(members)], multi_label
+        )
         net.load_state_dict(state["weights"])
         net.to(device.current())
         net.eval()

@@ -422,7 +422,7 @@ def train_target(
         result = fit(member, source, val, settings, rng, weights, progress)
         nets.append(net)
         fits.append((result, held_out if k == 0 else held_out_k))
-    net = nets[0] if len(nets) == 1 else Ensemble(nets).eval()
+    net = nets[0] if len(nets) == 1 else Ensemble(nets, multi_label=multi).eval()
     model = TrainedModel(
         target, net, mean, std, size, settings.hidden_size, instant_classes, min_rows, multi_label=multi
     )

@@ -11,6 +11,7 @@ from segmenter.evaluation import score
 from segmenter.inference import predict_tasks
 from segmenter.labelconfig import parse_label_config
 from segmenter.network import Ensemble, SegmenterNet
+from segmenter.taskdata import read_task_series
 from segmenter.trained import TrainedModel
 from segmenter.training import TrainingError, train_project
 
@@ -178,3 +179,22 @@ def test_single_label_projects_stay_single_label(trained):
     _, [model] = trained
     assert not model.multi_label and model.info["multi_label"] is False
     assert not TrainedModel.from_state(model.to_state()).multi_label
+
+
+def test_one_task_with_overlapping_labels_averages_each_labels_presence():
+    """One annotated task trains an ensemble; for a multi-label model its members' per-label
+    presence is what is averaged (a softmax across labels would make them compete)."""
+    config = synthetic.layered_config()
+    tasks, fetcher = synthetic.layered_tasks(1, 600, seed=10)
+    [model] = train_project(config, tasks, fetcher, TrainingSettings(epochs=6, patience=2))
+    assert model.multi_label and isinstance(model.net, Ensemble) and len(model.net.members) == 3
+    [target] = parse_label_config(config)
+    values = model.normalise(read_task_series(tasks[0], target, fetcher).values)[:200]
+    x = torch.from_numpy(values)[None]
+    with torch.inference_mode():
+        mean = torch.stack([torch.sigmoid(m(x)) for m in model.net.members]).mean(dim=0)
+        combined = torch.sigmoid(model.net(x))
+    assert torch.allclose(combined, mean.clamp(1e-7, 1 - 1e-7), atol=1e-5)
+    loaded = TrainedModel.from_state(model.to_state())
+    with torch.inference_mode():
+        assert torch.allclose(torch.sigmoid(loaded.net(x)), combined, atol=1e-5)
