@@ -93,6 +93,8 @@ def _compute(task: dict, annotation: dict | None, models: list[TrainedModel], fe
         target = model.target
         series = read_task_series(task, target, fetcher)
         probs = model.probabilities(series)
+        if model.multi_label:  # one presence per label: a background column makes it one class per row
+            probs = np.concatenate([1.0 - probs.max(axis=1, keepdims=True), probs], axis=1)
         n_classes = probs.shape[1]
         predicted = drop_short_runs(probs.argmax(axis=1), model.min_segment_rows, model.instant_classes)
         starts = columns(len(series), points)

@@ -97,3 +97,20 @@ def test_task_view_reduction_keeps_extremes_and_short_events():
     reduced = taskview.reduce_classes(classes, starts, 3)
     assert reduced.tolist().count(2) == 1 and set(reduced.tolist()) == {0, 2}
     assert taskview.columns(5).tolist() == [0, 1, 2, 3, 4]  # short series: one column per row
+
+
+def test_task_view_of_a_model_whose_labels_overlap_draws_each_labels_presence():
+    """A multi-label model gives one presence per label (no background column): the view
+    lines them up with the classes it draws, and the chart is drawn."""
+    from harness import synthetic
+    from segmenter import charts, taskview
+    from segmenter.config import TrainingSettings
+    from segmenter.training import train_project
+
+    tasks, files = synthetic.layered_tasks(2, 600, seed=10)
+    [model] = train_project(synthetic.layered_config(), tasks, files, TrainingSettings(epochs=3, patience=1))
+    assert model.multi_label
+    [view] = taskview.view("1", "v1", tasks[0], [model], files)
+    assert view.probabilities.shape[1] == len(view.labels) == len(model.target.labels) + 1
+    assert view.predicted.max() < len(view.labels)
+    assert charts.task_chart(view).startswith(b"\x89PNG")
