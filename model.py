@@ -8,6 +8,7 @@ wires them to Label Studio's protocol.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 
@@ -16,12 +17,15 @@ from segmenter.access import connection_to_keep
 from segmenter.errors import SegmenterError
 from segmenter.inference import fitting_models, predict_tasks
 from segmenter.mlbase import LabelStudioMLBase
+from segmenter.projectsettings import problems, read_settings
+from segmenter.store import TrainingState
 from segmenter.trained import TrainedModel
 
 log = logging.getLogger(__name__)
 
 ANNOTATION_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED", "ANNOTATIONS_DELETED")
 TRAIN_EVENT = "START_TRAINING"
+CONFIG_CHANGED = "label config changed"
 
 
 class TimeSeriesSegmenter(LabelStudioMLBase):
@@ -31,12 +35,19 @@ class TimeSeriesSegmenter(LabelStudioMLBase):
         """Keep Label Studio's address, token and config for background trainings."""
         connection = connection_to_keep(self.settings, hostname, access_token)
         store.save_connection(self.settings.model_dir, self.project_id, {**connection, "schema": self.label_config})
+        self.log_problems()
+
+    def log_problems(self) -> None:
+        """A warning for each bad ``model_*`` attribute of the config (it keeps its default)."""
+        for problem in problems(self.label_config, self.settings.training) if self.label_config else []:
+            log.warning("project %s: label config: %s", self.project_id, problem)
 
     def applicable_models(self) -> tuple[str, list[TrainedModel]]:
         """The newest version and its models that fit the current label config.
 
-        A model trained for other labels, channels or time handling is never
-        applied: its target is left out until a training on the new config.
+        A model trained for other labels, channels, time handling or training-time
+        settings is never applied: its target is left out until a training on the
+        new config, which the first request that finds it so asks for at once.
         """
         version, models = self.runtime.cache.get(self.project_id)
         if not models or not self.label_config:
@@ -44,25 +55,64 @@ class TimeSeriesSegmenter(LabelStudioMLBase):
         fitting = fitting_models(models, self.label_config)
         if len(fitting) < len(models):
             log.warning(
-                "project %s: %d model(s) of version %s were trained for another label config; not applied",
-                self.project_id, len(models) - len(fitting), version,
+                "project %s: %d model(s) of version %s were trained for another label config or other "
+                "model_* settings; not applied", self.project_id, len(models) - len(fitting), version,
             )
+            self.train_for_changed_config()
         return version, fitting
+
+    def train_for_changed_config(self) -> bool:
+        """Ask for a training on the current config now, unless one is queued or running, or this
+        config already had one; returns whether it asked.
+
+        The request's reason names the config's hash, so a training that fails
+        on this config is not asked for again on every ``/predict``.
+        """
+        reason = f"{CONFIG_CHANGED} ({hashlib.sha256(self.label_config.encode()).hexdigest()[:12]})"
+        status = store.read_status(self.settings.model_dir, self.project_id)
+        if status.state in (TrainingState.QUEUED, TrainingState.TRAINING):
+            return False
+        if (status.last_request or {}).get("reason") == reason:
+            return False
+        log.info("project %s: %s, training requested", self.project_id, reason)
+        return self.runtime.scheduler.request(self.project_id, reason)
+
+    def config_changed(self) -> bool:
+        """Whether a served model does not fit the label config this request came with."""
+        if not self.label_config:
+            return False
+        _, models = self.runtime.cache.get(self.project_id)
+        try:
+            return len(fitting_models(models, self.label_config)) < len(models)
+        except SegmenterError:
+            return False
+
+    def remember_config(self) -> None:
+        """Keep the config a ``/predict`` came with for ``/status``, for a project connected through ``/setup``."""
+        connection = store.load_connection(self.settings.model_dir, self.project_id)
+        if connection and self.label_config and connection.get("schema") != self.label_config:
+            store.save_connection(self.settings.model_dir, self.project_id, {**connection, "schema": self.label_config})
+            self.log_problems()
 
     def predict(self, tasks: list[dict], context: dict | None = None, **kwargs: object) -> list[dict]:
         """One prediction per task; empty results before the first training (counted in /metrics)."""
         started, rows = time.monotonic(), [0]
         version, models, fetcher = self.model_version, [], None
+        project_settings = {}
         try:
+            self.remember_config()
             version, models = self.applicable_models()
             if models:
                 fetcher = self.runtime.access.fetcher_for(self.project_id)
+                project_settings = read_settings(self.label_config, self.settings.training)
         except SegmenterError as exc:  # bad config, unusable Label Studio URL or key
             log.error("project %s: cannot predict: %s", self.project_id, exc)
         if fetcher is None:
             predictions = [{"result": [], "score": 0.0} for _ in tasks]
         else:
-            predictions = predict_tasks(models, tasks, fetcher, rows=lambda n: rows.__setitem__(0, rows[0] + n))
+            predictions = predict_tasks(
+                models, tasks, fetcher, rows=lambda n: rows.__setitem__(0, rows[0] + n), settings=project_settings
+            )
         metrics.predicted(len(tasks), rows[0], time.monotonic() - started)
         metrics.models_in_memory(len(self.runtime.cache.cached_projects()))
         return [{**p, "model_version": version} for p in predictions]
@@ -73,7 +123,10 @@ class TimeSeriesSegmenter(LabelStudioMLBase):
         if event == TRAIN_EVENT:
             return {"scheduled": scheduler.request(self.project_id, event)}
         if event in ANNOTATION_EVENTS:
-            if scheduler.request(self.project_id, event, every=self.settings.start_training_each_n_updates):
+            every = self.settings.start_training_each_n_updates
+            if every > 1 and self.config_changed() and self.train_for_changed_config():
+                return {"scheduled": True}  # the served model does not fit the config any more
+            if scheduler.request(self.project_id, event, every=every):
                 return {"scheduled": True}
             return {"scheduled": False, "reason": "waiting for more annotation events"}
         return {"scheduled": False, "reason": f"{event} does not train"}

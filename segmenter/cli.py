@@ -29,6 +29,7 @@ from segmenter.evaluation import score
 from segmenter.fetching import DataFetcher
 from segmenter.inference import fitting_models, predict_tasks
 from segmenter.labelstudio import LabelStudioClient
+from segmenter.projectsettings import read_settings
 from segmenter.terminal import EpochBars, PredictionBar
 from segmenter.training import train_project
 
@@ -81,14 +82,16 @@ def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
     version = store.latest_version(args.model_dir, args.project)
     if version == store.INITIAL_VERSION:
         raise SegmenterError(f"no trained model for project {args.project} in {args.model_dir}")
-    models = fitting_models(store.load(args.model_dir, args.project, version), args.label_config.read_text())
+    label_config = args.label_config.read_text()
+    models = fitting_models(store.load(args.model_dir, args.project, version), label_config)
+    project_settings = read_settings(label_config, settings.training)
     if not models:
         raise SegmenterError(f"version {version} was trained for another label config; train again")
     fetcher, bar = _fetcher(settings, args.data_root), PredictionBar(len(tasks))
     predictions = []
     try:
         for task in tasks:
-            predictions.extend(predict_tasks(models, [task], fetcher, rows=bar.add_rows))
+            predictions.extend(predict_tasks(models, [task], fetcher, rows=bar.add_rows, settings=project_settings))
             bar.task_done()
     finally:
         bar.close()

@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from segmenter.config import TrainingSettings
 from segmenter.errors import SegmenterError
 from segmenter.labelconfig import parse_label_config
+from segmenter.projectsettings import ProjectSettings, read_settings
 from segmenter.taskdata import Fetcher, read_task_series
 from segmenter.trained import TrainedModel
 
@@ -21,27 +23,37 @@ log = logging.getLogger(__name__)
 def fitting_models(models: list[TrainedModel], label_config: str) -> list[TrainedModel]:
     """The models trained for a target of ``label_config`` exactly as it is now.
 
-    A model trained for other labels, channels or time handling is never
-    applied to a changed config.
+    A model trained for other labels, channels or time handling, or under
+    other training-time settings (``model_context``, ``model_max_epochs``), is
+    never applied to a changed config.  Predict-time settings need no new model.
     """
     wanted = {t.signature() for t in parse_label_config(label_config)}
-    return [m for m in models if m.target.signature() in wanted]
+    settings = read_settings(label_config, TrainingSettings())
+    return [
+        m for m in models
+        if m.target.signature() in wanted and m.trained_with() == settings[m.target.from_name].training_key()
+    ]
 
 
 def predict_task(
-    models: list[TrainedModel], task: dict, fetcher: Fetcher, rows: Callable[[int], None] | None = None
+    models: list[TrainedModel],
+    task: dict,
+    fetcher: Fetcher,
+    rows: Callable[[int], None] | None = None,
+    settings: dict[str, ProjectSettings] | None = None,
 ) -> dict:
     """One Label Studio prediction (``result`` + task ``score``) over all targets.
 
     The task score is the lowest of the targets' scores: the task is as
     uncertain as its most uncertain series.  ``rows`` is told the length of
-    every series predicted (metrics, progress bars).
+    every series predicted (metrics, progress bars).  ``settings`` (by control
+    name) give each target's clean-up; without, the automatic one.
     """
     results: list[dict] = []
     scores: list[float] = []
     for model in models:
         series = read_task_series(task, model.target, fetcher)
-        regions, score = model.results(series)
+        regions, score = model.results(series, (settings or {}).get(model.target.from_name))
         if rows is not None:
             rows(len(series))
         results.extend(regions)
@@ -50,13 +62,17 @@ def predict_task(
 
 
 def predict_tasks(
-    models: list[TrainedModel], tasks: list[dict], fetcher: Fetcher, rows: Callable[[int], None] | None = None
+    models: list[TrainedModel],
+    tasks: list[dict],
+    fetcher: Fetcher,
+    rows: Callable[[int], None] | None = None,
+    settings: dict[str, ProjectSettings] | None = None,
 ) -> list[dict]:
     """One prediction per task, in order; a task that fails gets an empty result and a log line."""
     out = []
     for task in tasks:
         try:
-            out.append(predict_task(models, task, fetcher, rows))
+            out.append(predict_task(models, task, fetcher, rows, settings))
         except SegmenterError as exc:
             log.error("prediction skipped for task %s: %s", task.get("id"), exc)
             out.append({"result": [], "score": 0.0})

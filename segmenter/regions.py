@@ -1,8 +1,10 @@
 """Per-row class probabilities -> Label Studio ``timeserieslabels`` regions.
 
 All steps are whole-array operations: run-length encoding of the per-row
-classes, a minimum-length clean-up, per-segment mean probabilities from a
-cumulative sum.  The only Python loops run over segments, never over rows.
+classes, the clean-up (``RowCleanup``: short background gaps inside a label
+filled, runs shorter than their class's minimum dropped, regions scored below
+a threshold left out), per-segment mean probabilities from a cumulative sum.
+The only Python loops run over segments, never over rows.
 """
 
 from __future__ import annotations
@@ -33,6 +35,29 @@ class Segments:
         return self.ends - self.starts + 1
 
 
+@dataclass(frozen=True)
+class RowCleanup:
+    """The clean-up of one series' per-row classes, in rows, indexed by class (0: background).
+
+    ``min_rows[c]``: runs of class c shorter than this are dropped (``drop_short_runs``);
+    ``merge_gap_rows[c]``: background runs shorter than this between two runs of c become c;
+    ``score_threshold``: regions whose score is below are not proposed.
+    """
+
+    min_rows: np.ndarray
+    merge_gap_rows: np.ndarray
+    score_threshold: float = 0.0
+
+    @classmethod
+    def uniform(cls, min_rows: int, n_classes: int) -> RowCleanup:
+        """The automatic clean-up: one minimum for every class, no gap merging, no threshold."""
+        return cls(np.full(n_classes, min_rows, np.int64), np.zeros(n_classes, np.int64))
+
+    def apply(self, classes: np.ndarray, keep: frozenset[int]) -> np.ndarray:
+        """Gaps merged, then short runs dropped (runs of classes in ``keep`` stay)."""
+        return drop_short_runs(merge_gaps(classes, self.merge_gap_rows), self.min_rows, keep)
+
+
 def run_lengths(classes: np.ndarray) -> Segments:
     """Run-length encode a per-row class array."""
     if len(classes) == 0:
@@ -44,18 +69,21 @@ def run_lengths(classes: np.ndarray) -> Segments:
     return Segments(starts, ends, classes[starts].astype(np.int64))
 
 
-def drop_short_runs(classes: np.ndarray, min_rows: int, keep: frozenset[int]) -> np.ndarray:
+def drop_short_runs(classes: np.ndarray, min_rows: int | np.ndarray, keep: frozenset[int]) -> np.ndarray:
     """Give runs shorter than ``min_rows`` the class of the previous long run.
 
-    Runs of classes in ``keep`` (those labelled with instants) stay whatever
-    their length.  Runs before the first long run take the next long run's
-    class.  This removes the flicker that over-segments a recording.
+    ``min_rows`` is one minimum for all classes or one per class.  Runs of
+    classes in ``keep`` (those labelled with instants) stay whatever their
+    length.  Runs before the first long run take the next long run's class.
+    This removes the flicker that over-segments a recording.
     """
-    if min_rows <= 1 or len(classes) == 0:
+    minimum = np.asarray(min_rows)
+    if (minimum <= 1).all() or len(classes) == 0:
         return classes
     seg = run_lengths(classes)
     kept = np.isin(seg.classes, list(keep))
-    short = (seg.lengths < min_rows) & ~kept
+    needed = minimum if minimum.ndim == 0 else minimum[seg.classes]
+    short = (seg.lengths < needed) & ~kept
     donor = ~short & ~kept
     if not short.any() or not donor.any():
         return classes
@@ -65,6 +93,19 @@ def drop_short_runs(classes: np.ndarray, min_rows: int, keep: frozenset[int]) ->
     source = np.where(previous_long >= 0, previous_long, next_long)
     new = np.where(short, seg.classes[source], seg.classes)
     return np.repeat(new, seg.lengths)
+
+
+def merge_gaps(classes: np.ndarray, gap_rows: np.ndarray) -> np.ndarray:
+    """Background runs shorter than ``gap_rows[c]`` between two runs of class c become c."""
+    if len(classes) == 0 or (gap_rows <= 0).all():
+        return classes
+    seg = run_lengths(classes)
+    before = np.concatenate([[0], seg.classes[:-1]])
+    after = np.concatenate([seg.classes[1:], [0]])
+    fill = (seg.classes == 0) & (before == after) & (before != 0) & (seg.lengths < gap_rows[before])
+    if not fill.any():
+        return classes
+    return np.repeat(np.where(fill, before, seg.classes), seg.lengths)
 
 
 def task_score(confidence: np.ndarray, classes: np.ndarray | None = None) -> float:
@@ -112,14 +153,17 @@ def to_results(
     probs: np.ndarray,
     target: Target,
     instant_classes: frozenset[int],
-    min_rows: int,
+    cleanup: int | RowCleanup,
 ) -> tuple[list[dict], float]:
     """Regions for one series and its task score (see ``task_score``).
 
-    ``probs`` is (rows, classes) with class 0 background.  Segments of a class
-    labelled with instants become one instant at their most probable row.
+    ``probs`` is (rows, classes) with class 0 background.  ``cleanup`` is a
+    ``RowCleanup`` or one minimum run length for all classes.  Segments of a
+    class labelled with instants become one instant at their most probable row.
     """
-    classes = drop_short_runs(probs.argmax(axis=1), min_rows, instant_classes)
+    if not isinstance(cleanup, RowCleanup):
+        cleanup = RowCleanup.uniform(cleanup, probs.shape[1])
+    classes = cleanup.apply(probs.argmax(axis=1), instant_classes)
     own = probs[np.arange(len(classes)), classes]
     cumulative = np.concatenate([[0.0], np.cumsum(own, dtype=np.float64)])
     seg = run_lengths(classes)
@@ -132,6 +176,8 @@ def to_results(
         if instant and end > start:
             start = end = start + int(np.argmax(own[start : end + 1]))
             score = float(own[start])
+        if score < cleanup.score_threshold:
+            continue
         label = target.labels[cls - 1]
         results.append(
             {
@@ -156,21 +202,27 @@ def layered_results(
     probs: np.ndarray,
     target: Target,
     instant_classes: frozenset[int],
-    min_rows: int,
+    cleanup: int | RowCleanup,
 ) -> tuple[list[dict], float]:
     """Regions of a multi-label model, whose labels may overlap, and the task score.
 
     ``probs`` is (rows, labels), each column one label's presence probability.
     Every label is segmented on its own, as a two-class problem (absent /
-    present), by ``to_results``; the task score is the lowest over labels.
+    present), by ``to_results`` with that label's clean-up (``cleanup`` indexed
+    by class as for a single-label model: 0 background, k label k); the task
+    score is the lowest over labels.
     """
+    if not isinstance(cleanup, RowCleanup):
+        cleanup = RowCleanup.uniform(cleanup, len(target.labels) + 1)
     results: list[dict] = []
     scores: list[float] = []
     for k, label in enumerate(target.labels):
         p = probs[:, k : k + 1]
         two = np.concatenate([1.0 - p, p], axis=1)
         instant = frozenset({1}) if k + 1 in instant_classes else frozenset()
-        regions, score = to_results(series, two, replace(target, labels=(label,)), instant, min_rows)
+        own = RowCleanup(cleanup.min_rows[[0, k + 1]], np.array([0, cleanup.merge_gap_rows[k + 1]]),
+                         cleanup.score_threshold)
+        regions, score = to_results(series, two, replace(target, labels=(label,)), instant, own)
         results.extend(regions)
         scores.append(score)
     return results, min(scores) if scores else 0.0

@@ -25,6 +25,7 @@ from flask import Flask, Response, g, jsonify, request
 
 from segmenter import dashboard, metrics, store
 from segmenter.buffering import too_large_message
+from segmenter.projectsettings import settings_report
 from segmenter.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -190,13 +191,18 @@ def create_app(runtime: Runtime) -> Flask:
         projects = [_key(project)] if project else store.projects(settings.model_dir)
         return jsonify({"versions": [v for p in projects for v in store.served_versions(settings.model_dir, p)]})
 
+    def report(project: str) -> dict:
+        """A project's stored report plus the ``model_*`` settings of the config last seen, and their problems."""
+        schema = store.load_connection(settings.model_dir, project).get("schema")
+        return {**store.report(settings.model_dir, project), **settings_report(schema, settings.training),
+                "dashboard": f"/dashboard/project/{project}"}
+
     @app.get("/status")
     @guarded
     def status_all() -> Response:
         projects = store.projects(settings.model_dir)
         return jsonify({
-            "projects": [{**store.report(settings.model_dir, p), "dashboard": f"/dashboard/project/{p}"}
-                         for p in projects],
+            "projects": [report(p) for p in projects],
             "queue": store.queue(settings.model_dir, projects),
             "dashboard": "/dashboard",
         })
@@ -204,8 +210,7 @@ def create_app(runtime: Runtime) -> Flask:
     @app.get("/status/<project>")
     @guarded
     def status_one(project: str) -> Response:
-        key = _key(project)
-        return jsonify({**store.report(settings.model_dir, key), "dashboard": f"/dashboard/project/{key}"})
+        return jsonify(report(_key(project)))
 
     app.register_blueprint(dashboard.blueprint(runtime, _key, authorised))
 

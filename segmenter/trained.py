@@ -18,7 +18,8 @@ import torch
 from segmenter import device
 from segmenter.labelconfig import Target
 from segmenter.network import Ensemble, SegmenterNet
-from segmenter.regions import layered_results, to_results
+from segmenter.projectsettings import AUTO, ProjectSettings
+from segmenter.regions import RowCleanup, layered_results, to_results
 from segmenter.series import Series
 from segmenter.windows import WindowSource
 
@@ -98,11 +99,24 @@ class TrainedModel:
             self.net, self.normalise(series.values), self.sequence_size, sigmoid=self.multi_label
         )
 
-    def results(self, series: Series) -> tuple[list[dict], float]:
-        """Label Studio regions for ``series`` and its task score."""
+    def trained_with(self) -> dict:
+        """The config's training-time settings this model was trained under (``ProjectSettings.training_key``).
+
+        Models saved before per-project settings count as trained with the defaults.
+        """
+        return self.info.get("trained_with") or {"context": AUTO, "max_epochs": None}
+
+    def cleanup(self, series: Series, settings: ProjectSettings | None = None) -> RowCleanup:
+        """The clean-up of ``series``: the project's settings, else the automatic one."""
+        if settings is None:
+            return RowCleanup.uniform(self.min_segment_rows, len(self.target.classes))
+        return settings.cleanup(self.target.labels, series, self.min_segment_rows)
+
+    def results(self, series: Series, settings: ProjectSettings | None = None) -> tuple[list[dict], float]:
+        """Label Studio regions for ``series`` and its task score, cleaned up as ``settings`` say."""
         probs = self.probabilities(series)
         make = layered_results if self.multi_label else to_results
-        return make(series, probs, self.target, self.instant_classes, self.min_segment_rows)
+        return make(series, probs, self.target, self.instant_classes, self.cleanup(series, settings))
 
 
 def window_probabilities(

@@ -35,6 +35,14 @@ from segmenter.errors import SegmenterError, TaskDataError
 from segmenter.evaluation import class_scores
 from segmenter.labelconfig import Target, parse_label_config
 from segmenter.network import Ensemble, SegmenterNet, down_factor
+from segmenter.projectsettings import (
+    MIN_CONTEXT_ROWS,
+    Duration,
+    ProjectSettings,
+    default_settings,
+    read_settings,
+    row_spacing,
+)
 from segmenter.series import Series
 from segmenter.taskdata import Fetcher, read_task_series
 from segmenter.trained import TrainedModel, window_probabilities
@@ -121,15 +129,24 @@ def split(
     return train, [part(slice(lo, hi))], f"{where} of task {only.task_id}"
 
 
-def choose_context(examples: list[Example], settings: TrainingSettings) -> tuple[int, dict]:
+def choose_context(
+    examples: list[Example], settings: TrainingSettings, context: Duration | None = None
+) -> tuple[int, dict]:
     """The window length in rows, and how it was chosen (saved in the model's info).
 
-    ``SEQUENCE_SIZE`` set by the operator wins.  Otherwise the window follows
+    The project's ``model_context`` wins: a duration, converted to rows with
+    the median row spacing of the examples, at least 2 rows.  Then
+    ``SEQUENCE_SIZE`` set by the operator.  Otherwise the window follows
     the timescale of the annotations: half the lower quartile of the runs of
     one class (annotated ranges and the gaps between them), so a window holds
     a short event with context on both sides however many rows per second the
     signal has, kept between 16 and 4096 rows and within the longest series.
     """
+    if context is not None:
+        spacing = float(np.median([row_spacing(e.series) for e in examples]))
+        size = max(MIN_CONTEXT_ROWS, context.rows(spacing))
+        return size, {"sequence_size": size, "chosen_by": "model_context", "model_context": str(context),
+                      "row_spacing": spacing}
     if settings.sequence_size is not None:
         return settings.sequence_size, {"sequence_size": settings.sequence_size, "chosen_by": "SEQUENCE_SIZE"}
     runs = []
@@ -378,10 +395,16 @@ def train_target(
     target: Target,
     settings: TrainingSettings,
     progress: Progress | None = None,
+    project: ProjectSettings | None = None,
 ) -> TrainedModel:
-    """Fit one network for ``target`` and return the best validation checkpoint with its record."""
+    """Fit one network for ``target`` and return the best validation checkpoint with its record.
+
+    ``project`` (the control's ``model_*`` settings) overrides the window and the epoch cap.
+    """
     if not examples:
         raise TrainingError(f"no annotated task to train {target.from_name!r} on")
+    project = project or default_settings(target.from_name, target.labels, settings)
+    settings = replace(settings, epochs=project.max_epochs)
     started = time.monotonic()
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
@@ -398,7 +421,7 @@ def train_target(
     lengths = [n for e in examples for n in e.rows.range_lengths]
     min_rows = max(1, min(lengths) // 2) if lengths else 1
 
-    size, context = choose_context(examples, settings)
+    size, context = choose_context(examples, settings, project.context)
     context["lstm_rows_per_step"] = down_factor(size)
     # Overlapping regions: one sigmoid per label; otherwise one softmax class per row, as always.
     multi = len(target.labels) <= MAX_LAYERED_LABELS and any(e.rows.overlaps for e in examples)
@@ -429,6 +452,7 @@ def train_target(
     model.info = training_record(examples, target, settings, fits[0][0], held_out, time.monotonic() - started)
     model.info["context"] = context
     model.info["multi_label"] = multi
+    model.info["trained_with"] = project.training_key()
     if len(nets) > 1:
         model.info["ensemble"] = [
             {"held_out": where, "best_epoch": r.best_epoch, "balanced_accuracy": round(r.best.balanced_accuracy, 4),
@@ -445,14 +469,20 @@ def train_project(
     settings: TrainingSettings,
     progress: Progress | None = None,
 ) -> list[TrainedModel]:
-    """One trained model per target of ``label_config``, from the annotated ``tasks``."""
+    """One trained model per target of ``label_config``, from the annotated ``tasks``.
+
+    Each target trains under its control's ``model_*`` settings; bad ones are logged and left at their defaults.
+    """
     models = []
+    project_settings = read_settings(label_config, settings)
+    for problem in (p for s in project_settings.values() for p in s.problems):
+        log.warning("label config: %s", problem)
     for target in parse_label_config(label_config):
         examples, skipped = collect_examples(tasks, target, fetcher)
         if not examples:
             detail = f"; {len(skipped)} unreadable: {skipped[:3]}" if skipped else ""
             raise TrainingError(f"no task with a submitted annotation for {target.from_name!r}{detail}")
-        model = train_target(examples, target, settings, progress)
+        model = train_target(examples, target, settings, progress, project_settings.get(target.from_name))
         model.info["data"]["skipped_tasks"] = skipped
         models.append(model)
     return models

@@ -156,7 +156,8 @@ def report(model_dir: Path, project: object) -> dict:
     if set_aside:
         out["broken"] = set_aside
     if version != INITIAL_VERSION:
-        keys = ("trained_at", "train_seconds", "epochs", "stopped_because", "validation", "data", "context", "device")
+        keys = ("trained_at", "train_seconds", "epochs", "stopped_because", "validation", "data", "context", "device",
+                "trained_with")
         out["models"] = [
             {"from_name": t["target"]["from_name"], **{k: t["info"].get(k) for k in keys}}
             for t in metadata(model_dir, key, version).get("targets", [])
