@@ -1,0 +1,81 @@
+"""Per-project settings through the service over HTTP: /status, predict-time clean-up, retraining on a change."""
+
+import logging
+
+from test_server import CONFIG, backend, fake_ls, trained_project  # noqa: F401  (fixtures)
+
+from segmenter import store
+
+WITH_SETTINGS = CONFIG.replace(
+    '<TimeSeriesLabels name="label" toName="ts">',
+    '<TimeSeriesLabels name="label" toName="ts" model_max_epochs="3" model_score_threshold="2" model_merge_gap="4">',
+).replace('<Label value="Run"/>', '<Label value="Run" model_min_duration="12 rows"/>')
+
+
+def test_status_shows_the_settings_in_force_and_every_problem(backend, fake_ls, caplog):  # noqa: F811
+    b = backend()
+    project = fake_ls.add_project(WITH_SETTINGS)
+    with caplog.at_level(logging.WARNING):
+        b.setup(project, fake_ls, schema=WITH_SETTINGS)
+    status = b.get(f"/status/{project}").json()
+    settings = status["settings"]["label"]
+    assert settings["model_max_epochs"] == 3 and settings["model_context"] == "auto"
+    assert settings["model_score_threshold"] == 0.0 and settings["model_merge_gap"] == "4"
+    assert settings["labels"]["Run"] == {"model_min_duration": "12 rows", "model_merge_gap": "4"}
+    [problem] = status["settings_problems"]
+    assert "model_score_threshold='2'" in problem and "between 0 and 1" in problem
+    assert any("model_score_threshold='2'" in r.getMessage() for r in caplog.records)
+    listed = [p for p in b.get("/status").json()["projects"] if p["project"] == str(project)]
+    assert listed[0]["settings_problems"] == [problem]
+
+
+def test_a_score_threshold_applies_to_the_served_model_without_retraining(backend, fake_ls):  # noqa: F811
+    b = backend()
+    project, tasks = trained_project(b, fake_ls)
+    before = b.get(f"/status/{project}").json()
+    plain = b.predict(project, tasks).json()["results"]
+    assert any(r["result"] for r in plain)
+    strict = CONFIG.replace('toName="ts">', 'toName="ts" model_score_threshold="1">')
+    results = b.predict(project, tasks, label_config=strict).json()["results"]
+    assert all(r["result"] == [] and r["model_version"] == before["model_version"] for r in results)
+    after = b.get(f"/status/{project}").json()
+    assert after["requests"] == before["requests"] and after["settings"]["label"]["model_score_threshold"] == 1.0
+
+
+def test_a_training_time_change_trains_at_once_and_only_once(backend, fake_ls):  # noqa: F811
+    b = backend(start_training_each_n_updates=5)
+    project, tasks = trained_project(b, fake_ls)
+    old = b.get(f"/status/{project}").json()
+    assert old["models"][0]["trained_with"] == {"context": "auto", "max_epochs": None}
+    changed = CONFIG.replace('toName="ts">', 'toName="ts" model_max_epochs="2" model_context="20 rows">')
+    fake_ls.projects[project]["label_config"] = changed  # Label Studio's config, which the training reads
+    fake_ls.export_delay = 1.0  # the training is still on its way while the next predictions come
+    first = b.predict(project, tasks, label_config=changed).json()["results"]
+    assert all(r["result"] == [] for r in first)  # the old model is not applied to the changed config
+    b.predict(project, tasks, label_config=changed)
+    b.predict(project, tasks, label_config=changed)
+    status = b.wait_idle(project)
+    assert status["requests"] == old["requests"] + 1, status  # one request, not one per /predict
+    assert status["last_request"]["reason"].startswith("label config changed")
+    model = status["models"][0]
+    assert model["trained_with"] == {"context": "20 rows", "max_epochs": 2}
+    assert model["epochs"] <= 2 and model["context"]["sequence_size"] == 20
+    assert model["context"]["chosen_by"] == "model_context"
+    results = b.predict(project, tasks, label_config=changed).json()["results"]
+    assert all(r["model_version"] == status["model_version"] for r in results) and any(r["result"] for r in results)
+    assert b.get(f"/status/{project}").json()["requests"] == status["requests"]  # the new model fits: no request
+    saved = store.load_connection(b.runtime.settings.model_dir, project)["schema"]
+    assert saved == changed  # /status reads the config /predict came with
+
+
+def test_an_annotation_event_under_a_changed_config_trains_without_waiting_for_more(backend, fake_ls):  # noqa: F811
+    b = backend(start_training_each_n_updates=5)
+    project, _ = trained_project(b, fake_ls)
+    event = {"action": "ANNOTATION_CREATED", "project": {"id": project, "label_config": CONFIG}}
+    assert b.post("/webhook", event).json()["scheduled"] is False  # counted: 1 of 5
+    changed = CONFIG.replace('toName="ts">', 'toName="ts" model_max_epochs="2">')
+    fake_ls.projects[project]["label_config"] = changed
+    event["project"]["label_config"] = changed
+    assert b.post("/webhook", event).json()["scheduled"] is True
+    status = b.wait_idle(project)
+    assert status["models"][0]["trained_with"]["max_epochs"] == 2
