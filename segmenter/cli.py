@@ -118,7 +118,7 @@ def evaluate(
     started = time.monotonic()
     models = _train(label_config, train, fetcher, settings)
     train_seconds = time.monotonic() - started
-    report = score(models, test, fetcher)
+    report = score(models, test, fetcher, read_settings(label_config, settings.training))
     report.update(
         n_train_tasks=len(train),
         train_seconds=round(train_seconds, 2),

@@ -29,6 +29,7 @@ from sklearn.metrics import confusion_matrix, f1_score, recall_score
 
 from segmenter.annotations import choose_annotation, row_labels
 from segmenter.errors import SegmenterError
+from segmenter.projectsettings import ProjectSettings
 from segmenter.regions import run_lengths
 from segmenter.taskdata import Fetcher, read_task_series
 from segmenter.trained import TrainedModel
@@ -130,8 +131,12 @@ def event_f1(matched: int, n_true: int, n_pred: int) -> float:
     return round(2 * precision * recall / (precision + recall), 4) if precision + recall else 0.0
 
 
-def score(models: list[TrainedModel], tasks: list[dict], fetcher: Fetcher) -> dict:
+def score(
+    models: list[TrainedModel], tasks: list[dict], fetcher: Fetcher, settings: dict[str, ProjectSettings] | None = None
+) -> dict:
     """Predict every annotated task with ``models`` and score the regions against its annotation.
+
+    ``settings`` (by control name) give the clean-up, as ``/predict`` applies it; without, the automatic one.
 
     Classes of several targets are scored together, each named ``from_name:label``.
     A multi-label model's labels are scored layer by layer (present / absent),
@@ -152,7 +157,7 @@ def score(models: list[TrainedModel], tasks: list[dict], fetcher: Fetcher) -> di
                 continue
             series = read_task_series(task, target, fetcher)
             started = time.monotonic()
-            regions, _ = model.results(series)
+            regions, _ = model.results(series, (settings or {}).get(target.from_name))
             predict_seconds += time.monotonic() - started
             truth_labels = row_labels(series, annotation.get("result") or [], target, task.get("id"))
             pred_labels = row_labels(series, regions, target, task.get("id"))

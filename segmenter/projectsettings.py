@@ -161,9 +161,9 @@ class _Reader:
             return None
         match = _DURATION.match(raw)
         syntax = "'auto', " if auto else ""
+        bound = "above 0" if positive else "of at least 0"
         if not match:
-            self.bad(name, f"expected {syntax}a number of at least 0 in the time column's units, or rows ('25 rows')",
-                     shown)
+            self.bad(name, f"expected {syntax}a number {bound} in the time column's units, or rows ('25 rows')", shown)
             return default
         amount = float(match.group(1))
         if not math.isfinite(amount) or (positive and amount <= 0):
