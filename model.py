@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 ANNOTATION_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED", "ANNOTATIONS_DELETED")
 TRAIN_EVENT = "START_TRAINING"
+PROJECT_EVENT = "PROJECT_UPDATED"  # Label Studio sends it when the labeling config is saved
 CONFIG_CHANGED = "label config changed"
 
 
@@ -118,7 +119,8 @@ class TimeSeriesSegmenter(LabelStudioMLBase):
         return [{**p, "model_version": version} for p in predictions]
 
     def fit(self, event: str, data: dict, **kwargs: object) -> dict:
-        """Schedule a background training for annotation events and Start Training."""
+        """Schedule a background training for annotation events and Start Training, and at once
+        for an event whose config the served model does not fit (changed labels or training-time settings)."""
         scheduler = self.runtime.scheduler
         if event == TRAIN_EVENT:
             return {"scheduled": scheduler.request(self.project_id, event)}
@@ -129,4 +131,6 @@ class TimeSeriesSegmenter(LabelStudioMLBase):
             if scheduler.request(self.project_id, event, every=every):
                 return {"scheduled": True}
             return {"scheduled": False, "reason": "waiting for more annotation events"}
+        if event == PROJECT_EVENT and self.config_changed():
+            return {"scheduled": self.train_for_changed_config(), "reason": "the served model does not fit the config"}
         return {"scheduled": False, "reason": f"{event} does not train"}

@@ -79,3 +79,19 @@ def test_an_annotation_event_under_a_changed_config_trains_without_waiting_for_m
     assert b.post("/webhook", event).json()["scheduled"] is True
     status = b.wait_idle(project)
     assert status["models"][0]["trained_with"]["max_epochs"] == 2
+
+
+def test_saving_a_changed_config_in_label_studio_trains_once(backend, fake_ls):  # noqa: F811
+    b = backend()
+    project, _ = trained_project(b, fake_ls)
+    event = {"action": "PROJECT_UPDATED", "project": {"id": project, "label_config": CONFIG}}
+    assert b.post("/webhook", event).json()["scheduled"] is False  # nothing changed
+    changed = CONFIG.replace('toName="ts">', 'toName="ts" model_context="30 rows">')
+    fake_ls.projects[project]["label_config"] = changed
+    fake_ls.export_delay = 1.0
+    event["project"]["label_config"] = changed
+    assert b.post("/webhook", event).json()["scheduled"] is True
+    assert b.post("/webhook", event).json()["scheduled"] is False  # already on its way
+    status = b.wait_idle(project)
+    assert status["models"][0]["trained_with"]["context"] == "30 rows"
+    assert b.post("/webhook", event).json()["scheduled"] is False  # the new model fits
