@@ -10,6 +10,8 @@ unlabelled pool by copying their ground truth, chosen either
 * by the task score, least certain first: the pool is predicted with
   ``inference.predict_tasks``, so the score is exactly the one ``/predict``
   sends to Label Studio's "Prediction score" column; or
+* by the task score as it was before ``segmenter/novelty.py`` (class
+  probabilities only: the same models with their ``reference`` left out); or
 * at random.
 
 Both strategies start from the same task per seed and share its first model.
@@ -26,7 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +43,9 @@ from segmenter.training import train_project
 
 ROOT = Path(__file__).resolve().parents[1]
 GOAL = 0.95
-STRATEGIES = ("score", "random")
+STRATEGIES = ("score", "softmax", "random")
+NAMES = {"score": "task score, least certain first", "softmax": "class probabilities only (score before novelty)",
+         "random": "random"}
 RARE_LABEL = "Fall"
 RARE_CONFIG = (
     '<View><TimeSeriesLabels name="label" toName="ts">'
@@ -158,8 +162,9 @@ def simulate(ds: Dataset, strategy: str, first: tuple[list, Point], settings: Tr
     models, point = first
     curve = [point]
     while len(annotated) < budget and remaining:
-        if strategy == "score":
-            predictions = predict_tasks(models, [ds.pool[i] for i in remaining], ds.files)
+        if strategy in ("score", "softmax"):
+            scoring = models if strategy == "score" else [replace(m, reference=None) for m in models]
+            predictions = predict_tasks(scoring, [ds.pool[i] for i in remaining], ds.files)
             order = np.argsort([p["score"] for p in predictions], kind="stable")
         else:
             order = rng.permutation(len(remaining))
@@ -168,7 +173,7 @@ def simulate(ds: Dataset, strategy: str, first: tuple[list, Point], settings: Tr
         remaining = [i for i in remaining if i not in picked]
         models, point = train_and_score(ds, annotated, settings)
         curve.append(point)
-        print(f"  {ds.name} seed {seed} {strategy:6s} {point.annotated:2d} tasks: macro-F1 {point.macro_f1:.3f} "
+        print(f"  {ds.name} seed {seed} {strategy:7s} {point.annotated:2d} tasks: macro-F1 {point.macro_f1:.3f} "
               f"event F1 {point.event_f1:.3f} rare tasks {point.rare_annotated} ({point.train_seconds:.0f} s)",
               flush=True)
     return curve
@@ -212,7 +217,7 @@ def plot(results: dict, path: Path) -> None:
 
     names = list(results["datasets"])
     fig, axes = plt.subplots(len(names), 2, figsize=(10, 3.6 * len(names)), squeeze=False)
-    colours = {"score": "tab:blue", "random": "tab:orange"}
+    colours = {"score": "tab:blue", "softmax": "tab:green", "random": "tab:orange"}
     for row, name in enumerate(names):
         runs = results["datasets"][name]
         for col, (key, title) in enumerate((("macro_f1", "timestep macro-F1"), ("event_f1", "event F1@IoU0.5"))):
@@ -221,7 +226,7 @@ def plot(results: dict, path: Path) -> None:
                 ns = sorted({p["annotated"] for c in runs[s] for p in c})
                 values = [[p[key] for c in runs[s] for p in c if p["annotated"] == n] for n in ns]
                 ax.plot(ns, [np.mean(v) for v in values], marker="o", color=colours[s],
-                        label="task score, least certain first" if s == "score" else "random")
+                        label=NAMES[s])
                 ax.fill_between(ns, [min(v) for v in values], [max(v) for v in values], color=colours[s], alpha=0.2)
             if key == "macro_f1":
                 ax.axhline(GOAL, color="grey", linestyle=":", linewidth=1)
@@ -237,12 +242,12 @@ def plot(results: dict, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
     parser.add_argument("--datasets", nargs="+", default=["rare", "basicmotions"], choices=["rare", "basicmotions"])
     parser.add_argument("--k", type=int, default=None, help="tasks annotated per round (default: rare 2, BM 1)")
-    parser.add_argument("--budget", type=int, default=None, help="annotated tasks at most (default: rare 13, BM 7)")
-    parser.add_argument("--epochs", type=int, default=60, help="training epochs at most per round")
-    parser.add_argument("--patience", type=int, default=5)
+    parser.add_argument("--budget", type=int, default=None, help="annotated tasks at most (default: rare 15, BM 7)")
+    parser.add_argument("--epochs", type=int, default=200, help="training epochs at most per round")
+    parser.add_argument("--patience", type=int, default=10)
     parser.add_argument("--quick", action="store_true", help="one seed, small pools, short trainings")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "active_learning")
     args = parser.parse_args()
@@ -253,7 +258,7 @@ def main() -> None:
     results: dict = {"seeds": args.seeds, "epochs": args.epochs, "patience": args.patience, "datasets": {}}
     for name in args.datasets:
         k = args.k or (2 if name == "rare" else 1)
-        budget = args.budget or (13 if name == "rare" else 7)
+        budget = args.budget or (15 if name == "rare" else 7)
         runs: dict = {"k": k, "budget": budget, **{s: [] for s in STRATEGIES}}
         for seed in args.seeds:
             if name == "rare":
