@@ -18,8 +18,9 @@ import torch
 from segmenter import device
 from segmenter.labelconfig import Target
 from segmenter.network import Ensemble, SegmenterNet
+from segmenter.novelty import Reference
 from segmenter.projectsettings import AUTO, ProjectSettings
-from segmenter.regions import RowCleanup, layered_results, to_results
+from segmenter.regions import RowCleanup, layered_results, task_score, to_results
 from segmenter.series import Series
 from segmenter.windows import WindowSource
 
@@ -41,6 +42,8 @@ class TrainedModel:
     info: dict = field(default_factory=dict)
     # True: one sigmoid per label (no background), labels may overlap; False: one softmax class per row
     multi_label: bool = False
+    # What the annotated rows looked like, for the task score's novelty part; None: models saved before it
+    reference: Reference | None = None
 
     def to_state(self) -> dict:
         """Plain tensors and values only, loadable with ``torch.load(weights_only=True)``."""
@@ -58,6 +61,7 @@ class TrainedModel:
             "min_segment_rows": self.min_segment_rows,
             "info": self.info,
             "multi_label": self.multi_label,
+            "reference": None if self.reference is None else self.reference.to_state(),
         }
 
     @classmethod
@@ -87,6 +91,7 @@ class TrainedModel:
             min_segment_rows=int(state["min_segment_rows"]),
             info=dict(state["info"]),
             multi_label=multi_label,
+            reference=Reference.from_state(state["reference"]) if state.get("reference") else None,
         )
 
     def normalise(self, values: np.ndarray) -> np.ndarray:
@@ -113,10 +118,19 @@ class TrainedModel:
         return settings.cleanup(self.target.labels, series, self.min_segment_rows)
 
     def results(self, series: Series, settings: ProjectSettings | None = None) -> tuple[list[dict], float]:
-        """Label Studio regions for ``series`` and its task score, cleaned up as ``settings`` say."""
-        probs = self.probabilities(series)
+        """Label Studio regions for ``series``, cleaned up as ``settings`` say, and its task score.
+
+        The task score is the lower of the class-probability score (``regions.task_score``)
+        and the same mean over the least familiar rows (``novelty``): a stretch unlike
+        anything annotated needs a human even where the network is sure of its guess.
+        """
+        values = self.normalise(series.values)
+        probs = window_probabilities(self.net, values, self.sequence_size, sigmoid=self.multi_label)
         make = layered_results if self.multi_label else to_results
-        return make(series, probs, self.target, self.instant_classes, self.cleanup(series, settings))
+        regions, score = make(series, probs, self.target, self.instant_classes, self.cleanup(series, settings))
+        if self.reference is not None and len(values):
+            score = min(score, task_score(self.reference.familiarity(values, self.sequence_size)))
+        return regions, score
 
 
 def window_probabilities(

@@ -35,6 +35,7 @@ from segmenter.errors import SegmenterError, TaskDataError
 from segmenter.evaluation import class_scores
 from segmenter.labelconfig import Target, parse_label_config
 from segmenter.network import Ensemble, SegmenterNet, down_factor
+from segmenter.novelty import Reference
 from segmenter.projectsettings import (
     MIN_CONTEXT_ROWS,
     Duration,
@@ -448,6 +449,10 @@ def train_target(
     net = nets[0] if len(nets) == 1 else Ensemble(nets, multi_label=multi).eval()
     model = TrainedModel(
         target, net, mean, std, size, settings.hidden_size, instant_classes, min_rows, multi_label=multi
+    )
+    model.reference = Reference.build(  # every annotated row, validation included: what a human has seen
+        [model.normalise(e.series.values) for e in examples],
+        [e.rows.presence if multi else e.rows.class_ids for e in examples], size,
     )
     model.info = training_record(examples, target, settings, fits[0][0], held_out, time.monotonic() - started)
     model.info["context"] = context
