@@ -129,7 +129,7 @@ def blueprint(runtime: Runtime, key: Callable[[str], str], authorised: Callable[
             found = [t for t in client.export_tasks(int(k)) if t.get("id") == task_id]
             if not found:
                 return jsonify({"error": f"project {k} has no task {task_id} in its export"}), 404
-            views = taskview.view(k, version, found[0], models, runtime.access.fetcher_for(k))
+            views = taskview.view(k, version, found[0], models, runtime.access.fetcher_for(k), model_dir=model_dir)
         except SegmenterError as exc:  # Label Studio unreachable, unreadable task data: said, not a 500
             return jsonify({"error": str(exc)}), 502
         if not 0 <= index < len(views):

@@ -10,8 +10,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+import numpy as np
+
 from segmenter.errors import SegmenterError
 from segmenter.labelconfig import parse_label_config
+from segmenter.series import Series
 from segmenter.taskdata import Fetcher, read_task_series
 from segmenter.trained import TrainedModel
 
@@ -28,35 +31,47 @@ def fitting_models(models: list[TrainedModel], label_config: str) -> list[Traine
     return [m for m in models if m.target.signature() in wanted]
 
 
+# Told each predicted task with, per model, its series and per-row probabilities (the dashboard's views).
+Keep = Callable[[dict, list[tuple[TrainedModel, Series, np.ndarray]]], None]
+
+
 def predict_task(
-    models: list[TrainedModel], task: dict, fetcher: Fetcher, rows: Callable[[int], None] | None = None
+    models: list[TrainedModel], task: dict, fetcher: Fetcher, rows: Callable[[int], None] | None = None,
+    keep: Keep | None = None,
 ) -> dict:
     """One Label Studio prediction (``result`` + task ``score``) over all targets.
 
     The task score is the lowest of the targets' scores: the task is as
     uncertain as its most uncertain series.  ``rows`` is told the length of
-    every series predicted (metrics, progress bars).
+    every series predicted (metrics, progress bars); ``keep`` is handed what
+    was computed, once the prediction is made.
     """
     results: list[dict] = []
     scores: list[float] = []
+    parts = []
     for model in models:
         series = read_task_series(task, model.target, fetcher)
-        regions, score = model.results(series)
+        probs = model.probabilities(series)
+        regions, score = model.results(series, probs)
         if rows is not None:
             rows(len(series))
         results.extend(regions)
         scores.append(score)
+        parts.append((model, series, probs))
+    if keep is not None:
+        keep(task, parts)
     return {"result": results, "score": round(min(scores), 4) if scores else 0.0}
 
 
 def predict_tasks(
-    models: list[TrainedModel], tasks: list[dict], fetcher: Fetcher, rows: Callable[[int], None] | None = None
+    models: list[TrainedModel], tasks: list[dict], fetcher: Fetcher, rows: Callable[[int], None] | None = None,
+    keep: Keep | None = None,
 ) -> list[dict]:
     """One prediction per task, in order; a task that fails gets an empty result and a log line."""
     out = []
     for task in tasks:
         try:
-            out.append(predict_task(models, task, fetcher, rows))
+            out.append(predict_task(models, task, fetcher, rows, keep))
         except SegmenterError as exc:
             log.error("prediction skipped for task %s: %s", task.get("id"), exc)
             out.append({"result": [], "score": 0.0})

@@ -98,9 +98,9 @@ class TrainedModel:
             self.net, self.normalise(series.values), self.sequence_size, sigmoid=self.multi_label
         )
 
-    def results(self, series: Series) -> tuple[list[dict], float]:
-        """Label Studio regions for ``series`` and its task score."""
-        probs = self.probabilities(series)
+    def results(self, series: Series, probs: np.ndarray | None = None) -> tuple[list[dict], float]:
+        """Label Studio regions for ``series`` and its task score (from ``probs`` when already computed)."""
+        probs = self.probabilities(series) if probs is None else probs
         make = layered_results if self.multi_label else to_results
         return make(series, probs, self.target, self.instant_classes, self.min_segment_rows)
 

@@ -114,3 +114,72 @@ def test_task_view_of_a_model_whose_labels_overlap_draws_each_labels_presence():
     assert view.probabilities.shape[1] == len(view.labels) == len(model.target.labels) + 1
     assert view.predicted.max() < len(view.labels)
     assert charts.task_chart(view).startswith(b"\x89PNG")
+
+
+class NoFetch:
+    """A fetcher that fails: a view read from the store never parses the task's file."""
+
+    def fetch(self, ref: str, task_id: object = None) -> bytes:
+        raise AssertionError(f"fetched {ref}")
+
+
+def test_a_predicted_tasks_view_is_stored_and_served_without_parsing_or_predicting(tmp_path):
+    """/predict's keeper stores each task's reduced view in the background; the dashboard reads it,
+    placing the annotation as it is now, and gets what computing it would give."""
+    import numpy as np
+
+    from harness import synthetic
+    from segmenter import store, taskview
+    from segmenter.config import TrainingSettings
+    from segmenter.inference import predict_tasks
+    from segmenter.training import train_project
+
+    tasks, files = synthetic.annotated_tasks(2, 600, seed=4)
+    [model] = train_project(synthetic.label_config(), tasks, files, TrainingSettings(epochs=2, patience=1))
+    version = store.save(tmp_path, "1", [model])
+    task = {**tasks[0], "id": 7}
+    predict_tasks([model], [task], files, keep=taskview.keeper(tmp_path, "1", version))
+    assert taskview.flush(30)
+    assert store.load_view(tmp_path, "1", version, 7) is not None
+
+    [stored] = taskview.view("1", version, task, [model], NoFetch(), model_dir=tmp_path)
+    [computed] = taskview.view("1", version, {**task, "id": 8}, [model], files)
+    for name in ("x", "low", "high", "annotated", "predicted", "probabilities"):
+        assert np.allclose(getattr(stored, name), getattr(computed, name), atol=1e-6), name
+    assert stored.rows == computed.rows == 600 and stored.labels == computed.labels
+
+    unannotated = {**task, "annotations": []}  # an annotation deleted after the prediction
+    [view] = taskview.view("1", version, unannotated, [model], NoFetch(), model_dir=tmp_path)
+    assert view.annotated is None and np.array_equal(view.predicted, stored.predicted)
+    edited = {**task, "data": {**task["data"], "extra": 1}}  # other task data: computed again, stored
+    [view] = taskview.view("1", version, edited, [model], files, model_dir=tmp_path)
+    assert np.array_equal(view.predicted, stored.predicted)
+
+
+def test_stored_task_views_are_bounded(tmp_path):
+    """Only the newest views of a project stay, and none of a version no longer stored."""
+    import os
+
+    import numpy as np
+
+    from segmenter import store
+    from segmenter.store import task_views
+
+    folder = store.project_dir(tmp_path, "1")
+    folder.mkdir()
+    for version in ("v1-20260101T000000Z", "v2-20260102T000000Z"):
+        (folder / f"{version}.pt").touch()
+    for task_id in range(5):
+        store.save_view(tmp_path, "1", "v2-20260102T000000Z", task_id, {"a": np.arange(3)}, {"n": task_id})
+        path = folder / task_views.VIEWS_DIR / "v2-20260102T000000Z" / f"task_{task_id}.npz"
+        os.utime(path, (1000 + task_id, 1000 + task_id))
+    store.save_view(tmp_path, "1", "v1-20260101T000000Z", 9, {"a": np.arange(3)}, {})
+    arrays, meta = store.load_view(tmp_path, "1", "v2-20260102T000000Z", 4)
+    assert meta == {"n": 4} and arrays["a"].tolist() == [0, 1, 2]
+    (folder / "v1-20260101T000000Z.pt").unlink()  # a pruned version
+    task_views.prune(tmp_path, "1", keep=3)
+    left = sorted(p.name for p in (folder / task_views.VIEWS_DIR).rglob("*.npz"))
+    assert left == ["task_2.npz", "task_3.npz", "task_4.npz"]
+    assert store.load_view(tmp_path, "1", "v1-20260101T000000Z", 9) is None
+    (folder / task_views.VIEWS_DIR / "v2-20260102T000000Z" / "task_4.npz").write_bytes(b"garbage")
+    assert store.load_view(tmp_path, "1", "v2-20260102T000000Z", 4) is None  # damaged: computed again
