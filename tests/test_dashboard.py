@@ -56,6 +56,42 @@ def test_dashboard_shows_what_status_says_after_two_trainings(backend, fake_ls):
     assert chart.status_code == 200 and chart.content.startswith(PNG)
     assert b.get(f"/dashboard/project/{project}/task/{task_id}/1.png").status_code == 404  # one target
     assert "no task" in b.get(f"/dashboard/project/{project}/task/999999/0.png").json()["error"]
+    assert b.get(f"/dashboard/project/{project}/task/999999").status_code == 404
+
+
+def test_a_task_only_predicted_shows_and_the_project_lists_its_tasks(backend, fake_ls):  # noqa: F811
+    """Tasks come from Label Studio's task list with review=true (never /api/tasks/<id>, never one that
+    makes Label Studio call /predict), once per page view; a predicted task's view is the one /predict stored."""
+    from segmenter import store, taskview
+
+    b = backend()
+    project = fake_ls.add_project(CONFIG)
+    add_recordings(fake_ls, project, 2)
+    b.setup(project, fake_ls)
+    b.webhook("START_TRAINING", project)
+    version = b.wait_idle(project)["model_version"]
+    [fresh] = add_recordings(fake_ls, project, 1, seed=9, annotate=False)
+    [prediction] = b.predict(project, [fresh]).json()["results"]
+    fake_ls.tasks[fresh["id"]]["predictions"].append({**prediction, "model_version": version})
+    assert taskview.flush(30)
+    assert store.load_view(b.runtime.settings.model_dir, str(project), version, fresh["id"]) is not None
+    fake_ls.clear_requests()
+
+    html = b.get(f"/dashboard/project/{project}/task/{fresh['id']}").text
+    assert cell(html, "annotated") == "not annotated" and cell(html, "score") == str(prediction["score"])
+    chart = b.get(f"/dashboard/project/{project}/task/{fresh['id']}/0.png")
+    assert chart.status_code == 200 and chart.content.startswith(PNG)
+    reads = [r for r in fake_ls.requests if r.path.startswith("/api/")]
+    assert [r.path for r in reads] == ["/api/tasks/"]  # one read for the page and its chart
+    assert "review=true" in reads[0].query and fake_ls.evaluations == []
+
+    html = b.get(f"/dashboard/project/{project}").text
+    listed = re.findall(r'<tr data-task="(\d+)">', html)
+    assert listed == [str(t["id"]) for t in fake_ls.tasks.values() if t["project"] == project]
+    assert f'href="/dashboard/project/{project}/task/{fresh["id"]}"' in html
+    assert html.count(str(prediction["score"])) >= 1 and "yes (1)" in html
+    assert fake_ls.evaluations == [] and not any(r.path.startswith("/api/tasks/") and r.path != "/api/tasks/"
+                                                 for r in fake_ls.requests)
 
 
 def test_dashboard_bad_input_is_a_clear_4xx(backend):  # noqa: F811
