@@ -22,6 +22,7 @@ with ``match_events`` (harness/lsdriver.py).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -130,12 +131,15 @@ def event_f1(matched: int, n_true: int, n_pred: int) -> float:
     return round(2 * precision * recall / (precision + recall), 4) if precision + recall else 0.0
 
 
-def score(models: list[TrainedModel], tasks: list[dict], fetcher: Fetcher) -> dict:
+def score(models: list[TrainedModel], tasks: list[dict], fetcher: Fetcher, rows: Callable[[int], None] | None = None,
+          predicted: Callable[[], None] | None = None) -> dict:
     """Predict every annotated task with ``models`` and score the regions against its annotation.
 
     Classes of several targets are scored together, each named ``from_name:label``.
     A multi-label model's labels are scored layer by layer (present / absent),
-    with each label's event F1 under ``per_label_event_f1_iou50``.
+    with each label's event F1 under ``per_label_event_f1_iou50``.  For progress
+    bars, ``rows`` is told each predicted series' length and ``predicted`` is
+    called after each (target, annotated task).
     """
     truth_rows, pred_rows, classes = [], [], ["__background__"]
     per_label: dict[str, list[int]] = {}
@@ -154,6 +158,10 @@ def score(models: list[TrainedModel], tasks: list[dict], fetcher: Fetcher) -> di
             started = time.monotonic()
             regions, _ = model.results(series)
             predict_seconds += time.monotonic() - started
+            if rows is not None:
+                rows(len(series))
+            if predicted is not None:
+                predicted()
             truth_labels = row_labels(series, annotation.get("result") or [], target, task.get("id"))
             pred_labels = row_labels(series, regions, target, task.get("id"))
             if model.multi_label:  # each label is its own layer: scored as present / absent
