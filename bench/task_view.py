@@ -4,7 +4,8 @@
 
 1. The predict path (``inference.predict_tasks``, as ``/predict`` runs it) of one
    task with and without the view keeper, alternated, median of ``--repeat``;
-   then how long the background thread takes to store the view.
+   how long the background thread still worked after it; the keeper's call on
+   the request thread; the background thread's work (reduce + store) alone.
 2. First open with the view ``/predict`` stored (read it, place the annotation,
    draw the PNG; the first chart of a process also imports matplotlib).
 3. First open cold (no stored view: parse, predict, reduce, store, draw), and a
@@ -33,6 +34,7 @@ def main() -> None:
     from segmenter import charts, taskview
     from segmenter.config import Settings, bootstrap
     from segmenter.inference import predict_tasks
+    from segmenter.taskdata import read_task_series
 
     bootstrap(Settings.from_env())
     trained = model()
@@ -60,6 +62,24 @@ def main() -> None:
         print(f"  predict with the view keeper:    {statistics.median(kept):.3f} s "
               f"({', '.join(f'{t:.3f}' for t in kept)})")
         print(f"  then the background store finished after {statistics.median(stored):.3f} s more")
+        calls = []
+        keep = taskview.keeper(warm, "1", "v1-20260101T000000Z")
+
+        def timed_keep(task: dict, parts: list) -> None:
+            started = time.perf_counter()
+            keep(task, parts)
+            calls.append(time.perf_counter() - started)
+
+        predict_tasks([trained], [task], files, keep=timed_keep)
+        assert taskview.flush(60)
+        series = read_task_series(task, trained.target, files)
+        parts = [(trained, series, trained.probabilities(series))]
+        started = time.perf_counter()
+        keep(task, parts)
+        assert taskview.flush(60)
+        writer = time.perf_counter() - started
+        print(f"  the keeper's call on the request thread: {calls[0] * 1e6:.0f} us; "
+              f"the background thread's work alone (reduce + store): {writer:.3f} s")
         files_kept = list(warm.rglob("*.npz"))
         print(f"  stored view: {sum(f.stat().st_size for f in files_kept) / 1e6:.1f} MB")
 

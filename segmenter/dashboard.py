@@ -107,6 +107,7 @@ def blueprint(runtime: Runtime, key: Callable[[str], str], authorised: Callable[
     def guard() -> Response | None:
         if not authorised():
             return Response("authentication required", 401, {"WWW-Authenticate": 'Basic realm="ml-backend"'})
+        charts.warm_up()  # once per process: the first chart a visitor opens then skips matplotlib's import
         return None
 
     def known(project: str) -> str:
@@ -174,7 +175,6 @@ def blueprint(runtime: Runtime, key: Callable[[str], str], authorised: Callable[
         found, error = read_task(k, task_id)
         if error is not None:
             return error
-        charts.warm_up()  # the page's charts follow at once: import matplotlib meanwhile
         report = store.report(model_dir, k)
         targets = [m["from_name"] for m in report.get("models", [])]
         return render_template("dashboard/task.html", key=k, task_id=task_id, report=report, targets=targets,
