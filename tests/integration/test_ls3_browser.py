@@ -163,6 +163,11 @@ def test_dashboard_in_browser_matches_status(label_studio, numeric_run: ProjectR
     predicted_only = next(t for t in run.tasks if t not in run.annotations)
     stored = run.api.predictions(predicted_only)
     [ours] = [p for p in stored if p["model_version"] == version][-1:]
+    # /predict stored the task's reduced view; the dashboard serves it (data read back match: not rewritten).
+    view_file = (label_studio.tmp / "models" / f"model_project_{run.project}" / "task_views" / version
+                 / f"task_{predicted_only}.npz")
+    assert view_file.exists()
+    written = view_file.stat().st_mtime_ns
     browser.get(f"{backend.url}/dashboard/project/{run.project}")
     browser.find_element(By.CSS_SELECTOR, f'a[href$="/task/{predicted_only}"]').click()
     WebDriverWait(browser, 60, poll_frequency=0.5).until(
@@ -170,4 +175,5 @@ def test_dashboard_in_browser_matches_status(label_studio, numeric_run: ProjectR
     assert browser.find_element(By.CSS_SELECTOR, "span.annotated").text == "not annotated"
     assert browser.find_element(By.CSS_SELECTOR, "span.score").text == str(ours["score"])
     assert len(run.api.predictions(predicted_only)) == len(stored)  # the dashboard made Label Studio predict nothing
+    assert view_file.stat().st_mtime_ns == written
     print(f"dashboard of project {run.project} matches /status for {version}; screenshots in {ARTIFACTS}")
