@@ -213,9 +213,13 @@ def test_stored_task_views_are_bounded(tmp_path):
     arrays, meta = store.load_view(tmp_path, "1", "v2-20260102T000000Z", 4)
     assert meta == {"n": 4} and arrays["a"].tolist() == [0, 1, 2]
     (folder / "v1-20260101T000000Z.pt").unlink()  # a pruned version
+    debris = folder / task_views.VIEWS_DIR / "v2-20260102T000000Z" / ".task_5.npz.999999999@elsewhere.x.tmp"
+    debris.write_bytes(b"half")
+    os.utime(debris, (1, 1))  # written long ago on another host
     task_views.prune(tmp_path, "1", keep=3)
     left = sorted(p.name for p in (folder / task_views.VIEWS_DIR).rglob("*.npz"))
     assert left == ["task_2.npz", "task_3.npz", "task_4.npz"]
+    assert not debris.exists()
     assert store.load_view(tmp_path, "1", "v1-20260101T000000Z", 9) is None
     (folder / task_views.VIEWS_DIR / "v2-20260102T000000Z" / "task_4.npz").write_bytes(b"garbage")
     assert store.load_view(tmp_path, "1", "v2-20260102T000000Z", 4) is None  # damaged: computed again

@@ -15,12 +15,13 @@ import json
 import logging
 import os
 import shutil
+import time
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from segmenter.store.files import atomic_write
+from segmenter.store.files import abandoned, atomic_write
 from segmenter.store.layout import project_dir, project_key
 from segmenter.store.models import versions
 
@@ -71,7 +72,8 @@ def load_view(model_dir: Path, project: object, version: str, task_id: int) -> t
 
 
 def prune(model_dir: Path, project: object, keep: int = KEEP) -> None:
-    """Remove views of versions no longer stored, then all but the newest ``keep`` views."""
+    """Remove views of versions no longer stored, then all but the newest ``keep`` views
+    (and what writers that died left)."""
     folder = _folder(model_dir, project)
     stored = set(versions(model_dir, project))
     try:
@@ -84,13 +86,15 @@ def prune(model_dir: Path, project: object, keep: int = KEEP) -> None:
                     kept_dirs.append(Path(entry.path))
     except FileNotFoundError:
         return
-    files = []
+    files, now = [], time.time()
     for directory in kept_dirs:
         try:
             with os.scandir(directory) as entries:
                 for entry in entries:
                     if entry.name.endswith(".npz"):
                         files.append((entry.stat().st_mtime, entry.path))
+                    elif entry.name.endswith(".tmp") and abandoned(Path(entry.path), now):  # a writer that died
+                        Path(entry.path).unlink(missing_ok=True)
         except FileNotFoundError:  # removed by another process meanwhile
             continue
     for _, path in sorted(files, reverse=True)[keep:]:
