@@ -184,7 +184,10 @@ def view(project: str, version: str, task: dict, models: list[TrainedModel], fet
             parts.append((model, reduce_prediction(model, series, model.probabilities(series), points),
                           series.time_kind))
         if model_dir is not None and isinstance(task.get("id"), int):
-            _store(model_dir, project, version, task, parts, points)
+            try:
+                _store(model_dir, project, version, task, parts, points)
+            except OSError as exc:  # a full disk: the view is still served, only not kept
+                log.warning("project %s: task %s view not stored: %s", project, task.get("id"), exc)
     out = [_assemble(model, reduced, kind, task, annotation) for model, reduced, kind in parts]
     with _lock:
         _views[key] = out
