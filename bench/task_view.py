@@ -1,6 +1,6 @@
 """The dashboard's view of a long task: what /predict adds, and the first open with and without its stored view.
 
-    .venv/bin/python -m bench.task_view [--rows 1000000] [--repeat 3]
+    .venv/bin/python -m bench.task_view [--rows 1000000] [--repeat 3] [--served]
 
 1. The predict path (``inference.predict_tasks``, as ``/predict`` runs it) of one
    task with and without the view keeper, alternated, median of ``--repeat``;
@@ -10,6 +10,10 @@
    draw the PNG; the first chart of a process also imports matplotlib).
 3. First open cold (no stored view: parse, predict, reduce, store, draw), and a
    second look (in-memory cache) and draw.
+``--served`` instead measures the service over HTTP: gunicorn with 2 workers and
+the fake Label Studio; a 1M-row task is predicted through ``/predict``, then its
+task page and chart are fetched on new connections (either worker), and
+likewise for a task never predicted (cold).
 Target (README, Dashboard): a 1M-row task view served in under 1 s.
 """
 
@@ -28,7 +32,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--served", action="store_true", help="measure the service over HTTP")
     args = parser.parse_args()
+    if args.served:
+        served(args.rows)
+        return
 
     from harness import synthetic
     from segmenter import charts, taskview
@@ -103,6 +111,50 @@ def main() -> None:
         print(f"  {len(views[0].x):,} columns")
         for name, seconds in timings.items():
             print(f"  {name}: {seconds:.3f} s")
+
+
+def served(rows: int) -> None:
+    """Task page + chart of a 1M-row task over HTTP, after /predict stored its view and cold."""
+    import requests
+
+    from harness import synthetic
+    from harness.fakels import FakeLabelStudio
+    from harness.processes import start_backend
+    from harness.waiting import wait_until_idle
+
+    config = synthetic.label_config()
+    with tempfile.TemporaryDirectory() as tmp, FakeLabelStudio(legacy_token="bench") as ls:
+        project = ls.add_project(config)
+        ls.add_recordings(project, 2, rows=2000, n_events=6)
+        env = {"WORKERS": "2", "THREADS": "4", "LOG_LEVEL": "WARNING", "TRAIN_EPOCHS": "10"}
+        server = start_backend(Path(tmp) / "models", Path(tmp) / "backend.log", label_studio_url=ls.url,
+                               api_key="bench", extra_env=env, timeout=60)
+        url = server.url
+        try:
+            requests.post(url + "/setup", json={"project": f"{project}.1", "schema": config, "hostname": ls.url,
+                                                "access_token": "bench"}, timeout=5)
+            requests.post(url + "/webhook", json={"action": "START_TRAINING", "project": {"id": project}}, timeout=5)
+            version = wait_until_idle(url, project, timeout=600, interval=0.2)["model_version"]
+            [big] = ls.add_recordings(project, 1, seed=9, rows=rows, n_events=40)
+            [cold] = ls.add_recordings(project, 1, seed=10, rows=rows, n_events=40)
+            body = {"tasks": [big], "project": f"{project}.1", "label_config": config}
+            started = time.perf_counter()
+            requests.post(url + "/predict", json=body, timeout=300).raise_for_status()
+            print(f"{rows:,} rows; /predict of the task: {time.perf_counter() - started:.2f} s ({version})")
+            stored = Path(tmp) / "models" / f"model_project_{project}" / "task_views" / version
+            while not (stored / f"task_{big['id']}.npz").exists():
+                time.sleep(0.01)
+            for name, task in (("view stored by /predict", big), ("cold", cold)):
+                for attempt in range(3):
+                    page_url = f"{url}/dashboard/project/{project}/task/{task['id']}"
+                    started = time.perf_counter()
+                    requests.get(page_url, timeout=60).raise_for_status()
+                    page = time.perf_counter() - started
+                    requests.get(page_url + "/0.png", timeout=60).raise_for_status()
+                    total = time.perf_counter() - started
+                    print(f"  {name} #{attempt + 1}: page {page:.3f} s, page + chart {total:.3f} s")
+        finally:
+            server.stop()
 
 
 if __name__ == "__main__":
