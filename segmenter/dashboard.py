@@ -3,7 +3,7 @@
 ``/dashboard`` lists every project (state, progress, failure, version served,
 data, headline scores); ``/dashboard/project/<id>`` shows one project: its
 learning curve over trainings, per-label F1, the validation confusion matrix, class balance, the latest
-training's per-epoch curve, why it stopped and the settings used;
+training's per-epoch curve, why it stopped, the settings used and its tasks;
 ``/dashboard/project/<id>/task/<task>`` one task: its series with annotated and
 predicted classes one above the other and each label's probability
 (``segmenter.taskview``).  Tasks are read through Label Studio's task list
