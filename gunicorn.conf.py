@@ -26,7 +26,8 @@ accesslog = "-"
 
 
 def on_starting(server: object) -> None:
-    """Before the workers fork: one emptied METRICS_DIR that every worker counts into (/metrics)."""
+    """Before the workers fork: this host's METRICS_DIR folder, less the files of processes that ended,
+    which every worker counts into (/metrics)."""
     metrics.use_directory(_settings.metrics_dir, clean=True)
 
 

@@ -12,7 +12,7 @@ import hashlib
 import logging
 import time
 
-from segmenter import metrics, store
+from segmenter import metrics, store, taskview
 from segmenter.access import connection_to_keep
 from segmenter.errors import SegmenterError
 from segmenter.inference import fitting_models, predict_tasks
@@ -96,7 +96,10 @@ class TimeSeriesSegmenter(LabelStudioMLBase):
             self.log_problems()
 
     def predict(self, tasks: list[dict], context: dict | None = None, **kwargs: object) -> list[dict]:
-        """One prediction per task; empty results before the first training (counted in /metrics)."""
+        """One prediction per task; empty results before the first training (counted in /metrics).
+
+        Each predicted task's dashboard view is reduced and stored in the background (``taskview.keeper``).
+        """
         started, rows = time.monotonic(), [0]
         version, models, fetcher = self.model_version, [], None
         project_settings = {}
@@ -111,8 +114,10 @@ class TimeSeriesSegmenter(LabelStudioMLBase):
         if fetcher is None:
             predictions = [{"result": [], "score": 0.0} for _ in tasks]
         else:
+            keep = taskview.keeper(self.settings.model_dir, store.project_key(self.project_id), version)
             predictions = predict_tasks(
-                models, tasks, fetcher, rows=lambda n: rows.__setitem__(0, rows[0] + n), settings=project_settings
+                models, tasks, fetcher, rows=lambda n: rows.__setitem__(0, rows[0] + n),
+                settings=project_settings, keep=keep,
             )
         metrics.predicted(len(tasks), rows[0], time.monotonic() - started)
         metrics.models_in_memory(len(self.runtime.cache.cached_projects()))

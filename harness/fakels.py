@@ -1,6 +1,7 @@
 """A small fake Label Studio, served over real HTTP on 127.0.0.1, for tests.
 
-It speaks the parts of Label Studio 1.23 the backend uses: the JSON export,
+It speaks the parts of Label Studio 1.23 the backend uses: the JSON export, the
+Data Manager's task list (``review``, ``fields``, ``query``, pages),
 ``/data/upload/`` and ``/data/local-files/`` downloads with ETags, the
 Personal Access Token exchange, legacy tokens (which can be switched off as a
 real organization does) and ``/health``.  Every request is recorded so tests
@@ -78,6 +79,7 @@ class FakeLabelStudio:
         self.access_lifetime = access_lifetime
         self.export_delay = 0.0  # seconds the export answer is held back (a slow Label Studio)
         self.requests: list[Recorded] = []
+        self.evaluations: list[int] = []  # tasks Label Studio would have sent to /predict on a task list
         self.projects: dict[int, dict] = {}
         self.tasks: dict[int, dict] = {}
         self._files: dict[str, _File] = {}
@@ -326,6 +328,33 @@ class FakeLabelStudio:
             if refused is not None:
                 return refused
             return jsonify(self.projects[project_id])
+
+        @app.get("/api/tasks/")
+        def task_list() -> Response:
+            """The Data Manager's task list as Label Studio 1.23 answers it (data_manager/api.py TaskListAPI):
+            without ``review=true`` it would call /predict for the page's tasks that lack a prediction
+            (counted in ``evaluations``); ``fields=all`` adds annotations and predictions."""
+            project_id = request.args.get("project", type=int) or 0
+            refused = self._project_error(project_id)
+            if refused is not None:
+                return refused
+            selected = json.loads(request.args.get("query", "{}")).get("selectedItems", {"all": True, "excluded": []})
+            tasks = [t for t in self.tasks.values() if t["project"] == project_id]
+            if selected.get("all") is False:
+                tasks = [t for t in tasks if t["id"] in selected.get("included", [])]
+            else:
+                tasks = [t for t in tasks if t["id"] not in selected.get("excluded", [])]
+            page, size = request.args.get("page", 1, type=int), request.args.get("page_size", 100, type=int)
+            shown = tasks[(page - 1) * size : page * size]
+            if page > 1 and not shown:
+                return Response(json.dumps({"detail": "Invalid page."}), 404, mimetype="application/json")
+            if request.args.get("review", "").lower() not in ("true", "1", "yes"):
+                with self._lock:
+                    self.evaluations.extend(t["id"] for t in shown if not t["predictions"])
+            full = request.args.get("fields") == "all"
+            answer = [t if full else {k: v for k, v in t.items() if k not in ("annotations", "predictions")}
+                      for t in shown]
+            return jsonify({"total": len(tasks), "total_annotations": 0, "total_predictions": 0, "tasks": answer})
 
         @app.get("/api/tasks/<int:task_id>")
         def task(task_id: int) -> Response:

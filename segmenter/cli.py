@@ -118,7 +118,15 @@ def evaluate(
     started = time.monotonic()
     models = _train(label_config, train, fetcher, settings)
     train_seconds = time.monotonic() - started
-    report = score(models, test, fetcher, read_settings(label_config, settings.training))
+    scored = sum(choose_annotation(t) is not None for t in test) * len(models)
+    bar = PredictionBar(scored, desc="evaluate: predict test tasks")
+    try:
+        report = score(
+            models, test, fetcher, read_settings(label_config, settings.training),
+            rows=bar.add_rows, predicted=bar.task_done,
+        )
+    finally:
+        bar.close()
     report.update(
         n_train_tasks=len(train),
         train_seconds=round(train_seconds, 2),

@@ -3,16 +3,22 @@
 ``/dashboard`` lists every project (state, progress, failure, version served,
 data, headline scores); ``/dashboard/project/<id>`` shows one project: its
 learning curve over trainings, per-label F1, the validation confusion matrix, class balance, the latest
-training's per-epoch curve, why it stopped and the settings used;
+training's per-epoch curve, why it stopped, the settings used and its tasks;
 ``/dashboard/project/<id>/task/<task>`` one task: its series with annotated and
 predicted classes one above the other and each label's probability
-(``segmenter.taskview``), the task read from Label Studio's export.  Charts are
-PNGs drawn by ``segmenter.charts``; nothing is loaded from another site.  The
-pages never run on the ``/predict`` or ``/webhook`` path.
+(``segmenter.taskview``).  Tasks are read through Label Studio's task list
+with ``review=true`` (``LabelStudioClient.tasks_page``), which never makes it
+call ``/predict``; a task read for a page is remembered for ``FETCHED_FOR``
+seconds so that its charts do not read it again.  Charts are PNGs drawn by
+``segmenter.charts``; nothing is loaded from another site.  The pages never
+run on the ``/predict`` or ``/webhook`` path.
 """
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,9 +29,38 @@ from segmenter import charts, store, taskview
 from segmenter.errors import SegmenterError
 
 if TYPE_CHECKING:
+    from segmenter.labelstudio import LabelStudioClient
     from segmenter.runtime import Runtime
 
 CHARTS = ("learning", "f1", "balance", "epochs", "confusion")
+TASKS_PER_PAGE = 50
+FETCHED_FOR = 30.0  # seconds a task read for a page serves that page's charts
+_FETCHED_KEPT = 16
+_fetched: OrderedDict[tuple[str, int], tuple[float, dict | None]] = OrderedDict()
+_fetched_lock = threading.Lock()
+
+
+def fetch_task(client: LabelStudioClient, project: str, task_id: int) -> dict | None:
+    """One task from Label Studio (None when the project has none), read once per page view."""
+    now = time.monotonic()
+    with _fetched_lock:
+        found = _fetched.get((project, task_id))
+        if found is not None and now - found[0] < FETCHED_FOR:
+            return found[1]
+    task = client.task(int(project), task_id)
+    with _fetched_lock:
+        _fetched[(project, task_id)] = (now, task)
+        _fetched.move_to_end((project, task_id))
+        while len(_fetched) > _FETCHED_KEPT:
+            _fetched.popitem(last=False)
+    return task
+
+
+def task_row(task: dict, version: str) -> dict:
+    """What the project page lists of a task: id, annotations counted, the served version's score."""
+    annotations = [a for a in task.get("annotations") or [] if not a.get("was_cancelled")]
+    ours = [p.get("score") for p in task.get("predictions") or [] if p.get("model_version") == version]
+    return {"id": task.get("id"), "annotations": len(annotations), "score": ours[-1] if ours else None}
 
 
 def project_view(model_dir: Path, key: str) -> dict:
@@ -72,6 +107,7 @@ def blueprint(runtime: Runtime, key: Callable[[str], str], authorised: Callable[
     def guard() -> Response | None:
         if not authorised():
             return Response("authentication required", 401, {"WWW-Authenticate": 'Basic realm="ml-backend"'})
+        charts.warm_up()  # once per process: the first chart a visitor opens then skips matplotlib's import
         return None
 
     def known(project: str) -> str:
@@ -89,7 +125,19 @@ def blueprint(runtime: Runtime, key: Callable[[str], str], authorised: Callable[
     @bp.get("/dashboard/project/<project>")
     def project(project: str) -> str:
         k = known(project)
-        return render_template("dashboard/project.html", key=k, **project_view(model_dir, k))
+        view = project_view(model_dir, k)
+        page = max(1, min(request.args.get("page", 1, type=int) or 1, 10**6))
+        listing: dict = {"page": page, "per_page": TASKS_PER_PAGE, "rows": [], "total": 0, "error": None}
+        try:
+            client = runtime.access.client_for(k)
+            if client is None:
+                listing["error"] = "no Label Studio URL: set LABEL_STUDIO_URL or connect the project"
+            else:
+                tasks, listing["total"] = client.tasks_page(int(k), page, TASKS_PER_PAGE)
+                listing["rows"] = [task_row(t, view["report"]["model_version"]) for t in tasks]
+        except SegmenterError as exc:  # Label Studio unreachable: the rest of the page still shows
+            listing["error"] = str(exc)
+        return render_template("dashboard/project.html", key=k, tasks=listing, **view)
 
     @bp.get("/dashboard/project/<project>/chart/<kind>/<int:index>.png")
     def chart(project: str, kind: str, index: int) -> Response:
@@ -108,12 +156,29 @@ def blueprint(runtime: Runtime, key: Callable[[str], str], authorised: Callable[
             return jsonify({"error": f"'id' must be a task id (digits), not {task_id[:40]!r}"}), 400
         return redirect(f"/dashboard/project/{k}/task/{int(task_id)}")
 
+    def read_task(k: str, task_id: int) -> tuple[dict | None, tuple[Response, int] | None]:
+        """The task, or the error answer: no Label Studio URL (503), unreachable (502), no such task (404)."""
+        client = runtime.access.client_for(k)
+        if client is None:
+            return None, (jsonify({"error": "no Label Studio URL: set LABEL_STUDIO_URL or connect the project"}), 503)
+        try:
+            task = fetch_task(client, k, task_id)
+        except SegmenterError as exc:
+            return None, (jsonify({"error": str(exc)}), 502)
+        if task is None:
+            return None, (jsonify({"error": f"project {k} has no task {task_id} in Label Studio"}), 404)
+        return task, None
+
     @bp.get("/dashboard/project/<project>/task/<int:task_id>")
-    def task(project: str, task_id: int) -> str:
+    def task(project: str, task_id: int) -> str | tuple[Response, int]:
         k = known(project)
+        found, error = read_task(k, task_id)
+        if error is not None:
+            return error
         report = store.report(model_dir, k)
         targets = [m["from_name"] for m in report.get("models", [])]
-        return render_template("dashboard/task.html", key=k, task_id=task_id, report=report, targets=targets)
+        return render_template("dashboard/task.html", key=k, task_id=task_id, report=report, targets=targets,
+                               row=task_row(found, report["model_version"]))
 
     @bp.get("/dashboard/project/<project>/task/<int:task_id>/<int:index>.png")
     def task_chart(project: str, task_id: int, index: int) -> Response | tuple[Response, int]:
@@ -121,16 +186,12 @@ def blueprint(runtime: Runtime, key: Callable[[str], str], authorised: Callable[
         version, models = runtime.cache.get(k)
         if not models:
             return jsonify({"error": f"project {k} has no trained model yet"}), 404
-        client = runtime.access.client_for(k)
-        if client is None:
-            return jsonify({"error": "no Label Studio URL: set LABEL_STUDIO_URL or connect the project"}), 503
+        found, error = read_task(k, task_id)
+        if error is not None:
+            return error
         try:
-            # The export, never /api/tasks/{id}: that one can make Label Studio call /predict on us.
-            found = [t for t in client.export_tasks(int(k)) if t.get("id") == task_id]
-            if not found:
-                return jsonify({"error": f"project {k} has no task {task_id} in its export"}), 404
-            views = taskview.view(k, version, found[0], models, runtime.access.fetcher_for(k))
-        except SegmenterError as exc:  # Label Studio unreachable, unreadable task data: said, not a 500
+            views = taskview.view(k, version, found, models, runtime.access.fetcher_for(k), model_dir=model_dir)
+        except SegmenterError as exc:  # unreadable task data: said, not a 500
             return jsonify({"error": str(exc)}), 502
         if not 0 <= index < len(views):
             return jsonify({"error": f"target {index} out of range: the model has {len(views)}"}), 404

@@ -22,6 +22,7 @@ with ``match_events`` (harness/lsdriver.py).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -132,7 +133,12 @@ def event_f1(matched: int, n_true: int, n_pred: int) -> float:
 
 
 def score(
-    models: list[TrainedModel], tasks: list[dict], fetcher: Fetcher, settings: dict[str, ProjectSettings] | None = None
+    models: list[TrainedModel],
+    tasks: list[dict],
+    fetcher: Fetcher,
+    settings: dict[str, ProjectSettings] | None = None,
+    rows: Callable[[int], None] | None = None,
+    predicted: Callable[[], None] | None = None,
 ) -> dict:
     """Predict every annotated task with ``models`` and score the regions against its annotation.
 
@@ -140,7 +146,9 @@ def score(
 
     Classes of several targets are scored together, each named ``from_name:label``.
     A multi-label model's labels are scored layer by layer (present / absent),
-    with each label's event F1 under ``per_label_event_f1_iou50``.
+    with each label's event F1 under ``per_label_event_f1_iou50``.  For progress
+    bars, ``rows`` is told each predicted series' length and ``predicted`` is
+    called after each (target, annotated task).
     """
     truth_rows, pred_rows, classes = [], [], ["__background__"]
     per_label: dict[str, list[int]] = {}
@@ -159,6 +167,10 @@ def score(
             started = time.monotonic()
             regions, _ = model.results(series, (settings or {}).get(target.from_name))
             predict_seconds += time.monotonic() - started
+            if rows is not None:
+                rows(len(series))
+            if predicted is not None:
+                predicted()
             truth_labels = row_labels(series, annotation.get("result") or [], target, task.get("id"))
             pred_labels = row_labels(series, regions, target, task.get("id"))
             if model.multi_label:  # each label is its own layer: scored as present / absent

@@ -10,10 +10,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+import numpy as np
+
 from segmenter.config import TrainingSettings
 from segmenter.errors import SegmenterError
 from segmenter.labelconfig import parse_label_config
 from segmenter.projectsettings import ProjectSettings, read_settings
+from segmenter.series import Series
 from segmenter.taskdata import Fetcher, read_task_series
 from segmenter.trained import TrainedModel
 
@@ -35,29 +38,40 @@ def fitting_models(models: list[TrainedModel], label_config: str) -> list[Traine
     ]
 
 
+# Told each predicted task with, per model, its series and per-row probabilities (the dashboard's views).
+Keep = Callable[[dict, list[tuple[TrainedModel, Series, np.ndarray]]], None]
+
+
 def predict_task(
     models: list[TrainedModel],
     task: dict,
     fetcher: Fetcher,
     rows: Callable[[int], None] | None = None,
     settings: dict[str, ProjectSettings] | None = None,
+    keep: Keep | None = None,
 ) -> dict:
     """One Label Studio prediction (``result`` + task ``score``) over all targets.
 
     The task score is the lowest of the targets' scores: the task is as
     uncertain as its most uncertain series.  ``rows`` is told the length of
     every series predicted (metrics, progress bars).  ``settings`` (by control
-    name) give each target's clean-up; without, the automatic one.
+    name) give each target's clean-up; without, the automatic one.  ``keep`` is
+    handed what was computed, once the prediction is made.
     """
     results: list[dict] = []
     scores: list[float] = []
+    parts = []
     for model in models:
         series = read_task_series(task, model.target, fetcher)
-        regions, score = model.results(series, (settings or {}).get(model.target.from_name))
+        probs = model.probabilities(series)
+        regions, score = model.results(series, (settings or {}).get(model.target.from_name), probs)
         if rows is not None:
             rows(len(series))
         results.extend(regions)
         scores.append(score)
+        parts.append((model, series, probs))
+    if keep is not None:
+        keep(task, parts)
     return {"result": results, "score": round(min(scores), 4) if scores else 0.0}
 
 
@@ -67,12 +81,13 @@ def predict_tasks(
     fetcher: Fetcher,
     rows: Callable[[int], None] | None = None,
     settings: dict[str, ProjectSettings] | None = None,
+    keep: Keep | None = None,
 ) -> list[dict]:
     """One prediction per task, in order; a task that fails gets an empty result and a log line."""
     out = []
     for task in tasks:
         try:
-            out.append(predict_task(models, task, fetcher, rows, settings))
+            out.append(predict_task(models, task, fetcher, rows, settings, keep))
         except SegmenterError as exc:
             log.error("prediction skipped for task %s: %s", task.get("id"), exc)
             out.append({"result": [], "score": 0.0})

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from typing import TypeVar
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlencode, urljoin, urlsplit
 
 import httpx
 from label_studio_sdk import LabelStudio
@@ -275,6 +275,32 @@ class LabelStudioClient:
         if not isinstance(tasks, list) or not all(isinstance(t, dict) for t in tasks):
             raise LabelStudioError(f"the export of project {project_id} is not a list of tasks")
         return tasks
+
+    def tasks_page(self, project_id: int, page: int = 1, page_size: int = 50,
+                   only: list[int] | None = None) -> tuple[list[dict], int]:
+        """One page of a project's tasks with their annotations and predictions, and the project's task count.
+
+        Read through the Data Manager's task list with ``review=true``: without it,
+        Label Studio calls /predict on us for every task of the page that has no
+        prediction yet (as ``/api/tasks/{id}`` does).  ``fields=all`` still brings
+        the annotations and predictions; ``only`` selects tasks by id.
+        """
+        params = {"project": int(project_id), "review": "true", "fields": "all", "resolve_uri": "false",
+                  "page": int(page), "page_size": int(page_size)}
+        if only is not None:
+            params["query"] = json.dumps({"selectedItems": {"all": False, "included": [int(t) for t in only]}})
+        answer = self.get_json(f"/api/tasks/?{urlencode(params)}")
+        tasks = answer.get("tasks") if isinstance(answer, dict) else None
+        if not isinstance(tasks, list) or not all(isinstance(t, dict) for t in tasks):
+            raise LabelStudioError(f"Label Studio's task list of project {project_id} is not a page of tasks")
+        total = answer.get("total")
+        return tasks, total if isinstance(total, int) else len(tasks)
+
+    def task(self, project_id: int, task_id: int) -> dict | None:
+        """One task of a project with its annotations and predictions (annotated or not), or None when
+        the project has no such task; never makes Label Studio call /predict (see ``tasks_page``)."""
+        tasks, _ = self.tasks_page(project_id, 1, 1, only=[task_id])
+        return next((t for t in tasks if t.get("id") == int(task_id)), None)
 
     def _send(self, url: str, send: Callable[[dict], _T]) -> _T:
         """``send(request_options)`` with the auth header; SDK and network errors become

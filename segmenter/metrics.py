@@ -9,12 +9,14 @@ Studio shows) and how many projects are in each training state.
 Several processes count: gunicorn workers and RQ jobs.  They share one
 directory (``METRICS_DIR``) through the client library's multiprocess mode,
 which must be chosen before ``prometheus_client`` is first imported in a
-process: gunicorn's master sets it up and empties it at start
-(``gunicorn.conf.py``), an RQ job joins it (``segmenter.jobs``).  That is why
-``prometheus_client`` is only imported inside functions here.  Each host (or
-container) counts in its own subfolder, named by its host name, since the
-library names files by process id and containers number processes alike; a
-scrape adds up every subfolder.  A process that never joined one (``python
+process: gunicorn's master sets it up at start (``gunicorn.conf.py``), an RQ
+job joins it (``segmenter.jobs``).  That is why ``prometheus_client`` is only
+imported inside functions here.  Each host (or container) counts in its own
+subfolder, named by its host name and PID namespace, since the library names
+files by process id and containers number processes alike; a scrape adds up
+every subfolder.  At start the master removes only the files of this host's
+processes that ended: a live RQ worker's counts stay, and other hosts' files
+are never judged by a pid that means nothing here.  A process that never joined one (``python
 _wsgi.py``, the tests) counts in its own memory.
 No label ever holds a secret: routes are Flask's rule patterns, projects are ids.
 """
@@ -38,21 +40,54 @@ ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 100.0)
 TRAINING_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600)
 _VERSION_NUMBER = re.compile(r"^v(\d+)-")
+_PID_FILE = re.compile(r"_(\d+)\.db$")
+
+
+def host_folder() -> str:
+    """This host's subfolder name: its host name and PID namespace, the scope in which a pid names one process."""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid").strip("pid:[]")
+    except OSError:
+        namespace = ""
+    return (re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname()) or "host") + (f"~{namespace}" if namespace else "")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_dead(folder: Path) -> list[str]:
+    """Remove the files of processes of this host that ended (the names the library gives end in
+    ``_<pid>.db``); returns the names removed.  A live process's files (an RQ worker beside the
+    backend) stay, and so does every other host's folder: their pids mean nothing here."""
+    removed = []
+    for path in sorted(folder.glob("*.db")):
+        pid = _PID_FILE.search(path.name)
+        if pid is not None and not _alive(int(pid.group(1))):
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+    return removed
 
 
 def use_directory(directory: Path, clean: bool) -> bool:
-    """Count into ``directory`` shared with the other processes; ``clean`` empties it first (at start).
+    """Count into this host's folder of ``directory``, shared with the other processes; ``clean``
+    (at the service's start) first removes the files of this host's processes that ended.
 
     Returns whether this process now counts there: not when ``prometheus_client``
     was already imported in memory mode.
     """
-    own = directory / (re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname()) or "host")
+    own = directory / host_folder()
     if "prometheus_client" in sys.modules and os.environ.get(ENV) != str(own):
         log.warning("metrics: prometheus_client already in use in this process; not counting into %s", directory)
         return False
     if clean:
-        for old in directory.glob("*/*.db"):
-            old.unlink(missing_ok=True)
+        remove_dead(own)
     own.mkdir(parents=True, exist_ok=True)
     os.environ[ENV] = str(own)
     return True

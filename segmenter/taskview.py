@@ -3,30 +3,53 @@ per-label probabilities, reduced to at most ``points`` columns so a million-row 
 
 ``view`` turns a task and a served model into a ``TaskView`` of plain arrays;
 the reduction keeps each column's minimum and maximum (so spikes survive) and
-each column's most common class.  Probabilities are computed by the served
-model exactly as ``/predict`` does.  The reduced views are kept in a small
-in-memory cache by (project, version, task id, task data, annotation), so a
-second look at an unchanged task costs only the drawing.
+each column's most common class.  Probabilities are those of ``/predict``.
+
+A long task's parse and prediction take seconds, so ``/predict`` hands what it
+computed to ``keeper``: one background thread per process reduces it (after
+the response's regions are made, with a bounded queue that drops work rather
+than ever making ``/predict`` wait) and stores it with
+``store.save_view``.  ``view`` then only reads that file, places the current
+annotation on the stored time axis and reduces it; without a stored view (a
+task never predicted by this version, changed task data) it computes the view
+and stores it.  The assembled views also stay in a small in-memory cache by
+(project, version, task id, task data, annotation).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
+import queue
 import threading
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from segmenter import store
 from segmenter.annotations import choose_annotation, row_labels
 from segmenter.regions import drop_short_runs
+from segmenter.series import Series
 from segmenter.taskdata import Fetcher, read_task_series
 from segmenter.trained import TrainedModel
 
+log = logging.getLogger(__name__)
+
 POINTS = 2000
+PENDING = 4  # predicted tasks waiting to be reduced and stored; more are dropped (computed when looked at)
 _CACHED = 8
 _views: OrderedDict[tuple, list] = OrderedDict()
 _lock = threading.Lock()
+_pending: queue.Queue = queue.Queue(PENDING)
+_writer: threading.Thread | None = None
+_REDUCED = ("x", "low", "high", "predicted", "probabilities", "time")
+
+Part = tuple[TrainedModel, Series, np.ndarray]  # a model, the series it predicted, its per-row probabilities
 
 
 @dataclass
@@ -59,17 +82,92 @@ def reduce_classes(classes: np.ndarray, starts: np.ndarray, n_classes: int) -> n
     """Each column's most common labelled class, background only where no row of it is labelled
     (so a short event stays visible however long the series, as min-max keeps spikes)."""
     column = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, len(classes))))
-    counts = np.zeros((len(starts), n_classes), dtype=np.int64)
-    np.add.at(counts, (column, classes), 1)
+    counts = np.bincount(column * n_classes + classes, minlength=len(starts) * n_classes).reshape(-1, n_classes)
     if n_classes == 1:
         return np.zeros(len(starts), dtype=np.int64)
     labelled = counts[:, 1:]
     return np.where(labelled.max(axis=1) > 0, labelled.argmax(axis=1) + 1, 0)
 
 
+def reduce_prediction(model: TrainedModel, series: Series, probs: np.ndarray,
+                      points: int = POINTS) -> dict[str, np.ndarray]:
+    """What one target's chart needs from a prediction, before any annotation, as named arrays.
+
+    The time axis stays whole (8 bytes a row) so that an annotation made after
+    the prediction is placed on the rows exactly as training places it.
+    """
+    if model.multi_label:  # one presence per label: a background column makes it one class per row
+        probs = np.concatenate([1.0 - probs.max(axis=1, keepdims=True), probs], axis=1)
+    predicted = drop_short_runs(probs.argmax(axis=1), model.min_segment_rows, model.instant_classes)
+    starts = columns(len(series), points)
+    low, high = reduce_values(series.values, starts)
+    widths = np.diff(np.append(starts, len(series)))[:, None]
+    return {
+        "x": starts, "low": low, "high": high, "predicted": reduce_classes(predicted, starts, probs.shape[1]),
+        "probabilities": (np.add.reduceat(probs, starts, axis=0) / widths).astype(np.float32),
+        "time": series.time,
+    }
+
+
+def _assemble(model: TrainedModel, reduced: dict[str, np.ndarray], time_kind: str, task: dict,
+              annotation: dict | None) -> TaskView:
+    """The chart's view of one target: a reduced prediction plus the annotation placed on its rows."""
+    time_axis, starts = reduced["time"], reduced["x"]
+    annotated = None
+    if annotation is not None:
+        bare = Series(time_axis, np.empty((len(time_axis), 0), dtype=np.float32), time_kind)
+        truth = row_labels(bare, annotation.get("result") or [], model.target, task.get("id")).class_ids
+        annotated = reduce_classes(truth, starts, len(model.target.classes))
+    return TaskView(
+        target=model.target.from_name, labels=list(model.target.classes), channels=list(model.target.channels),
+        rows=len(time_axis), x=starts, low=reduced["low"], high=reduced["high"], annotated=annotated,
+        predicted=reduced["predicted"], probabilities=reduced["probabilities"],
+    )
+
+
+def _digest(data: object) -> str:
+    """Which task data a stored view was made from (task data can be edited in Label Studio)."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def _store(model_dir: Path, project: str, version: str, task: dict, parts: list[tuple[TrainedModel, dict, str]],
+           points: int) -> None:
+    arrays = {f"{i}.{name}": reduced[name] for i, (_, reduced, _) in enumerate(parts) for name in _REDUCED}
+    meta = {
+        "data": _digest(task.get("data")), "points": points,
+        "targets": [{"from_name": m.target.from_name, "classes": list(m.target.classes), "time_kind": kind}
+                    for m, _, kind in parts],
+    }
+    store.save_view(model_dir, project, version, int(task["id"]), arrays, meta)
+
+
+def _stored(model_dir: Path, project: str, version: str, task: dict, models: list[TrainedModel],
+            points: int) -> list[tuple[TrainedModel, dict, str]] | None:
+    """The stored reduced prediction of every model for ``task``, or None unless all are there and current."""
+    found = store.load_view(model_dir, project, version, int(task["id"]))
+    if found is None:
+        return None
+    arrays, meta = found
+    if meta.get("data") != _digest(task.get("data")) or meta.get("points") != points:
+        return None
+    by_name = {t.get("from_name"): (i, t) for i, t in enumerate(meta.get("targets", []))}
+    out = []
+    for model in models:
+        i, described = by_name.get(model.target.from_name, (None, {}))
+        if i is None or described.get("classes") != list(model.target.classes):
+            return None
+        out.append((model, {name: arrays[f"{i}.{name}"] for name in _REDUCED}, described["time_kind"]))
+    return out
+
+
 def view(project: str, version: str, task: dict, models: list[TrainedModel], fetcher: Fetcher,
-         points: int = POINTS) -> list[TaskView]:
-    """The task's view for every target of the served models (cached while the task is unchanged)."""
+         points: int = POINTS, model_dir: Path | None = None) -> list[TaskView]:
+    """The task's view for every target of the served models.
+
+    With ``model_dir``, the view ``/predict`` stored is used when there is one,
+    and a computed one is stored for every process.  Kept in memory while the
+    task, its annotation and the version are unchanged.
+    """
     annotation = choose_annotation(task)
     key = (project, version, task.get("id"), points, json.dumps([task.get("data"), annotation], sort_keys=True,
                                                                  default=str))
@@ -78,7 +176,19 @@ def view(project: str, version: str, task: dict, models: list[TrainedModel], fet
         if found is not None:
             _views.move_to_end(key)
             return found
-    out = _compute(task, annotation, models, fetcher, points)
+    parts = _stored(model_dir, project, version, task, models, points) if model_dir is not None else None
+    if parts is None:
+        parts = []
+        for model in models:
+            series = read_task_series(task, model.target, fetcher)
+            parts.append((model, reduce_prediction(model, series, model.probabilities(series), points),
+                          series.time_kind))
+        if model_dir is not None and isinstance(task.get("id"), int):
+            try:
+                _store(model_dir, project, version, task, parts, points)
+            except OSError as exc:  # a full disk: the view is still served, only not kept
+                log.warning("project %s: task %s view not stored: %s", project, task.get("id"), exc)
+    out = [_assemble(model, reduced, kind, task, annotation) for model, reduced, kind in parts]
     with _lock:
         _views[key] = out
         while len(_views) > _CACHED:
@@ -86,27 +196,51 @@ def view(project: str, version: str, task: dict, models: list[TrainedModel], fet
     return out
 
 
-def _compute(task: dict, annotation: dict | None, models: list[TrainedModel], fetcher: Fetcher,
-             points: int) -> list[TaskView]:
-    out = []
-    for model in models:
-        target = model.target
-        series = read_task_series(task, target, fetcher)
-        probs = model.probabilities(series)
-        if model.multi_label:  # one presence per label: a background column makes it one class per row
-            probs = np.concatenate([1.0 - probs.max(axis=1, keepdims=True), probs], axis=1)
-        n_classes = probs.shape[1]
-        predicted = drop_short_runs(probs.argmax(axis=1), model.min_segment_rows, model.instant_classes)
-        starts = columns(len(series), points)
-        low, high = reduce_values(series.values, starts)
-        annotated = None
-        if annotation is not None:
-            truth = row_labels(series, annotation.get("result") or [], target, task.get("id")).class_ids
-            annotated = reduce_classes(truth, starts, n_classes)
-        out.append(TaskView(
-            target=target.from_name, labels=list(target.classes), channels=list(target.channels),
-            rows=len(series), x=starts, low=low, high=high, annotated=annotated,
-            predicted=reduce_classes(predicted, starts, n_classes),
-            probabilities=np.add.reduceat(probs, starts, axis=0) / np.diff(np.append(starts, len(series)))[:, None],
-        ))
-    return out
+def keeper(model_dir: Path, project: str, version: str) -> Callable[[dict, list[Part]], None]:
+    """What ``/predict`` calls with each predicted task: queue it to be reduced and stored in the background.
+
+    Only references are queued (no copy, no reduction on the request's
+    thread); a full queue drops the task, whose view is then computed when
+    someone looks at it.
+    """
+    def keep(task: dict, parts: list[Part]) -> None:
+        if not parts or not isinstance(task.get("id"), int):
+            return
+        _start_writer()
+        try:
+            _pending.put_nowait((Path(model_dir), project, version, task, parts))
+        except queue.Full:
+            log.debug("project %s: task %s view not stored (writer busy)", project, task.get("id"))
+
+    return keep
+
+
+def _start_writer() -> None:
+    global _writer
+    with _lock:
+        if _writer is None or not _writer.is_alive():
+            _writer = threading.Thread(target=_write_views, name="task-views", daemon=True)
+            _writer.start()
+
+
+def _write_views() -> None:
+    """The background thread: reduce each predicted task and store its view; a failure costs only that view."""
+    while True:
+        model_dir, project, version, task, parts = _pending.get()
+        try:
+            reduced = [(m, reduce_prediction(m, series, probs), series.time_kind) for m, series, probs in parts]
+            _store(model_dir, project, version, task, reduced, POINTS)
+        except Exception as exc:  # a full disk, a removed folder: the dashboard computes the view instead
+            log.warning("project %s: task %s view not stored: %s", project, task.get("id"), exc)
+        finally:
+            _pending.task_done()
+
+
+def flush(timeout: float = 10.0) -> bool:
+    """Wait until every queued view is stored (tests, benchmarks); False if still busy after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while _pending.unfinished_tasks:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True

@@ -1,4 +1,5 @@
-"""Progress bars of the command line: epochs while training, tasks and rows while predicting.
+"""Progress bars of the command line: epochs while training, tasks and rows while predicting
+(``predict``, and ``evaluate``'s test tasks).
 
 Bars (tqdm) are drawn on stderr only when it is a terminal; in a pipe or a log
 file nothing moves and each trained target ends with one summary line, so logs
@@ -73,10 +74,10 @@ class EpochBars:
 class PredictionBar:
     """Tasks predicted (the bar) and rows predicted (its postfix)."""
 
-    def __init__(self, tasks: int, stream: TextIO | None = None) -> None:
+    def __init__(self, tasks: int, stream: TextIO | None = None, desc: str = "predict") -> None:
         stream = stream or sys.stderr
         self.rows = 0
-        self._bar = tqdm(total=tasks, desc="predict", unit="task", file=stream, disable=not interactive(stream),
+        self._bar = tqdm(total=tasks, desc=desc, unit="task", file=stream, disable=not interactive(stream),
                          dynamic_ncols=True)
 
     def add_rows(self, rows: int) -> None:

@@ -117,15 +117,19 @@ class TrainedModel:
             return RowCleanup.uniform(self.min_segment_rows, len(self.target.classes))
         return settings.cleanup(self.target.labels, series, self.min_segment_rows)
 
-    def results(self, series: Series, settings: ProjectSettings | None = None) -> tuple[list[dict], float]:
-        """Label Studio regions for ``series``, cleaned up as ``settings`` say, and its task score.
+    def results(
+        self, series: Series, settings: ProjectSettings | None = None, probs: np.ndarray | None = None
+    ) -> tuple[list[dict], float]:
+        """Label Studio regions for ``series``, cleaned up as ``settings`` say, and its task score
+        (from ``probs`` when already computed).
 
         The task score is the lower of the class-probability score (``regions.task_score``)
         and the same mean over the least familiar rows (``novelty``): a stretch unlike
         anything annotated needs a human even where the network is sure of its guess.
         """
         values = self.normalise(series.values)
-        probs = window_probabilities(self.net, values, self.sequence_size, sigmoid=self.multi_label)
+        if probs is None:
+            probs = window_probabilities(self.net, values, self.sequence_size, sigmoid=self.multi_label)
         make = layered_results if self.multi_label else to_results
         regions, score = make(series, probs, self.target, self.instant_classes, self.cleanup(series, settings))
         if self.reference is not None and len(values):

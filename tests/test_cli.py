@@ -125,3 +125,14 @@ def test_progress_bars_on_a_terminal_and_quiet_in_a_pipe(project, tmp_path):
     piped = run(*predict)
     assert "\r" not in piped.stderr and len(piped.stderr.strip().splitlines()) == 1
     assert "wrote 3 tasks (3,000 rows)" in piped.stderr
+
+
+def test_evaluate_shows_its_test_predictions_on_a_terminal_and_is_quiet_in_a_pipe(project):
+    evaluate = ("evaluate", "--label-config", project / "config.xml", "--export", project / "export.json",
+                "--test-fraction", 0.4, "--seed", 0)
+    code, screen = run_on_terminal(*evaluate)
+    assert code == 0, screen
+    assert "evaluate: predict test tasks" in screen and "2/2" in screen and "rows=2,000" in screen, screen
+    piped = run(*evaluate)
+    assert "\r" not in piped.stderr and "predict test tasks" not in piped.stderr
+    assert json.loads(piped.stdout)["n_test_tasks"] == 2

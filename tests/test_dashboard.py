@@ -56,6 +56,42 @@ def test_dashboard_shows_what_status_says_after_two_trainings(backend, fake_ls):
     assert chart.status_code == 200 and chart.content.startswith(PNG)
     assert b.get(f"/dashboard/project/{project}/task/{task_id}/1.png").status_code == 404  # one target
     assert "no task" in b.get(f"/dashboard/project/{project}/task/999999/0.png").json()["error"]
+    assert b.get(f"/dashboard/project/{project}/task/999999").status_code == 404
+
+
+def test_a_task_only_predicted_shows_and_the_project_lists_its_tasks(backend, fake_ls):  # noqa: F811
+    """Tasks come from Label Studio's task list with review=true (never /api/tasks/<id>, never one that
+    makes Label Studio call /predict), once per page view; a predicted task's view is the one /predict stored."""
+    from segmenter import store, taskview
+
+    b = backend()
+    project = fake_ls.add_project(CONFIG)
+    add_recordings(fake_ls, project, 2)
+    b.setup(project, fake_ls)
+    b.webhook("START_TRAINING", project)
+    version = b.wait_idle(project)["model_version"]
+    [fresh] = add_recordings(fake_ls, project, 1, seed=9, annotate=False)
+    [prediction] = b.predict(project, [fresh]).json()["results"]
+    fake_ls.tasks[fresh["id"]]["predictions"].append({**prediction, "model_version": version})
+    assert taskview.flush(30)
+    assert store.load_view(b.runtime.settings.model_dir, str(project), version, fresh["id"]) is not None
+    fake_ls.clear_requests()
+
+    html = b.get(f"/dashboard/project/{project}/task/{fresh['id']}").text
+    assert cell(html, "annotated") == "not annotated" and cell(html, "score") == str(prediction["score"])
+    chart = b.get(f"/dashboard/project/{project}/task/{fresh['id']}/0.png")
+    assert chart.status_code == 200 and chart.content.startswith(PNG)
+    reads = [r for r in fake_ls.requests if r.path.startswith("/api/")]
+    assert [r.path for r in reads] == ["/api/tasks/"]  # one read for the page and its chart
+    assert "review=true" in reads[0].query and fake_ls.evaluations == []
+
+    html = b.get(f"/dashboard/project/{project}").text
+    listed = re.findall(r'<tr data-task="(\d+)">', html)
+    assert listed == [str(t["id"]) for t in fake_ls.tasks.values() if t["project"] == project]
+    assert f'href="/dashboard/project/{project}/task/{fresh["id"]}"' in html
+    assert html.count(str(prediction["score"])) >= 1 and "yes (1)" in html
+    assert fake_ls.evaluations == [] and not any(r.path.startswith("/api/tasks/") and r.path != "/api/tasks/"
+                                                 for r in fake_ls.requests)
 
 
 def test_dashboard_bad_input_is_a_clear_4xx(backend):  # noqa: F811
@@ -114,3 +150,76 @@ def test_task_view_of_a_model_whose_labels_overlap_draws_each_labels_presence():
     assert view.probabilities.shape[1] == len(view.labels) == len(model.target.labels) + 1
     assert view.predicted.max() < len(view.labels)
     assert charts.task_chart(view).startswith(b"\x89PNG")
+
+
+class NoFetch:
+    """A fetcher that fails: a view read from the store never parses the task's file."""
+
+    def fetch(self, ref: str, task_id: object = None) -> bytes:
+        raise AssertionError(f"fetched {ref}")
+
+
+def test_a_predicted_tasks_view_is_stored_and_served_without_parsing_or_predicting(tmp_path):
+    """/predict's keeper stores each task's reduced view in the background; the dashboard reads it,
+    placing the annotation as it is now, and gets what computing it would give."""
+    import numpy as np
+
+    from harness import synthetic
+    from segmenter import store, taskview
+    from segmenter.config import TrainingSettings
+    from segmenter.inference import predict_tasks
+    from segmenter.training import train_project
+
+    tasks, files = synthetic.annotated_tasks(2, 600, seed=4)
+    [model] = train_project(synthetic.label_config(), tasks, files, TrainingSettings(epochs=2, patience=1))
+    version = store.save(tmp_path, "1", [model])
+    task = {**tasks[0], "id": 7}
+    predict_tasks([model], [task], files, keep=taskview.keeper(tmp_path, "1", version))
+    assert taskview.flush(30)
+    assert store.load_view(tmp_path, "1", version, 7) is not None
+
+    [stored] = taskview.view("1", version, task, [model], NoFetch(), model_dir=tmp_path)
+    [computed] = taskview.view("1", version, {**task, "id": 8}, [model], files)
+    for name in ("x", "low", "high", "annotated", "predicted", "probabilities"):
+        assert np.allclose(getattr(stored, name), getattr(computed, name), atol=1e-6), name
+    assert stored.rows == computed.rows == 600 and stored.labels == computed.labels
+
+    unannotated = {**task, "annotations": []}  # an annotation deleted after the prediction
+    [view] = taskview.view("1", version, unannotated, [model], NoFetch(), model_dir=tmp_path)
+    assert view.annotated is None and np.array_equal(view.predicted, stored.predicted)
+    edited = {**task, "data": {**task["data"], "extra": 1}}  # other task data: computed again, stored
+    [view] = taskview.view("1", version, edited, [model], files, model_dir=tmp_path)
+    assert np.array_equal(view.predicted, stored.predicted)
+
+
+def test_stored_task_views_are_bounded(tmp_path):
+    """Only the newest views of a project stay, and none of a version no longer stored."""
+    import os
+
+    import numpy as np
+
+    from segmenter import store
+    from segmenter.store import task_views
+
+    folder = store.project_dir(tmp_path, "1")
+    folder.mkdir()
+    for version in ("v1-20260101T000000Z", "v2-20260102T000000Z"):
+        (folder / f"{version}.pt").touch()
+    for task_id in range(5):
+        store.save_view(tmp_path, "1", "v2-20260102T000000Z", task_id, {"a": np.arange(3)}, {"n": task_id})
+        path = folder / task_views.VIEWS_DIR / "v2-20260102T000000Z" / f"task_{task_id}.npz"
+        os.utime(path, (1000 + task_id, 1000 + task_id))
+    store.save_view(tmp_path, "1", "v1-20260101T000000Z", 9, {"a": np.arange(3)}, {})
+    arrays, meta = store.load_view(tmp_path, "1", "v2-20260102T000000Z", 4)
+    assert meta == {"n": 4} and arrays["a"].tolist() == [0, 1, 2]
+    (folder / "v1-20260101T000000Z.pt").unlink()  # a pruned version
+    debris = folder / task_views.VIEWS_DIR / "v2-20260102T000000Z" / ".task_5.npz.999999999@elsewhere.x.tmp"
+    debris.write_bytes(b"half")
+    os.utime(debris, (1, 1))  # written long ago on another host
+    task_views.prune(tmp_path, "1", keep=3)
+    left = sorted(p.name for p in (folder / task_views.VIEWS_DIR).rglob("*.npz"))
+    assert left == ["task_2.npz", "task_3.npz", "task_4.npz"]
+    assert not debris.exists()
+    assert store.load_view(tmp_path, "1", "v1-20260101T000000Z", 9) is None
+    (folder / task_views.VIEWS_DIR / "v2-20260102T000000Z" / "task_4.npz").write_bytes(b"garbage")
+    assert store.load_view(tmp_path, "1", "v2-20260102T000000Z", 4) is None  # damaged: computed again

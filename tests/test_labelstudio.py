@@ -249,3 +249,23 @@ def test_clients_are_made_once_under_concurrency(ls: FakeLabelStudio) -> None:
     for thread in threads:
         thread.join()
     assert len(made) == 1 and all(client is made[0] for client in got)
+
+
+def test_tasks_are_read_from_the_task_list_without_making_label_studio_predict(ls: FakeLabelStudio) -> None:
+    """``tasks_page`` and ``task`` read the Data Manager's list with review=true (no /predict calls),
+    annotated or not; a task of another project is not found."""
+    project, other = ls.add_project(), ls.add_project()
+    annotated = ls.add_task(project, {"csv_url": "a.csv"}, annotations=[[]])
+    plain = [ls.add_task(project, {"csv_url": f"{i}.csv"}) for i in range(3)]
+    elsewhere = ls.add_task(other, {"csv_url": "x.csv"})
+    client = LabelStudioClient(ls.url, KEY)
+
+    tasks, total = client.tasks_page(project, page=2, page_size=3)
+    assert total == 4 and [t["id"] for t in tasks] == [plain[2]["id"]]
+    found = client.task(project, annotated["id"])
+    assert found["id"] == annotated["id"] and len(found["annotations"]) == 1 and found["predictions"] == []
+    assert client.task(project, plain[0]["id"])["annotations"] == []
+    assert client.task(project, elsewhere["id"]) is None
+    assert ls.evaluations == []
+    assert all(r.path == "/api/tasks/" and "review=true" in r.query and "fields=all" in r.query
+               for r in ls.requests if r.path.startswith("/api/tasks"))

@@ -1,5 +1,8 @@
 """/metrics across two gunicorn workers, read with the Prometheus client's own parser."""
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,20 +20,49 @@ CONFIG = synthetic.label_config()
 TINY_ENV = {"TRAIN_EPOCHS": "3", "EARLY_STOPPING_PATIENCE": "1", "HIDDEN_SIZE": "8", "LOG_LEVEL": "WARNING"}
 
 
+COUNT = """
+import os, sys, time
+from prometheus_client import Counter
+Counter(sys.argv[1], "a count left by another process").inc(int(sys.argv[2]))
+print("counted", flush=True)
+time.sleep(float(sys.argv[3]))
+"""
+
+
+def counting_process(folder: Path, name: str, amount: int, lives: float) -> subprocess.Popen:
+    """A process that counts ``amount`` into ``folder`` (multiprocess mode), then lives ``lives`` seconds."""
+    folder.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(folder)}
+    proc = subprocess.Popen([sys.executable, "-c", COUNT, name, str(amount), str(lives)], env=env,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "counted"
+    return proc
+
+
 @pytest.fixture
 def deployment(tmp_path):
+    from segmenter import metrics
+
     with FakeLabelStudio(legacy_token=TOKEN) as ls:
         metrics_dir = tmp_path / "metrics"
-        (metrics_dir / "otherhost").mkdir(parents=True)
-        (metrics_dir / "otherhost" / "counter_999999.db").write_bytes(b"left over from a previous run")
+        own = metrics_dir / metrics.host_folder()
+        # An ended process of another host (its pid means nothing here), an ended one of this host,
+        # and a live one of this host (an RQ worker beside the backend), all left from before the start.
+        counting_process(metrics_dir / "otherhost~1", "segmenter_test_other_host", 5, 0).wait(30)
+        counting_process(own, "segmenter_test_ended", 7, 0).wait(30)
+        live = counting_process(own, "segmenter_test_live", 11, 600)
         env = {**TINY_ENV, "WORKERS": "2", "THREADS": "2", "CACHE_DIR": str(tmp_path / "cache"),
                "METRICS_DIR": str(metrics_dir), "BASIC_AUTH_USER": AUTH[0], "BASIC_AUTH_PASS": AUTH[1]}
-        backend = start_backend(tmp_path / "models", tmp_path / "gunicorn.log", label_studio_url=ls.url,
-                                api_key=TOKEN, host="127.0.0.1", timeout=60, extra_env=env)
         try:
-            yield backend.url, ls, metrics_dir
+            backend = start_backend(tmp_path / "models", tmp_path / "gunicorn.log", label_studio_url=ls.url,
+                                    api_key=TOKEN, host="127.0.0.1", timeout=60, extra_env=env)
+            try:
+                yield backend.url, ls, metrics_dir
+            finally:
+                backend.stop()
         finally:
-            backend.stop()
+            live.kill()
+            live.wait(30)
 
 
 def scrape(url: str) -> dict[tuple[str, tuple], float]:
@@ -50,9 +82,12 @@ def value(samples, name, **labels) -> float:
 
 def test_metrics_count_requests_trainings_and_predictions_of_both_workers(deployment):
     url, ls, metrics_dir = deployment
-    assert not (metrics_dir / "otherhost" / "counter_999999.db").exists()  # emptied at start
     assert requests.get(url + "/metrics", timeout=10).status_code == 401  # behind Basic auth
     before = scrape(url)
+    # At start only the files of this host's ended processes went; the rest is still counted.
+    assert value(before, "segmenter_test_other_host_total") == 5
+    assert value(before, "segmenter_test_live_total") == 11
+    assert ("segmenter_test_ended_total", ()) not in before
 
     health = 30
     for _ in range(health):  # a new connection each: both workers answer some
@@ -89,9 +124,9 @@ def test_metrics_count_requests_trainings_and_predictions_of_both_workers(deploy
     number = int(served.split("-")[0][1:])
     assert value(after, "segmenter_served_version", project=str(good), version=served) == number
     assert value(after, "segmenter_projects", state="failed") == 1
-    # Both workers counted into the shared directory.
+    # Both workers counted into the shared directory (besides the two processes counting from before).
     pids = {p.stem.rsplit("_", 1)[1] for p in Path(metrics_dir).glob("*/counter_*.db")}
-    assert len(pids) >= 2, pids
+    assert len(pids) >= 4, pids
     text = requests.get(url + "/metrics", auth=AUTH, timeout=10).text
     assert AUTH[1] not in text and TOKEN not in text
 

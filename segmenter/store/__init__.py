@@ -8,10 +8,12 @@ Layout::
     model_project_{id}/status.json            the TrainingStatus                    (records)
     model_project_{id}/connection.json        what /setup said, owner-only          (records)
     model_project_{id}/status.lock, train.lock  locks shared by all processes       (records)
+    model_project_{id}/task_views/{version}/task_{id}.npz  a predicted task, reduced for the dashboard  (task_views)
 
 ``layout`` parses project ids and names the folders, ``files`` writes without
 ever exposing half a file, ``models`` keeps the versions, ``records`` the
-status and connection.  Callers import from ``segmenter.store`` only.
+status and connection, ``task_views`` the dashboard's reduced view of each
+predicted task.  Callers import from ``segmenter.store`` only.
 """
 
 from segmenter.store.files import StorageError, atomic_write, read_json, write_json
@@ -42,10 +44,12 @@ from segmenter.store.records import (
     training_lock,
     update_status,
 )
+from segmenter.store.task_views import load_view, save_view
 
 __all__ = [
     "BROKEN_DIR", "INITIAL_VERSION", "ModelCache", "StorageError", "TrainingState", "TrainingStatus",
-    "atomic_write", "broken", "latest_version", "load", "load_connection", "metadata", "now", "project_dir", "queue",
-    "project_key", "projects", "read_json", "read_status", "report", "save", "save_connection",
+    "atomic_write", "broken", "latest_version", "load", "load_connection", "load_view", "metadata", "now",
+    "project_dir", "queue",
+    "project_key", "projects", "read_json", "read_status", "report", "save", "save_connection", "save_view",
     "served_versions", "stored_status", "tidy", "training_lock", "update_status", "versions", "write_json",
 ]

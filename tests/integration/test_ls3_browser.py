@@ -148,6 +148,8 @@ def test_dashboard_in_browser_matches_status(label_studio, numeric_run: ProjectR
     assert browser.find_element(By.ID, "version").text == version
     assert browser.find_element(By.CSS_SELECTOR, "td.bacc").text == str(model["validation"]["balanced_accuracy"])
     assert model["stopped_because"] in browser.page_source
+    listed = [int(r.get_attribute("data-task")) for r in browser.find_elements(By.CSS_SELECTOR, "tr[data-task]")]
+    assert sorted(listed) == sorted(run.tasks)  # read from Label Studio's task list
 
     task = next(iter(run.annotations))
     browser.find_element(By.NAME, "id").send_keys(str(task))
@@ -156,4 +158,22 @@ def test_dashboard_in_browser_matches_status(label_studio, numeric_run: ProjectR
         lambda d: f"/task/{task}" in d.current_url and images_loaded(d))
     browser.save_screenshot(str(ARTIFACTS / "dashboard_task.png"))
     assert browser.find_element(By.ID, "version").text == version
+
+    # A task only predicted (the export holds annotated tasks only): opened from the project's task list.
+    predicted_only = next(t for t in run.tasks if t not in run.annotations)
+    stored = run.api.predictions(predicted_only)
+    [ours] = [p for p in stored if p["model_version"] == version][-1:]
+    # /predict stored the task's reduced view; the dashboard serves it (data read back match: not rewritten).
+    view_file = (label_studio.tmp / "models" / f"model_project_{run.project}" / "task_views" / version
+                 / f"task_{predicted_only}.npz")
+    assert view_file.exists()
+    written = view_file.stat().st_mtime_ns
+    browser.get(f"{backend.url}/dashboard/project/{run.project}")
+    browser.find_element(By.CSS_SELECTOR, f'a[href$="/task/{predicted_only}"]').click()
+    WebDriverWait(browser, 60, poll_frequency=0.5).until(
+        lambda d: f"/task/{predicted_only}" in d.current_url and images_loaded(d))
+    assert browser.find_element(By.CSS_SELECTOR, "span.annotated").text == "not annotated"
+    assert browser.find_element(By.CSS_SELECTOR, "span.score").text == str(ours["score"])
+    assert len(run.api.predictions(predicted_only)) == len(stored)  # the dashboard made Label Studio predict nothing
+    assert view_file.stat().st_mtime_ns == written
     print(f"dashboard of project {run.project} matches /status for {version}; screenshots in {ARTIFACTS}")
