@@ -81,7 +81,7 @@ def main() -> None:
         predict_tasks([trained], [task], files, keep=timed_keep)
         assert taskview.flush(60)
         series = read_task_series(task, trained.target, files)
-        parts = [(trained, series, trained.probabilities(series))]
+        parts = [(trained, series, trained.probabilities(series), None)]
         started = time.perf_counter()
         keep(task, parts)
         assert taskview.flush(60)

@@ -27,6 +27,7 @@ from flask import Blueprint, Response, abort, jsonify, redirect, render_template
 
 from segmenter import charts, store, taskview
 from segmenter.errors import SegmenterError
+from segmenter.projectsettings import ProjectSettings, read_settings
 
 if TYPE_CHECKING:
     from segmenter.labelstudio import LabelStudioClient
@@ -110,6 +111,14 @@ def blueprint(runtime: Runtime, key: Callable[[str], str], authorised: Callable[
         charts.warm_up()  # once per process: the first chart a visitor opens then skips matplotlib's import
         return None
 
+    def project_settings(k: str) -> dict[str, ProjectSettings]:
+        """The project's settings from the label config last seen, so the chart cleans up as ``/predict`` does."""
+        schema = store.load_connection(model_dir, k).get("schema")
+        try:
+            return read_settings(schema, runtime.settings.training) if schema else {}
+        except SegmenterError:  # a config that no longer parses: the automatic clean-up
+            return {}
+
     def known(project: str) -> str:
         k = key(project)
         if k not in store.projects(model_dir):
@@ -190,7 +199,8 @@ def blueprint(runtime: Runtime, key: Callable[[str], str], authorised: Callable[
         if error is not None:
             return error
         try:
-            views = taskview.view(k, version, found, models, runtime.access.fetcher_for(k), model_dir=model_dir)
+            views = taskview.view(k, version, found, models, runtime.access.fetcher_for(k), model_dir=model_dir,
+                                  settings=project_settings(k))
         except SegmenterError as exc:  # unreadable task data: said, not a 500
             return jsonify({"error": str(exc)}), 502
         if not 0 <= index < len(views):

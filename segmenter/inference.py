@@ -69,7 +69,7 @@ def predict_task(
             rows(len(series))
         results.extend(regions)
         scores.append(score)
-        parts.append((model, series, probs))
+        parts.append((model, series, probs, (settings or {}).get(model.target.from_name)))
     if keep is not None:
         keep(task, parts)
     return {"result": results, "score": round(min(scores), 4) if scores else 0.0}

@@ -33,7 +33,7 @@ import numpy as np
 
 from segmenter import store
 from segmenter.annotations import choose_annotation, row_labels
-from segmenter.regions import drop_short_runs
+from segmenter.projectsettings import ProjectSettings
 from segmenter.series import Series
 from segmenter.taskdata import Fetcher, read_task_series
 from segmenter.trained import TrainedModel
@@ -49,7 +49,8 @@ _pending: queue.Queue = queue.Queue(PENDING)
 _writer: threading.Thread | None = None
 _REDUCED = ("x", "low", "high", "predicted", "probabilities", "time")
 
-Part = tuple[TrainedModel, Series, np.ndarray]  # a model, the series it predicted, its per-row probabilities
+# A model, the series it predicted, its per-row probabilities, the project's settings for its target (if any)
+Part = tuple[TrainedModel, Series, np.ndarray, ProjectSettings | None]
 
 
 @dataclass
@@ -89,16 +90,18 @@ def reduce_classes(classes: np.ndarray, starts: np.ndarray, n_classes: int) -> n
     return np.where(labelled.max(axis=1) > 0, labelled.argmax(axis=1) + 1, 0)
 
 
-def reduce_prediction(model: TrainedModel, series: Series, probs: np.ndarray,
+def reduce_prediction(model: TrainedModel, series: Series, probs: np.ndarray, settings: ProjectSettings | None = None,
                       points: int = POINTS) -> dict[str, np.ndarray]:
     """What one target's chart needs from a prediction, before any annotation, as named arrays.
+
+    The predicted classes get the clean-up ``/predict`` applies with the project's ``settings``.
 
     The time axis stays whole (8 bytes a row) so that an annotation made after
     the prediction is placed on the rows exactly as training places it.
     """
     if model.multi_label:  # one presence per label: a background column makes it one class per row
         probs = np.concatenate([1.0 - probs.max(axis=1, keepdims=True), probs], axis=1)
-    predicted = drop_short_runs(probs.argmax(axis=1), model.min_segment_rows, model.instant_classes)
+    predicted = model.cleanup(series, settings).apply(probs.argmax(axis=1), model.instant_classes)
     starts = columns(len(series), points)
     low, high = reduce_values(series.values, starts)
     widths = np.diff(np.append(starts, len(series)))[:, None]
@@ -131,24 +134,34 @@ def _digest(data: object) -> str:
 
 
 def _store(model_dir: Path, project: str, version: str, task: dict, parts: list[tuple[TrainedModel, dict, str]],
-           points: int) -> None:
+           points: int, settings: dict[str, ProjectSettings]) -> None:
     arrays = {f"{i}.{name}": reduced[name] for i, (_, reduced, _) in enumerate(parts) for name in _REDUCED}
     meta = {
         "data": _digest(task.get("data")), "points": points,
+        "settings": _digest(_cleanup_of(settings, [m for m, _, _ in parts])),
         "targets": [{"from_name": m.target.from_name, "classes": list(m.target.classes), "time_kind": kind}
                     for m, _, kind in parts],
     }
     store.save_view(model_dir, project, version, int(task["id"]), arrays, meta)
 
 
+def _cleanup_of(settings: dict[str, ProjectSettings], models: list[TrainedModel]) -> list:
+    """The predict-time settings each model's view is cleaned up with, comparable across processes."""
+    found = [settings.get(m.target.from_name) for m in models]
+    return [None if s is None else [s.score_threshold, repr(s.control), repr(s.labels)] for s in found]
+
+
 def _stored(model_dir: Path, project: str, version: str, task: dict, models: list[TrainedModel],
-            points: int) -> list[tuple[TrainedModel, dict, str]] | None:
-    """The stored reduced prediction of every model for ``task``, or None unless all are there and current."""
+            points: int, settings: dict[str, ProjectSettings]) -> list[tuple[TrainedModel, dict, str]] | None:
+    """The stored reduced prediction of every model for ``task``, or None unless all are there and current
+    (same task data, same clean-up settings)."""
     found = store.load_view(model_dir, project, version, int(task["id"]))
     if found is None:
         return None
     arrays, meta = found
     if meta.get("data") != _digest(task.get("data")) or meta.get("points") != points:
+        return None
+    if meta.get("settings") != _digest(_cleanup_of(settings, models)):
         return None
     by_name = {t.get("from_name"): (i, t) for i, t in enumerate(meta.get("targets", []))}
     out = []
@@ -161,31 +174,34 @@ def _stored(model_dir: Path, project: str, version: str, task: dict, models: lis
 
 
 def view(project: str, version: str, task: dict, models: list[TrainedModel], fetcher: Fetcher,
-         points: int = POINTS, model_dir: Path | None = None) -> list[TaskView]:
-    """The task's view for every target of the served models.
+         points: int = POINTS, model_dir: Path | None = None,
+         settings: dict[str, ProjectSettings] | None = None) -> list[TaskView]:
+    """The task's view for every target of the served models, cleaned up with the project's ``settings``.
 
     With ``model_dir``, the view ``/predict`` stored is used when there is one,
     and a computed one is stored for every process.  Kept in memory while the
-    task, its annotation and the version are unchanged.
+    task, its annotation, the settings and the version are unchanged.
     """
+    settings = settings or {}
     annotation = choose_annotation(task)
-    key = (project, version, task.get("id"), points, json.dumps([task.get("data"), annotation], sort_keys=True,
-                                                                 default=str))
+    key = (project, version, task.get("id"), points,
+           json.dumps([task.get("data"), annotation, _cleanup_of(settings, models)], sort_keys=True, default=str))
     with _lock:
         found = _views.get(key)
         if found is not None:
             _views.move_to_end(key)
             return found
-    parts = _stored(model_dir, project, version, task, models, points) if model_dir is not None else None
+    parts = _stored(model_dir, project, version, task, models, points, settings) if model_dir is not None else None
     if parts is None:
         parts = []
         for model in models:
             series = read_task_series(task, model.target, fetcher)
-            parts.append((model, reduce_prediction(model, series, model.probabilities(series), points),
+            own = settings.get(model.target.from_name)
+            parts.append((model, reduce_prediction(model, series, model.probabilities(series), own, points),
                           series.time_kind))
         if model_dir is not None and isinstance(task.get("id"), int):
             try:
-                _store(model_dir, project, version, task, parts, points)
+                _store(model_dir, project, version, task, parts, points, settings)
             except OSError as exc:  # a full disk: the view is still served, only not kept
                 log.warning("project %s: task %s view not stored: %s", project, task.get("id"), exc)
     out = [_assemble(model, reduced, kind, task, annotation) for model, reduced, kind in parts]
@@ -228,8 +244,11 @@ def _write_views() -> None:
     while True:
         model_dir, project, version, task, parts = _pending.get()
         try:
-            reduced = [(m, reduce_prediction(m, series, probs), series.time_kind) for m, series, probs in parts]
-            _store(model_dir, project, version, task, reduced, POINTS)
+            reduced = [
+                (m, reduce_prediction(m, series, probs, own), series.time_kind) for m, series, probs, own in parts
+            ]
+            settings = {m.target.from_name: own for m, _, _, own in parts if own is not None}
+            _store(model_dir, project, version, task, reduced, POINTS, settings)
         except Exception as exc:  # a full disk, a removed folder: the dashboard computes the view instead
             log.warning("project %s: task %s view not stored: %s", project, task.get("id"), exc)
         finally:

@@ -223,3 +223,38 @@ def test_stored_task_views_are_bounded(tmp_path):
     assert store.load_view(tmp_path, "1", "v1-20260101T000000Z", 9) is None
     (folder / task_views.VIEWS_DIR / "v2-20260102T000000Z" / "task_4.npz").write_bytes(b"garbage")
     assert store.load_view(tmp_path, "1", "v2-20260102T000000Z", 4) is None  # damaged: computed again
+
+
+def test_task_view_cleans_up_with_the_projects_settings_and_restores_a_view_made_under_others(tmp_path):
+    """The predicted classes drawn are those /predict proposes: a per-project minimum duration
+    of one row keeps the flicker the automatic clean-up removes; a view stored under other settings is made again."""
+    import numpy as np
+
+    from harness import synthetic
+    from segmenter import store, taskview
+    from segmenter.config import TrainingSettings
+    from segmenter.inference import predict_tasks
+    from segmenter.projectsettings import read_settings
+    from segmenter.taskdata import read_task_series
+    from segmenter.training import train_project
+
+    tasks, files = synthetic.annotated_tasks(2, 600, seed=4)
+    [model] = train_project(synthetic.label_config(), tasks, files, TrainingSettings(epochs=2, patience=1))
+    version = store.save(tmp_path, "1", [model])
+    task = {**tasks[0], "id": 7}
+    predict_tasks([model], [task], files, keep=taskview.keeper(tmp_path, "1", version))
+    assert taskview.flush(30)
+    [plain] = taskview.view("1", version, task, [model], NoFetch(), model_dir=tmp_path)
+
+    config = synthetic.label_config().replace("<TimeSeriesLabels ", '<TimeSeriesLabels model_min_duration="1rows" ')
+    settings = read_settings(config, TrainingSettings())
+    own = settings[model.target.from_name]
+    assert own.problems == ()
+    [strict] = taskview.view("1", version, task, [model], files, model_dir=tmp_path, settings=settings)
+    series = read_task_series(task, model.target, files)
+    classes = model.cleanup(series, own).apply(model.probabilities(series).argmax(axis=1), model.instant_classes)
+    assert np.array_equal(strict.predicted, classes)  # 600 rows: one column per row
+    assert not np.array_equal(strict.predicted, plain.predicted)  # no clean-up: the flicker the automatic one hid
+    np.testing.assert_allclose(strict.probabilities, plain.probabilities)
+    [again] = taskview.view("1", version, task, [model], NoFetch(), model_dir=tmp_path, settings=settings)
+    assert np.array_equal(again.predicted, strict.predicted)  # the view made under these settings was stored
