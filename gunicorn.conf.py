@@ -3,7 +3,7 @@
 
 import sys
 
-from segmenter import metrics
+from segmenter import charts, metrics
 from segmenter.config import Settings
 from segmenter.errors import ConfigError
 
@@ -27,8 +27,9 @@ accesslog = "-"
 
 def on_starting(server: object) -> None:
     """Before the workers fork: this host's METRICS_DIR folder, less the files of processes that ended,
-    which every worker counts into (/metrics)."""
+    which every worker counts into (/metrics); matplotlib loaded once, for every worker's first chart."""
     metrics.use_directory(_settings.metrics_dir, clean=True)
+    charts.preload()
 
 
 def child_exit(server: object, worker: object) -> None:

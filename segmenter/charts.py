@@ -28,23 +28,34 @@ def _figure(layout: str | None = "constrained") -> Figure:
     return Figure(figsize=(WIDTH, HEIGHT), dpi=DPI, layout=layout)
 
 
+def _draw_once() -> None:
+    with _lock:
+        fig = _figure(layout=None)
+        fig.add_subplot().plot([0, 1], label="warm-up")  # loads fonts and lays out text once
+        fig.axes[0].legend()
+        _png(fig)
+
+
+def _claim_warm_up() -> bool:
+    """Whether this call is the process's first warm-up (inherited by forked workers)."""
+    global _warmed
+    with _lock:
+        first, _warmed = not _warmed, True
+    return first
+
+
 def warm_up() -> None:
     """Import matplotlib and draw a small figure in a background thread, once per process, so the
     charts a page asks for next do not pay for the import (0.5 s on 2 cores) on the way."""
-    global _warmed
-    with _lock:
-        if _warmed:
-            return
-        _warmed = True
+    if _claim_warm_up():
+        threading.Thread(target=_draw_once, name="charts-warm-up", daemon=True).start()
 
-    def draw() -> None:
-        with _lock:
-            fig = _figure(layout=None)
-            fig.add_subplot().plot([0, 1], label="warm-up")  # loads fonts and lays out text once
-            fig.axes[0].legend()
-            _png(fig)
 
-    threading.Thread(target=draw, name="charts-warm-up", daemon=True).start()
+def preload() -> None:
+    """``warm_up`` done now, in this thread: gunicorn's master calls it before forking, so every
+    worker starts with matplotlib loaded (pages shared copy-on-write) and no worker's first chart waits."""
+    if _claim_warm_up():
+        _draw_once()
 
 
 def _png(fig: Figure) -> bytes:
