@@ -1,6 +1,9 @@
 """A small fake Label Studio, served over real HTTP on 127.0.0.1, for tests.
 
-It speaks the parts of Label Studio 1.23 the backend uses: the JSON export,
+It speaks the parts of Label Studio 1.23 the backend uses: the JSON export, the
+Data Manager task list (paged by id, as the write-back asks), the bulk import of
+predictions (every batch kept in ``imported``; ``fail_imports_after`` makes the
+next ones fail, as a Label Studio that goes away mid-way),
 ``/data/upload/`` and ``/data/local-files/`` downloads with ETags, the
 Personal Access Token exchange, legacy tokens (which can be switched off as a
 real organization does) and ``/health``.  Every request is recorded so tests
@@ -77,6 +80,8 @@ class FakeLabelStudio:
         self.legacy_enabled = legacy_enabled
         self.access_lifetime = access_lifetime
         self.export_delay = 0.0  # seconds the export answer is held back (a slow Label Studio)
+        self.imported: list[list[dict]] = []  # every accepted POST .../import/predictions body
+        self.fail_imports_after: int | None = None  # accept this many prediction imports, then answer 500
         self.requests: list[Recorded] = []
         self.projects: dict[int, dict] = {}
         self.tasks: dict[int, dict] = {}
@@ -326,6 +331,45 @@ class FakeLabelStudio:
             if refused is not None:
                 return refused
             return jsonify(self.projects[project_id])
+
+        @app.get("/api/tasks/")
+        def task_list() -> Response:
+            project_id = request.args.get("project", type=int) or 0
+            refused = self._project_error(project_id)
+            if refused is not None:
+                return refused
+            query = json.loads(request.args.get("query") or "{}")
+            above = 0
+            for item in query.get("filters", {}).get("items", []):
+                if item.get("filter") == "filter:tasks:id" and item.get("operator") == "greater":
+                    above = int(item["value"])
+            size = request.args.get("page_size", 100, type=int)
+            page = request.args.get("page", 1, type=int)
+            found = sorted(
+                (t for t in self.tasks.values() if t["project"] == project_id and t["id"] > above),
+                key=lambda t: t["id"],
+            )
+            return jsonify({"tasks": found[(page - 1) * size : page * size], "total": len(found)})
+
+        @app.post("/api/projects/<int:project_id>/import/predictions")
+        def import_predictions(project_id: int) -> Response:
+            refused = self._project_error(project_id)
+            if refused is not None:
+                return refused
+            if self.fail_imports_after is not None and len(self.imported) >= self.fail_imports_after:
+                return Response("Server Error (500)", 500, mimetype="text/html")
+            body = request.get_json(silent=True)
+            if not isinstance(body, list) or any(
+                self.tasks.get(p.get("task"), {}).get("project") != project_id for p in body
+            ):
+                return Response(json.dumps({"detail": "invalid task"}), 400, mimetype="application/json")
+            with self._lock:
+                self.imported.append(body)
+                for prediction in body:
+                    task = self.tasks[prediction["task"]]
+                    task["predictions"].append({"id": next(self._ids), **prediction})
+                    task["total_predictions"] = len(task["predictions"])
+            return Response(json.dumps({"created": len(body)}), 201, mimetype="application/json")
 
         @app.get("/api/tasks/<int:task_id>")
         def task(task_id: int) -> Response:

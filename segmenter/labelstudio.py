@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from typing import TypeVar
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlencode, urljoin, urlsplit
 
 import httpx
 from label_studio_sdk import LabelStudio
@@ -276,7 +276,46 @@ class LabelStudioClient:
             raise LabelStudioError(f"the export of project {project_id} is not a list of tasks")
         return tasks
 
-    def _send(self, url: str, send: Callable[[dict], _T]) -> _T:
+    def task_page(self, project_id: int, after: int, size: int) -> tuple[list[dict], int]:
+        """Up to ``size`` of the project's tasks with ids above ``after``, by id, with their
+        annotations and predictions; and how many tasks lie above ``after`` in all.
+
+        Pages by id rather than page number, so a write-back resumes after the last task it
+        wrote and tasks imported meanwhile neither shift nor repeat a page.  ``review=true``
+        keeps Label Studio from calling /predict for the listed tasks without predictions
+        (it would with ``evaluate_predictions_automatically``); ``fields=all`` still brings the
+        annotations.  The SDK's ``tasks.list`` pages by number and parses tasks into role models,
+        so this is a plain GET.
+        """
+        query = {
+            "filters": {"conjunction": "and", "items": [
+                {"filter": "filter:tasks:id", "operator": "greater", "type": "Number", "value": int(after)},
+            ]},
+            "ordering": ["tasks:id"],
+        }
+        params = {"project": int(project_id), "page": 1, "page_size": int(size), "review": "true", "fields": "all",
+                  "query": json.dumps(query)}
+        body = self.get_json("/api/tasks/?" + urlencode(params))
+        tasks = body.get("tasks") if isinstance(body, dict) else None
+        if not isinstance(tasks, list) or not all(isinstance(t, dict) and isinstance(t.get("id"), int) for t in tasks):
+            raise LabelStudioError(f"Label Studio's task list of project {project_id} is not a list of tasks")
+        total = body.get("total")
+        return tasks, total if isinstance(total, int) else len(tasks)
+
+    def import_predictions(self, project_id: int, predictions: list[dict]) -> int:
+        """Store ``predictions`` ({task, result, score, model_version} each) in one request through the
+        SDK's bulk import; returns how many Label Studio created."""
+        url = self.absolute(f"/api/projects/{int(project_id)}/import/predictions")
+        raw = self._sdk.projects.with_raw_response
+
+        def post(options: dict) -> object:
+            return raw.import_predictions(int(project_id), request=predictions, request_options=options).data
+
+        answer = self._send(url, post, method="POST")
+        created = getattr(answer, "created", None)
+        return created if isinstance(created, int) else len(predictions)
+
+    def _send(self, url: str, send: Callable[[dict], _T], method: str = "GET") -> _T:
         """``send(request_options)`` with the auth header; SDK and network errors become
         ``LabelStudioError`` with a hint for the operator (the SDK's ``ApiError`` has none)."""
         header = self.auth_header()
@@ -290,7 +329,9 @@ class LabelStudioClient:
                     continue
                 hint = self.auth_hint(exc.status_code or 0, _body_text(exc.body))
                 raise LabelStudioError(
-                    self.scrub(f"Label Studio answered HTTP {exc.status_code} to GET {url}: {_body_text(exc.body)}")
+                    self.scrub(
+                        f"Label Studio answered HTTP {exc.status_code} to {method} {url}: {_body_text(exc.body)}"
+                    )
                     + (f" ({hint})" if hint else "")
                 ) from None
             except httpx.HTTPError as exc:

@@ -7,7 +7,7 @@ Layout::
     model_project_{id}/broken/                model files that did not load         (models)
     model_project_{id}/status.json            the TrainingStatus                    (records)
     model_project_{id}/connection.json        what /setup said, owner-only          (records)
-    model_project_{id}/status.lock, train.lock  locks shared by all processes       (records)
+    model_project_{id}/status.lock, train.lock, writeback.lock  locks shared by all processes (records)
 
 ``layout`` parses project ids and names the folders, ``files`` writes without
 ever exposing half a file, ``models`` keeps the versions, ``records`` the
@@ -41,6 +41,7 @@ from segmenter.store.records import (
     stored_status,
     training_lock,
     update_status,
+    writeback_lock,
 )
 
 __all__ = [
@@ -48,4 +49,5 @@ __all__ = [
     "atomic_write", "broken", "latest_version", "load", "load_connection", "metadata", "now", "project_dir", "queue",
     "project_key", "projects", "read_json", "read_status", "report", "save", "save_connection",
     "served_versions", "stored_status", "tidy", "training_lock", "update_status", "versions", "write_json",
+    "writeback_lock",
 ]
