@@ -3,7 +3,8 @@
 It speaks the parts of Label Studio 1.23 the backend uses: the JSON export, the
 Data Manager task list (paged by id, as the write-back asks), the bulk import of
 predictions (every batch kept in ``imported``; ``fail_imports_after`` makes the
-next ones fail, as a Label Studio that goes away mid-way),
+next ones fail, as a Label Studio that goes away mid-way), the project's model
+version (PATCH) and its ML backends (``ml``),
 ``/data/upload/`` and ``/data/local-files/`` downloads with ETags, the
 Personal Access Token exchange, legacy tokens (which can be switched off as a
 real organization does) and ``/health``.  Every request is recorded so tests
@@ -80,6 +81,7 @@ class FakeLabelStudio:
         self.legacy_enabled = legacy_enabled
         self.access_lifetime = access_lifetime
         self.export_delay = 0.0  # seconds the export answer is held back (a slow Label Studio)
+        self.ml: list[dict] = []  # connected ML backends ({"id", "project", "title", "url"})
         self.imported: list[list[dict]] = []  # every accepted POST .../import/predictions body
         self.fail_imports_after: int | None = None  # accept this many prediction imports, then answer 500
         self.requests: list[Recorded] = []
@@ -103,7 +105,8 @@ class FakeLabelStudio:
     def add_project(self, label_config: str = "<View></View>", title: str = "Project") -> int:
         """Create a project and return its id."""
         project_id = next(self._ids)
-        self.projects[project_id] = {"id": project_id, "title": title, "label_config": label_config}
+        self.projects[project_id] = {"id": project_id, "title": title, "label_config": label_config,
+                                     "model_version": ""}
         return project_id
 
     def add_task(
@@ -331,6 +334,24 @@ class FakeLabelStudio:
             if refused is not None:
                 return refused
             return jsonify(self.projects[project_id])
+
+        @app.patch("/api/projects/<int:project_id>")
+        @app.patch("/api/projects/<int:project_id>/")
+        def update_project(project_id: int) -> Response:
+            refused = self._project_error(project_id)
+            if refused is not None:
+                return refused
+            body = request.get_json(silent=True) or {}
+            self.projects[project_id].update({k: v for k, v in body.items() if k in ("model_version", "title")})
+            return jsonify(self.projects[project_id])
+
+        @app.get("/api/ml")
+        def ml_backends() -> Response:
+            denied = self._auth_error()
+            if denied is not None:
+                return denied
+            project_id = request.args.get("project", type=int)
+            return jsonify([b for b in self.ml if project_id is None or b["project"] == project_id])
 
         @app.get("/api/tasks/")
         def task_list() -> Response:

@@ -315,6 +315,22 @@ class LabelStudioClient:
         created = getattr(answer, "created", None)
         return created if isinstance(created, int) else len(predictions)
 
+    def ml_backends(self, project_id: int) -> list[dict]:
+        """The ML backends connected to the project (``GET /api/ml?project=``)."""
+        found = self.get_json(f"/api/ml?project={int(project_id)}")
+        return [b for b in found if isinstance(b, dict)] if isinstance(found, list) else []
+
+    def set_model_version(self, project_id: int, version: str) -> None:
+        """Make ``version`` the project's model version (what the Data Manager's prediction score
+        column and uncertainty sampling read), through the SDK's project update."""
+        url = self.absolute(f"/api/projects/{int(project_id)}")
+        raw = self._sdk.projects.with_raw_response
+
+        def patch(options: dict) -> object:
+            return raw.update(int(project_id), model_version=version, request_options=options)
+
+        self._send(url, patch, method="PATCH")
+
     def _send(self, url: str, send: Callable[[dict], _T], method: str = "GET") -> _T:
         """``send(request_options)`` with the auth header; SDK and network errors become
         ``LabelStudioError`` with a hint for the operator (the SDK's ``ApiError`` has none)."""

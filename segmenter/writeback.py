@@ -25,6 +25,7 @@ in Label Studio (Retrieve Predictions keeps them too).
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass
 from enum import StrEnum
@@ -32,7 +33,7 @@ from enum import StrEnum
 from segmenter import store
 from segmenter.access import LabelStudioAccess
 from segmenter.inference import fitting_models, predict_tasks
-from segmenter.labelstudio import LabelStudioError
+from segmenter.labelstudio import LabelStudioClient, LabelStudioError
 from segmenter.redaction import redact
 from segmenter.store import TrainingStatus
 
@@ -54,6 +55,7 @@ class WritebackState(StrEnum):
 
 
 UNFINISHED = (WritebackState.PENDING.value, WritebackState.RUNNING.value)
+OUR_VERSION = re.compile(r"^v\d+-[0-9TZ]+$")  # as segmenter.store names versions
 
 
 def schedule(status: TrainingStatus, version: str, mode: str) -> None:
@@ -149,6 +151,7 @@ def _write(access: LabelStudioAccess, project: str, job: _Job) -> bool:
         if label_config:
             models = fitting_models(models, label_config)
         fetcher = access.fetcher_for(project)
+        current = info.get("model_version") if isinstance(info, dict) else None
         log.info("project %s: writing predictions of %s (%s tasks) after task %d",
                  project, job.version, job.mode, job.after)
         while True:
@@ -164,12 +167,15 @@ def _write(access: LabelStudioAccess, project: str, job: _Job) -> bool:
                 written = client.import_predictions(int(project), batch)
             job.after = max([job.after, *(t["id"] for t in tasks)])
             job.seen += len(tasks)
-            go_on = _advance(model_dir, project, job, written, job.seen + above - len(tasks), done=not tasks)
-            if go_on is None:
+            last = len(tasks) >= above  # nothing after this page: no further request, no pause
+            step = _advance(model_dir, project, job, written, job.seen + above - len(tasks), done=last)
+            if step == "done":
+                _point_project(client, project, job.version, current)
+            if step in ("done", "superseded"):
                 return True
-            if go_on:
+            if step == "go on":
                 time.sleep(settings.predict_batch_pause)
-            if not go_on or store.stored_status(model_dir, project).pending:
+            if step == "yield" or store.stored_status(model_dir, project).pending:
                 log.info("project %s: write-back of %s yields to a training request", project, job.version)
                 return False
     except Exception as exc:  # Label Studio down, bad models: recorded; the training stays good
@@ -178,26 +184,46 @@ def _write(access: LabelStudioAccess, project: str, job: _Job) -> bool:
 
         def failed(status: TrainingStatus) -> None:
             wb = status.writeback or {}
-            if wb.get("version") == job.version and wb.get("state") == WritebackState.RUNNING.value:
-                wb.update(state=WritebackState.FAILED.value, last_error=error, finished_at=store.now())
+            if wb.get("version") != job.version:
+                return
+            if wb.get("state") == WritebackState.RUNNING.value:
+                wb.update(state=WritebackState.FAILED.value, finished_at=store.now())
+            wb["last_error"] = error  # a done write-back whose project could not be pointed at it
 
         store.update_status(model_dir, project, failed)
         return True
 
 
-def _advance(model_dir: object, project: str, job: _Job, written: int, total: int, done: bool) -> bool | None:
-    """Record a batch; returns None when the job is over (done, superseded), False when a training
-    request is pending, True to go on."""
+def _point_project(client: LabelStudioClient, project: str, version: str, current: object) -> None:
+    """Make the written version the project's model version, unless the project was pointed at
+    predictions of someone else's.
 
-    def record(status: TrainingStatus) -> bool | None:
+    Label Studio 1.23's Data Manager scores a task by its predictions of the project's model
+    version, which connecting a backend sets to the backend's title: no prediction of a live
+    backend ever matches it, and the score column stays empty.  Pointed at the newest version,
+    the column (and uncertainty sampling) shows its scores and no older version's.
+    """
+    titles = {b.get("title") for b in client.ml_backends(int(project))}
+    if current and current not in titles and not OUR_VERSION.match(str(current)):
+        log.info("project %s: model version %r left as the project chose it", project, current)
+        return
+    if current != version:
+        client.set_model_version(int(project), version)
+
+
+def _advance(model_dir: object, project: str, job: _Job, written: int, total: int, done: bool) -> str:
+    """Record a batch; returns what comes next: "done", "superseded" (a newer training replaced
+    the job), "yield" (a training request is pending) or "go on"."""
+
+    def record(status: TrainingStatus) -> str:
         wb = status.writeback or {}
         if wb.get("version") != job.version or wb.get("state") != WritebackState.RUNNING.value:
-            return None  # superseded by a newer training meanwhile
+            return "superseded"
         wb.update(after=job.after, seen=job.seen, written=int(wb.get("written") or 0) + written, total=total)
         if done:
             wb.update(state=WritebackState.DONE.value, finished_at=store.now(), last_error=None)
             log.info("project %s: wrote %d predictions of %s", project, wb["written"], job.version)
-            return None
-        return not status.pending
+            return "done"
+        return "yield" if status.pending else "go on"
 
     return store.update_status(model_dir, project, record)

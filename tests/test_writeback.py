@@ -69,6 +69,7 @@ def test_a_training_writes_predictions_for_the_unlabelled_tasks_in_batches(tmp_p
     assert wb["state"] == "done" and wb["version"] == status.version and wb["mode"] == "unlabelled"
     assert (wb["seen"], wb["written"], wb["total"], wb["after"]) == (7, 5, 7, max(free))
     assert wb["started_at"] and wb["finished_at"] and wb["last_error"] is None
+    assert ls.projects[project]["model_version"] == status.version, "the score column shows the new version"
     listings = ls.calls("GET", "/api/tasks/")
     assert listings and all("review=true" in c.query and "fields=all" in c.query for c in listings)
     assert not ls.calls(prefix="/api/tasks/", method="GET")[len(listings):], "a task was opened one by one"
@@ -126,6 +127,17 @@ def test_tasks_already_holding_the_version_are_not_predicted_again(tmp_path, ls,
     ls.tasks[free[1]]["predictions"].append({"id": 999, "model_version": version, "result": [], "score": 0.5})
     writeback.run(access, str(project))
     assert written(ls) == [free[0], free[2]]
+
+
+def test_the_project_is_pointed_at_the_new_version_unless_it_chose_other_predictions(tmp_path, ls, models):
+    access = LabelStudioAccess(settings_for(tmp_path, ls))
+    for current, expected in [("Segmenter", None), ("v1-20260101T000000Z", None), ("imported-v7", "imported-v7")]:
+        project, _, _ = project_with(ls, 0, 1)
+        ls.ml.append({"id": project, "project": project, "title": "Segmenter", "url": "http://backend"})
+        ls.projects[project]["model_version"] = current
+        version = saved(tmp_path, project, models)
+        writeback.run(access, str(project))
+        assert ls.projects[project]["model_version"] == (expected or version)
 
 
 def test_a_failing_label_studio_leaves_the_training_successful(tmp_path, ls):
