@@ -32,10 +32,12 @@ from enum import StrEnum
 
 from segmenter import store
 from segmenter.access import LabelStudioAccess
-from segmenter.inference import fitting_models, predict_tasks
+from segmenter.inference import fitting_models, predict_task
 from segmenter.labelstudio import LabelStudioClient, LabelStudioError
 from segmenter.redaction import redact
 from segmenter.store import TrainingStatus
+from segmenter.taskdata import Fetcher
+from segmenter.trained import TrainedModel
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +149,7 @@ def _write(access: LabelStudioAccess, project: str, job: _Job) -> bool:
             raise LabelStudioError("no Label Studio URL: set LABEL_STUDIO_URL or connect the backend in Label Studio")
         info = client.get_json(f"/api/projects/{int(project)}")
         label_config = info.get("label_config") if isinstance(info, dict) else None
-        models = store.load(model_dir, project, job.version)
+        models: list[TrainedModel] = store.load(model_dir, project, job.version)
         if label_config:
             models = fitting_models(models, label_config)
         fetcher = access.fetcher_for(project)
@@ -158,12 +160,8 @@ def _write(access: LabelStudioAccess, project: str, job: _Job) -> bool:
             tasks, above = client.task_page(int(project), job.after, settings.predict_batch_size)
             chosen = [t for t in tasks if (job.mode == ALL or unlabelled(t)) and not has_version(t, job.version)]
             written = 0
-            if chosen and models:
-                predictions = predict_tasks(models, chosen, fetcher)
-                batch = [
-                    {"task": t["id"], "result": p["result"], "score": p["score"], "model_version": job.version}
-                    for t, p in zip(chosen, predictions, strict=True)
-                ]
+            batch = _predictions(models, chosen, fetcher, job.version) if models else []
+            if batch:
                 written = client.import_predictions(int(project), batch)
             job.after = max([job.after, *(t["id"] for t in tasks)])
             job.seen += len(tasks)
@@ -192,6 +190,21 @@ def _write(access: LabelStudioAccess, project: str, job: _Job) -> bool:
 
         store.update_status(model_dir, project, failed)
         return True
+
+
+def _predictions(models: list[TrainedModel], tasks: list[dict], fetcher: Fetcher, version: str) -> list[dict]:
+    """The predictions to post for ``tasks``; a task whose series cannot be read is left out (and
+    logged), so Label Studio still asks /predict when it is opened rather than show a 0 score."""
+    out = []
+    for task in tasks:
+        try:
+            prediction = predict_task(models, task, fetcher)
+        except Exception as exc:  # one broken task must not cost the others their predictions
+            log.warning("task %s: no prediction written: %s", task.get("id"), redact(str(exc)))
+            continue
+        out.append({"task": task["id"], "result": prediction["result"], "score": prediction["score"],
+                    "model_version": version})
+    return out
 
 
 def _point_project(client: LabelStudioClient, project: str, version: str, current: object) -> None:

@@ -140,6 +140,23 @@ def test_the_project_is_pointed_at_the_new_version_unless_it_chose_other_predict
         assert ls.projects[project]["model_version"] == (expected or version)
 
 
+def test_a_task_that_cannot_be_read_gets_no_prediction_and_the_others_do(tmp_path, ls, models):
+    project, _, free = project_with(ls, 0, 2)
+    broken = ls.add_task(project, {"csv_url": "/data/upload/1/missing.csv"})["id"]
+    access = LabelStudioAccess(settings_for(tmp_path, ls))
+    saved(tmp_path, project, models)
+    writeback.run(access, str(project))
+    assert written(ls) == free and broken not in written(ls)
+    wb = store.stored_status(access.settings.model_dir, project).writeback
+    assert (wb["state"], wb["seen"], wb["written"]) == ("done", 3, 2)
+
+
+def test_a_damaged_write_back_record_reads_as_none(tmp_path):
+    store.write_json(store.project_dir(tmp_path, 3) / "status.json", {"state": "idle", "writeback": [1, 2]})
+    status = store.stored_status(tmp_path, 3)
+    assert status.writeback is None and not writeback.unfinished(status)
+
+
 def test_a_failing_label_studio_leaves_the_training_successful(tmp_path, ls):
     project, _, free = project_with(ls, 2, 3)
     ls.fail_imports_after = 0

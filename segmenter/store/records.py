@@ -91,6 +91,8 @@ class TrainingStatus:
             status.state = TrainingState(data.get("state", "idle"))
         except ValueError:
             status.state = TrainingState.IDLE
+        if not isinstance(status.writeback, dict):
+            status.writeback = None
         return status
 
 
