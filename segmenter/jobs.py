@@ -180,7 +180,10 @@ class Scheduler:
         found = [k for k in store.projects(model_dir) if writeback.unfinished(store.stored_status(model_dir, k))]
         for key in found:
             log.info("project %s: resuming the write-back of predictions", key)
-            self._start(key)
+            try:
+                self._start(key)
+            except Exception:  # Redis down: the service still starts; the next training writes again
+                log.exception("project %s: cannot resume the write-back of predictions", key)
         return found
 
     def _start(self, key: str) -> None:

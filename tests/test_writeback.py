@@ -120,6 +120,20 @@ def test_a_write_back_killed_midway_resumes_after_the_last_task_written(tmp_path
     assert jobs.Scheduler(access).resume() == []
 
 
+def test_a_queue_that_cannot_take_the_resumed_job_does_not_stop_the_start(tmp_path, ls, models):
+    project, _, _ = project_with(ls, 0, 1)
+    saved(tmp_path, project, models)
+
+    class DownQueue:
+        def enqueue(self, *args, **kwargs):
+            raise ConnectionError("Redis is down")
+
+    scheduler = jobs.Scheduler(LabelStudioAccess(settings_for(tmp_path, ls)))
+    scheduler._queue = DownQueue()
+    assert scheduler.resume() == [str(project)]
+    assert writeback.unfinished(store.stored_status(tmp_path / "models", project))
+
+
 def test_tasks_already_holding_the_version_are_not_predicted_again(tmp_path, ls, models):
     project, _, free = project_with(ls, 0, 3)
     access = LabelStudioAccess(settings_for(tmp_path, ls))
