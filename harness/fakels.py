@@ -1,7 +1,10 @@
 """A small fake Label Studio, served over real HTTP on 127.0.0.1, for tests.
 
 It speaks the parts of Label Studio 1.23 the backend uses: the JSON export, the
-Data Manager's task list (``review``, ``fields``, ``query``, pages),
+Data Manager's task list (``review``, ``fields``, ``query`` with selected ids or an id filter
+and ordering, pages), the bulk import of predictions (every batch kept in ``imported``;
+``fail_imports_after`` makes the next ones fail, as a Label Studio that goes away mid-way),
+the project's model version (PATCH) and its ML backends (``ml``),
 ``/data/upload/`` and ``/data/local-files/`` downloads with ETags, the
 Personal Access Token exchange, legacy tokens (which can be switched off as a
 real organization does) and ``/health``.  Every request is recorded so tests
@@ -78,6 +81,9 @@ class FakeLabelStudio:
         self.legacy_enabled = legacy_enabled
         self.access_lifetime = access_lifetime
         self.export_delay = 0.0  # seconds the export answer is held back (a slow Label Studio)
+        self.ml: list[dict] = []  # connected ML backends ({"id", "project", "title", "url"})
+        self.imported: list[list[dict]] = []  # every accepted POST .../import/predictions body
+        self.fail_imports_after: int | None = None  # accept this many prediction imports, then answer 500
         self.requests: list[Recorded] = []
         self.evaluations: list[int] = []  # tasks Label Studio would have sent to /predict on a task list
         self.projects: dict[int, dict] = {}
@@ -100,7 +106,8 @@ class FakeLabelStudio:
     def add_project(self, label_config: str = "<View></View>", title: str = "Project") -> int:
         """Create a project and return its id."""
         project_id = next(self._ids)
-        self.projects[project_id] = {"id": project_id, "title": title, "label_config": label_config}
+        self.projects[project_id] = {"id": project_id, "title": title, "label_config": label_config,
+                                     "model_version": ""}
         return project_id
 
     def add_task(
@@ -329,6 +336,24 @@ class FakeLabelStudio:
                 return refused
             return jsonify(self.projects[project_id])
 
+        @app.patch("/api/projects/<int:project_id>")
+        @app.patch("/api/projects/<int:project_id>/")
+        def update_project(project_id: int) -> Response:
+            refused = self._project_error(project_id)
+            if refused is not None:
+                return refused
+            body = request.get_json(silent=True) or {}
+            self.projects[project_id].update({k: v for k, v in body.items() if k in ("model_version", "title")})
+            return jsonify(self.projects[project_id])
+
+        @app.get("/api/ml")
+        def ml_backends() -> Response:
+            denied = self._auth_error()
+            if denied is not None:
+                return denied
+            project_id = request.args.get("project", type=int)
+            return jsonify([b for b in self.ml if project_id is None or b["project"] == project_id])
+
         @app.get("/api/tasks/")
         def task_list() -> Response:
             """The Data Manager's task list as Label Studio 1.23 answers it (data_manager/api.py TaskListAPI):
@@ -338,8 +363,16 @@ class FakeLabelStudio:
             refused = self._project_error(project_id)
             if refused is not None:
                 return refused
-            selected = json.loads(request.args.get("query", "{}")).get("selectedItems", {"all": True, "excluded": []})
-            tasks = [t for t in self.tasks.values() if t["project"] == project_id]
+            query = json.loads(request.args.get("query") or "{}")
+            selected = query.get("selectedItems", {"all": True, "excluded": []})
+            above = 0
+            for item in query.get("filters", {}).get("items", []):
+                if item.get("filter") == "filter:tasks:id" and item.get("operator") == "greater":
+                    above = int(item["value"])
+            tasks = sorted(
+                (t for t in self.tasks.values() if t["project"] == project_id and t["id"] > above),
+                key=lambda t: t["id"],
+            )
             if selected.get("all") is False:
                 tasks = [t for t in tasks if t["id"] in selected.get("included", [])]
             else:
@@ -355,6 +388,26 @@ class FakeLabelStudio:
             answer = [t if full else {k: v for k, v in t.items() if k not in ("annotations", "predictions")}
                       for t in shown]
             return jsonify({"total": len(tasks), "total_annotations": 0, "total_predictions": 0, "tasks": answer})
+
+        @app.post("/api/projects/<int:project_id>/import/predictions")
+        def import_predictions(project_id: int) -> Response:
+            refused = self._project_error(project_id)
+            if refused is not None:
+                return refused
+            if self.fail_imports_after is not None and len(self.imported) >= self.fail_imports_after:
+                return Response("Server Error (500)", 500, mimetype="text/html")
+            body = request.get_json(silent=True)
+            if not isinstance(body, list) or any(
+                self.tasks.get(p.get("task"), {}).get("project") != project_id for p in body
+            ):
+                return Response(json.dumps({"detail": "invalid task"}), 400, mimetype="application/json")
+            with self._lock:
+                self.imported.append(body)
+                for prediction in body:
+                    task = self.tasks[prediction["task"]]
+                    task["predictions"].append({"id": next(self._ids), **prediction})
+                    task["total_predictions"] = len(task["predictions"])
+            return Response(json.dumps({"created": len(body)}), 201, mimetype="application/json")
 
         @app.get("/api/tasks/<int:task_id>")
         def task(task_id: int) -> Response:

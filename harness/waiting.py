@@ -48,12 +48,14 @@ def backend_status(backend_url: str, project: int, auth: tuple[str, str] | None 
 
 def training_settled(status: dict, min_requests: int = 0) -> bool:
     """Whether a ``/status/<project>`` answer shows at least ``min_requests`` training requests,
-    every one of them started, and no training running (the last one idle or failed)."""
+    every one of them started, no training running (the last one idle or failed) and no
+    write-back of predictions waiting or running."""
     seen = status.get("requests", 0)
     return (
         seen >= min_requests
         and status.get("started_request", 0) >= seen
         and status.get("state") in ("idle", "failed")
+        and (status.get("writeback") or {}).get("state") not in ("pending", "running")
     )
 
 

@@ -21,6 +21,8 @@ from segmenter.redaction import has_credentials, install, remember, without_cred
 TRAINING_BACKENDS = ("thread", "rq")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEVICES = ("auto", "cpu", "cuda")
+PREDICT_MODES = ("unlabelled", "all", "off")
+MAX_PREDICT_BATCH = 1000
 
 
 def _text(env: Mapping[str, str], name: str, default: str) -> str:
@@ -138,6 +140,9 @@ class Settings:
     threads: int = 8
     torch_threads: int = 1
     device: str = "auto"
+    predict_after_training: str = "unlabelled"
+    predict_batch_size: int = 100
+    predict_batch_pause: float = 0.5
     log_level: str = "INFO"
     training: TrainingSettings = field(default_factory=TrainingSettings)
 
@@ -177,6 +182,9 @@ class Settings:
                 "LABEL_STUDIO_API_KEY is set but LABEL_STUDIO_URL is not: set LABEL_STUDIO_URL to the "
                 "Label Studio the key belongs to (the key is never sent anywhere else)"
             )
+        batch = _int(env, "PREDICT_BATCH_SIZE", 100, 1)
+        if batch > MAX_PREDICT_BATCH:
+            raise ConfigError(f"PREDICT_BATCH_SIZE={batch} must be at most {MAX_PREDICT_BATCH}")
         return cls(
             model_dir=model_dir,
             cache_dir=cache_dir,
@@ -201,6 +209,9 @@ class Settings:
             threads=_int(env, "THREADS", 8, 1),
             torch_threads=_int(env, "TORCH_THREADS", 1, 1),
             device=_choice(env, "DEVICE", "auto", DEVICES),
+            predict_after_training=_choice(env, "PREDICT_AFTER_TRAINING", "unlabelled", PREDICT_MODES),
+            predict_batch_size=batch,
+            predict_batch_pause=_float(env, "PREDICT_BATCH_PAUSE", 0.5, 0.0, 600.0),
             log_level=_choice(env, "LOG_LEVEL", "INFO", LOG_LEVELS),
             training=training,
         )

@@ -142,7 +142,7 @@ def blueprint(runtime: Runtime, key: Callable[[str], str], authorised: Callable[
             if client is None:
                 listing["error"] = "no Label Studio URL: set LABEL_STUDIO_URL or connect the project"
             else:
-                tasks, listing["total"] = client.tasks_page(int(k), page, TASKS_PER_PAGE)
+                tasks, listing["total"] = client.tasks_page(int(k), page, TASKS_PER_PAGE, resolve_uri=False)
                 listing["rows"] = [task_row(t, view["report"]["model_version"]) for t in tasks]
         except SegmenterError as exc:  # Label Studio unreachable: the rest of the page still shows
             listing["error"] = str(exc)

@@ -10,6 +10,9 @@ project's training lock (a file lock, so two processes or machines sharing
 than the last started training are pending, and records the outcome.
 Requests arriving during a training coalesce into at most one follow-up.  A
 failed training is recorded with its error and the previous model keeps serving.
+After the trainings, with the training lock released (a request arriving now
+trains at once), the same job writes the new version's predictions to Label
+Studio (``segmenter.writeback``).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import logging
 import threading
 import time
 
-from segmenter import metrics, store
+from segmenter import metrics, store, writeback
 from segmenter.access import LabelStudioAccess
 from segmenter.config import Settings, bootstrap
 from segmenter.progress import StatusProgress
@@ -85,17 +88,20 @@ def _train_once(access: LabelStudioAccess, project: str) -> None:
         metrics.training_ended(True, time.monotonic() - started)
 
         summary = _summary(access.settings.model_dir, project, version)
+        mode = access.settings.predict_after_training
 
         def outcome(status: TrainingStatus) -> None:
             status.state, status.version, status.last_error = TrainingState.IDLE, version, None
             status.last_trained_at, status.progress = store.now(), None
             status.remember(summary)
+            writeback.schedule(status, version, mode)
 
     store.update_status(access.settings.model_dir, project, outcome)
 
 
 def drain(project: str, access: LabelStudioAccess) -> None:
-    """Train ``project`` until no request is pending; returns at once if another process trains it."""
+    """Train ``project`` until no request is pending, then write the newest version's predictions
+    to Label Studio; returns at once if another process trains it."""
     model_dir = access.settings.model_dir
     while True:
         # A few tries: /status probes the same lock for an instant to tell a live
@@ -106,6 +112,11 @@ def drain(project: str, access: LabelStudioAccess) -> None:
             while store.update_status(model_dir, project, TrainingStatus.claim):
                 _train_once(access, project)
         # A request that came while the lock was being released found it taken: look again.
+        if store.stored_status(model_dir, project).pending:
+            continue
+        # Outside the training lock: a request arriving now trains at once in another
+        # thread, or (one RQ worker) after the write-back stops at its next batch.
+        writeback.run(access, project)
         if not store.stored_status(model_dir, project).pending:
             return
 
@@ -159,9 +170,27 @@ class Scheduler:
 
         if not store.update_status(self.access.settings.model_dir, key, ask):
             return False
+        self._start(key)
+        return True
+
+    def resume(self) -> list[str]:
+        """Start a job for every project whose write-back was left unfinished (the process writing
+        it ended); returns those projects.  Called once when the service starts."""
+        model_dir = self.access.settings.model_dir
+        found = [k for k in store.projects(model_dir) if writeback.unfinished(store.stored_status(model_dir, k))]
+        for key in found:
+            log.info("project %s: resuming the write-back of predictions", key)
+            try:
+                self._start(key)
+            except Exception:  # Redis down: the service still starts; the next training writes again
+                log.exception("project %s: cannot resume the write-back of predictions", key)
+        return found
+
+    def _start(self, key: str) -> None:
+        """Run ``drain`` for ``key`` on the configured executor."""
         if self._queue is not None:
             self._queue.enqueue(run_queued, key, job_timeout=24 * 3600, result_ttl=3600, failure_ttl=86400)
-            return True
+            return
         # Every request makes its own attempt: an attempt that finds the project's
         # lock taken returns at once, and the holder sees the request before it stops.
         thread = threading.Thread(target=self._run, args=(key,), name=f"train-{key}", daemon=True)
@@ -169,7 +198,6 @@ class Scheduler:
             self._threads = [t for t in self._threads if t.is_alive()]
             self._threads.append(thread)
         thread.start()
-        return True
 
     def _run(self, project: str) -> None:
         try:

@@ -276,22 +276,36 @@ class LabelStudioClient:
             raise LabelStudioError(f"the export of project {project_id} is not a list of tasks")
         return tasks
 
-    def tasks_page(self, project_id: int, page: int = 1, page_size: int = 50,
-                   only: list[int] | None = None) -> tuple[list[dict], int]:
-        """One page of a project's tasks with their annotations and predictions, and the project's task count.
+    def tasks_page(self, project_id: int, page: int = 1, page_size: int = 50, only: list[int] | None = None,
+                   after: int | None = None, resolve_uri: bool = True) -> tuple[list[dict], int]:
+        """One page of a project's tasks with their annotations and predictions, and how many tasks match.
 
         Read through the Data Manager's task list with ``review=true``: without it,
         Label Studio calls /predict on us for every task of the page that has no
         prediction yet (as ``/api/tasks/{id}`` does).  ``fields=all`` still brings
-        the annotations and predictions; ``only`` selects tasks by id.
+        the annotations and predictions.  ``only`` selects tasks by id; ``after``
+        keeps the tasks with ids above it, by id, so a write-back resumes after the
+        last task it wrote and tasks imported meanwhile neither shift nor repeat a
+        page.  The SDK's ``tasks.list`` has no ``review`` and parses tasks into role
+        models, so this is a plain GET.
         """
-        params = {"project": int(project_id), "review": "true", "fields": "all", "resolve_uri": "false",
-                  "page": int(page), "page_size": int(page_size)}
+        params = {"project": int(project_id), "review": "true", "fields": "all", "page": int(page),
+                  "page_size": int(page_size)}
+        if not resolve_uri:
+            params["resolve_uri"] = "false"
+        query: dict = {}
         if only is not None:
-            params["query"] = json.dumps({"selectedItems": {"all": False, "included": [int(t) for t in only]}})
+            query["selectedItems"] = {"all": False, "included": [int(t) for t in only]}
+        if after is not None:
+            query["filters"] = {"conjunction": "and", "items": [
+                {"filter": "filter:tasks:id", "operator": "greater", "type": "Number", "value": int(after)},
+            ]}
+            query["ordering"] = ["tasks:id"]
+        if query:
+            params["query"] = json.dumps(query)
         answer = self.get_json(f"/api/tasks/?{urlencode(params)}")
         tasks = answer.get("tasks") if isinstance(answer, dict) else None
-        if not isinstance(tasks, list) or not all(isinstance(t, dict) for t in tasks):
+        if not isinstance(tasks, list) or not all(isinstance(t, dict) and isinstance(t.get("id"), int) for t in tasks):
             raise LabelStudioError(f"Label Studio's task list of project {project_id} is not a page of tasks")
         total = answer.get("total")
         return tasks, total if isinstance(total, int) else len(tasks)
@@ -299,10 +313,39 @@ class LabelStudioClient:
     def task(self, project_id: int, task_id: int) -> dict | None:
         """One task of a project with its annotations and predictions (annotated or not), or None when
         the project has no such task; never makes Label Studio call /predict (see ``tasks_page``)."""
-        tasks, _ = self.tasks_page(project_id, 1, 1, only=[task_id])
+        tasks, _ = self.tasks_page(project_id, 1, 1, only=[task_id], resolve_uri=False)
         return next((t for t in tasks if t.get("id") == int(task_id)), None)
 
-    def _send(self, url: str, send: Callable[[dict], _T]) -> _T:
+    def import_predictions(self, project_id: int, predictions: list[dict]) -> int:
+        """Store ``predictions`` ({task, result, score, model_version} each) in one request through the
+        SDK's bulk import; returns how many Label Studio created."""
+        url = self.absolute(f"/api/projects/{int(project_id)}/import/predictions")
+        raw = self._sdk.projects.with_raw_response
+
+        def post(options: dict) -> object:
+            return raw.import_predictions(int(project_id), request=predictions, request_options=options).data
+
+        answer = self._send(url, post, method="POST")
+        created = getattr(answer, "created", None)
+        return created if isinstance(created, int) else len(predictions)
+
+    def ml_backends(self, project_id: int) -> list[dict]:
+        """The ML backends connected to the project (``GET /api/ml?project=``)."""
+        found = self.get_json(f"/api/ml?project={int(project_id)}")
+        return [b for b in found if isinstance(b, dict)] if isinstance(found, list) else []
+
+    def set_model_version(self, project_id: int, version: str) -> None:
+        """Make ``version`` the project's model version (what the Data Manager's prediction score
+        column and uncertainty sampling read), through the SDK's project update."""
+        url = self.absolute(f"/api/projects/{int(project_id)}")
+        raw = self._sdk.projects.with_raw_response
+
+        def patch(options: dict) -> object:
+            return raw.update(int(project_id), model_version=version, request_options=options)
+
+        self._send(url, patch, method="PATCH")
+
+    def _send(self, url: str, send: Callable[[dict], _T], method: str = "GET") -> _T:
         """``send(request_options)`` with the auth header; SDK and network errors become
         ``LabelStudioError`` with a hint for the operator (the SDK's ``ApiError`` has none)."""
         header = self.auth_header()
@@ -316,7 +359,9 @@ class LabelStudioClient:
                     continue
                 hint = self.auth_hint(exc.status_code or 0, _body_text(exc.body))
                 raise LabelStudioError(
-                    self.scrub(f"Label Studio answered HTTP {exc.status_code} to GET {url}: {_body_text(exc.body)}")
+                    self.scrub(
+                        f"Label Studio answered HTTP {exc.status_code} to {method} {url}: {_body_text(exc.body)}"
+                    )
                     + (f" ({hint})" if hint else "")
                 ) from None
             except httpx.HTTPError as exc:

@@ -36,4 +36,6 @@ class Runtime:
         bootstrap(settings)
         access = LabelStudioAccess(settings)
         cache = store.ModelCache(settings.model_dir, settings.model_cache_size)
-        return cls(settings, model_class, cache, access, Scheduler(access))
+        scheduler = Scheduler(access)
+        scheduler.resume()  # write-backs of predictions a previous process left unfinished
+        return cls(settings, model_class, cache, access, scheduler)

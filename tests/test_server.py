@@ -160,8 +160,10 @@ def test_webhook_trains_then_predictions_carry_the_new_version(backend, fake_ls)
     results = b.predict(project, tasks).json()["results"]
     assert len(results) == 3 and all(r["model_version"] == version for r in results)
     assert all(isinstance(r["score"], float) for r in results)
-    # training data came from the export API, never from /api/tasks/<id>
-    assert fake_ls.calls(prefix="/api/projects/") and not fake_ls.calls(prefix="/api/tasks")
+    # training data came from the export API, never from /api/tasks/<id>; the write-back after
+    # it lists tasks only with review=true, which never makes Label Studio call /predict
+    assert fake_ls.calls(prefix="/api/projects/")
+    assert all(c.path == "/api/tasks/" and "review=true" in c.query for c in fake_ls.calls(prefix="/api/tasks"))
 
 
 def test_events_during_a_training_coalesce_into_one_follow_up(backend, fake_ls):

@@ -7,7 +7,7 @@ Layout::
     model_project_{id}/broken/                model files that did not load         (models)
     model_project_{id}/status.json            the TrainingStatus                    (records)
     model_project_{id}/connection.json        what /setup said, owner-only          (records)
-    model_project_{id}/status.lock, train.lock  locks shared by all processes       (records)
+    model_project_{id}/status.lock, train.lock, writeback.lock  locks shared by all processes (records)
     model_project_{id}/task_views/{version}/task_{id}.npz  a predicted task, reduced for the dashboard  (task_views)
 
 ``layout`` parses project ids and names the folders, ``files`` writes without
@@ -43,6 +43,7 @@ from segmenter.store.records import (
     stored_status,
     training_lock,
     update_status,
+    writeback_lock,
 )
 from segmenter.store.task_views import load_view, save_view
 
@@ -52,4 +53,5 @@ __all__ = [
     "project_dir", "queue",
     "project_key", "projects", "read_json", "read_status", "report", "save", "save_connection", "save_view",
     "served_versions", "stored_status", "tidy", "training_lock", "update_status", "versions", "write_json",
+    "writeback_lock",
 ]

@@ -1,7 +1,8 @@
 """A project's records beside its models: its training status, what ``/setup`` said,
 and the locks every process sharing MODEL_DIR respects.
 
-``status.json`` holds a ``TrainingStatus``; it is read and written here only,
+``status.json`` holds a ``TrainingStatus`` (with the state of the write-back of
+predictions after a training); it is read and written here only,
 through ``update_status`` (a read-modify-write under ``status.lock``, whose
 change function may return a result to the caller) and ``read_status`` (which
 also tells a training whose process died from a live one by probing
@@ -58,6 +59,7 @@ class TrainingStatus:
     failed_at: str | None = None
     progress: dict | None = None  # while training: epoch, best scores, time (segmenter.progress)
     history: list = field(default_factory=list)  # one entry per successful training, oldest first
+    writeback: dict | None = None  # predictions of the newest version written to Label Studio (segmenter.writeback)
 
     def remember(self, entry: dict, keep: int = 500) -> None:
         """Add a successful training's summary to ``history`` (the newest ``keep`` are kept)."""
@@ -89,6 +91,8 @@ class TrainingStatus:
             status.state = TrainingState(data.get("state", "idle"))
         except ValueError:
             status.state = TrainingState.IDLE
+        if not isinstance(status.writeback, dict):
+            status.writeback = None
         return status
 
 
@@ -115,6 +119,16 @@ def update_status(model_dir: Path, project: object, change: Callable[[TrainingSt
 def training_lock(model_dir: Path, project: object, tries: int = 1) -> Iterator[bool]:
     """The project's training lock, without waiting: yields whether this process holds it."""
     with flock(project_dir(model_dir, project) / "train.lock", blocking=False, tries=tries) as held:
+        yield held
+
+
+@contextmanager
+def writeback_lock(model_dir: Path, project: object, tries: int = 1) -> Iterator[bool]:
+    """The project's write-back lock, without waiting: yields whether this process holds it.
+
+    Apart from the training lock, so that a training never waits for predictions to be written.
+    """
+    with flock(project_dir(model_dir, project) / "writeback.lock", blocking=False, tries=tries) as held:
         yield held
 
 
