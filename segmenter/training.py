@@ -1,7 +1,8 @@
 """The training path: annotated tasks -> one ``TrainedModel`` per target.
 
 Read top to bottom: ``collect_examples`` turns tasks into (series, row labels)
-pairs, ``split`` holds out whole tasks (or the tail of a single series) for
+pairs, ``split`` holds out whole tasks whose classes the training tasks also
+hold (else a 20% row block of every task; of a single series, its tail) for
 validation, ``train_target`` prepares the data and the network, ``fit`` runs
 the epochs with early stopping, ``training_record`` writes down what happened,
 and ``train_project`` does it for every control/object pair of a labeling config.
@@ -9,7 +10,7 @@ and ``train_project`` does it for every control/object pair of a labeling config
 Early stopping: after each epoch the held-out data is predicted exactly as at
 inference time.  The model is good enough once balanced accuracy reaches
 ``balanced_accuracy_threshold`` and every range class's F1 reaches
-``min_class_f1_threshold``; training then goes on while the validation loss
+``min_class_f1_threshold`` (classes the held-out rows hold); training then goes on while the validation loss
 still improves and stops after ``patience`` epochs without improvement (three
 times that while the thresholds are not yet met), ``epochs`` at most.  The
 checkpoint kept is the best one: thresholds met first, then lowest loss.
