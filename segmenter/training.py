@@ -152,8 +152,8 @@ def split(
     that every class of the validation tasks also occurs in the training tasks
     (the seeded order first, then its rotations): judged on a class it never
     sees, a network's validation loss is lowest after the first epoch and that
-    near-uniform network would be kept.  When no whole tasks can (a class
-    annotated in one task only, with two or three tasks), every task holds out
+    near-uniform network would be kept.  When no whole tasks can (e.g. each
+    of two tasks holds a class the other lacks), every task holds out
     a 20% block of its rows instead, at the first of ``SINGLE_TASK_FOLDS``
     where the training rows hold every validation class.
     A single series holds out 20% of its rows starting at ``fold`` of its length
