@@ -1,7 +1,8 @@
 """The training path: annotated tasks -> one ``TrainedModel`` per target.
 
 Read top to bottom: ``collect_examples`` turns tasks into (series, row labels)
-pairs, ``split`` holds out whole tasks (or the tail of a single series) for
+pairs, ``split`` holds out whole tasks whose classes the training tasks also
+hold (else a 20% row block of every task; of a single series, its tail) for
 validation, ``train_target`` prepares the data and the network, ``fit`` runs
 the epochs with early stopping, ``training_record`` writes down what happened,
 and ``train_project`` does it for every control/object pair of a labeling config.
@@ -9,7 +10,7 @@ and ``train_project`` does it for every control/object pair of a labeling config
 Early stopping: after each epoch the held-out data is predicted exactly as at
 inference time.  The model is good enough once balanced accuracy reaches
 ``balanced_accuracy_threshold`` and every range class's F1 reaches
-``min_class_f1_threshold``; training then goes on while the validation loss
+``min_class_f1_threshold`` (classes the held-out rows hold); training then goes on while the validation loss
 still improves and stops after ``patience`` epochs without improvement (three
 times that while the thresholds are not yet met), ``epochs`` at most.  The
 checkpoint kept is the best one: thresholds met first, then lowest loss.
@@ -23,6 +24,8 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import reduce
+from operator import or_
 
 import numpy as np
 import torch
@@ -58,6 +61,7 @@ MIN_CONTEXT, MAX_CONTEXT = 16, 4096
 # Where each member's held-out 20% of a single annotated series starts: one task trains
 # three networks on different 80% and averages them, so no row is unused and no seed decides.
 SINGLE_TASK_FOLDS = (0.8, 0.0, 0.4)
+MAX_SPLIT_TRIES = 50  # whole-task hold-outs tried for one whose classes the training tasks all hold
 Progress = Callable[[object], None]  # gets a str line, or an ``EpochReport`` (its str is the line)
 
 
@@ -97,37 +101,98 @@ def collect_examples(
     return examples, skipped
 
 
+def class_mask(example: Example) -> int:
+    """The classes ``example`` holds as bits (bit k: class k); layered labels count where any row has them."""
+    mask = 0
+    for c in np.unique(example.rows.class_ids):
+        mask |= 1 << int(c)
+    p = example.rows.presence
+    if p is not None:
+        mask |= int(np.bitwise_or.reduce(p[p > 0], initial=0)) << 1
+    return mask
+
+
+def covers(train: list[int], val: list[int]) -> bool:
+    """Whether every class of the validation masks also occurs in the training masks."""
+    return reduce(or_, val, 0) & ~reduce(or_, train, 0) == 0
+
+
+def block_bounds(n: int, fold: float) -> tuple[int, int] | None:
+    """The 20% block of ``n`` rows held out at ``fold`` of the length; None when too short to spare a row."""
+    cut = int(round(n * (1 - VALIDATION_FRACTION)))
+    if cut < 1 or n - cut < 1:
+        return None
+    lo = min(int(round(n * fold)), cut)
+    return lo, lo + n - cut
+
+
+def rows_of(example: Example, sl: slice) -> Example:
+    """The rows ``sl`` of ``example``."""
+    s = Series(example.series.time[sl], example.series.values[sl], example.series.time_kind)
+    presence = None if example.rows.presence is None else example.rows.presence[sl]
+    return Example(example.task_id, s, replace(example.rows, class_ids=example.rows.class_ids[sl], presence=presence))
+
+
+def hold_out_rows(example: Example, fold: float) -> tuple[list[Example], Example | None]:
+    """The rows of ``example`` before and after its 20% block at ``fold``, and the block (None: too short)."""
+    n = len(example.series)
+    bounds = block_bounds(n, fold)
+    if bounds is None:
+        return [example], None
+    lo, hi = bounds
+    return [rows_of(example, slice(a, b)) for a, b in ((0, lo), (hi, n)) if b > a], rows_of(example, slice(lo, hi))
+
+
 def split(
     examples: list[Example], rng: np.random.Generator, fold: float = SINGLE_TASK_FOLDS[0]
 ) -> tuple[list[Example], list[Example], str]:
     """Training and validation examples, and how validation was chosen.
 
+    Several series: whole tasks (20%, at least one) are held out, chosen so
+    that every class of the validation tasks also occurs in the training tasks
+    (the seeded order first, then its rotations): judged on a class it never
+    sees, a network's validation loss is lowest after the first epoch and that
+    near-uniform network would be kept.  When no whole tasks can (e.g. each
+    of two tasks holds a class the other lacks), every task holds out
+    a 20% block of its rows instead, at the first of ``SINGLE_TASK_FOLDS``
+    where the training rows hold every validation class.
     A single series holds out 20% of its rows starting at ``fold`` of its length
     and trains on the rows before and after.
     """
     if len(examples) >= 2:
         n_val = max(1, round(VALIDATION_FRACTION * len(examples)))
+        masks = [class_mask(e) for e in examples]
         order = rng.permutation(len(examples))
-        val = [examples[i] for i in sorted(order[:n_val])]
-        train = [examples[i] for i in sorted(order[n_val:])]
-        return train, val, f"held-out tasks {[e.task_id for e in val]}"
+        for shift in range(min(len(examples), MAX_SPLIT_TRIES)):
+            held = set(np.roll(order, -shift)[:n_val].tolist())
+            if covers([m for i, m in enumerate(masks) if i not in held], [masks[i] for i in held]):
+                val = [e for i, e in enumerate(examples) if i in held]
+                train = [e for i, e in enumerate(examples) if i not in held]
+                return train, val, f"held-out tasks {[e.task_id for e in val]}"
+        tries = []
+        for at in SINGLE_TASK_FOLDS:
+            parts = [hold_out_rows(e, at) for e in examples]
+            train = [kept for kept_parts, _ in parts for kept in kept_parts]
+            val = [block for _, block in parts if block is not None]
+            tries.append((train, val, at))
+            if covers([class_mask(e) for e in train], [class_mask(e) for e in val]):
+                break
+        else:
+            train, val, at = tries[0]
+        if not val:
+            return examples, examples, "the training data itself (series too short to hold out rows)"
+        where = {0.8: "the last 20%", 0.0: "the first 20%"}.get(at, f"20% from {at:.0%}")
+        return train, val, (f"{where} of the rows of each task (every choice of whole held-out tasks "
+                            f"holds a class the others lack)")
     only = examples[0]
     n = len(only.series)
-    cut = int(round(n * (1 - VALIDATION_FRACTION)))
-    if cut < 1 or n - cut < 1:
+    bounds = block_bounds(n, fold)
+    if bounds is None:
         return examples, examples, "the training data itself (series too short to hold out rows)"
-    lo = min(int(round(n * fold)), cut)
-    hi = lo + n - cut
-
-    def part(sl: slice) -> Example:
-        s = Series(only.series.time[sl], only.series.values[sl], only.series.time_kind)
-        presence = None if only.rows.presence is None else only.rows.presence[sl]
-        r = replace(only.rows, class_ids=only.rows.class_ids[sl], presence=presence)
-        return Example(only.task_id, s, r)
-
-    train = [part(slice(a, b)) for a, b in ((0, lo), (hi, n)) if b > a]
+    train, block = hold_out_rows(only, fold)
+    lo, hi = bounds
     where = f"last {n - lo} rows" if hi == n else f"rows {lo}-{hi - 1}"
-    return train, [part(slice(lo, hi))], f"{where} of task {only.task_id}"
+    return train, [block], f"{where} of task {only.task_id}"
 
 
 def choose_context(
@@ -204,7 +269,9 @@ def validate(net: SegmenterNet, val: list[Example], model: TrainedModel, balance
     s = class_scores(y, p, n_classes)
     active = np.flatnonzero((s.true_count + s.pred_count) > 0)
     per_class = {int(c): float(s.f1[c]) for c in active}
-    judged = [f for c, f in per_class.items() if c not in model.instant_classes]
+    # A class the held-out rows lack has F1 0 after one stray predicted row: it would hold
+    # the thresholds out of reach; its false positives still lower the other classes' F1.
+    judged = [f for c, f in per_class.items() if c not in model.instant_classes and s.true_count[c] > 0]
     return Validation(mean_loss, s.balanced_accuracy, min(judged) if judged else 0.0, per_class, s.confusion.tolist())
 
 
@@ -243,7 +310,7 @@ def validate_layers(net: SegmenterNet, val: list[Example], model: TrainedModel, 
         )
         truth.append((example.rows.presence[:, None] >> bits[None, :]) & 1)
     y, p = np.concatenate(truth), np.clip(np.concatenate(probs), 1e-7, 1 - 1e-7)
-    per_f1, accuracies, losses = {}, [], []
+    per_f1, accuracies, losses, judged = {}, [], [], []
     for k in range(n_labels):
         t = y[:, k]
         s = class_scores(t, (p[:, k] > 0.5).astype(np.int64), 2)
@@ -255,7 +322,8 @@ def validate_layers(net: SegmenterNet, val: list[Example], model: TrainedModel, 
         if (s.true_count[1] + s.pred_count[1]) > 0:
             per_f1[k + 1] = float(s.f1[1])
             accuracies.append(s.balanced_accuracy)
-    judged = [f for c, f in per_f1.items() if c not in model.instant_classes]
+        if s.true_count[1] > 0 and k + 1 not in model.instant_classes:
+            judged.append(float(s.f1[1]))  # as in ``validate``: labels the held-out rows hold
     return Validation(
         float(np.mean(losses)),
         float(np.mean(accuracies)) if accuracies else 0.0,
