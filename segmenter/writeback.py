@@ -34,6 +34,7 @@ from segmenter import store
 from segmenter.access import LabelStudioAccess
 from segmenter.inference import fitting_models, predict_task
 from segmenter.labelstudio import LabelStudioClient, LabelStudioError
+from segmenter.projectsettings import ProjectSettings, read_settings
 from segmenter.redaction import redact
 from segmenter.store import TrainingStatus
 from segmenter.taskdata import Fetcher
@@ -150,8 +151,10 @@ def _write(access: LabelStudioAccess, project: str, job: _Job) -> bool:
         info = client.get_json(f"/api/projects/{int(project)}")
         label_config = info.get("label_config") if isinstance(info, dict) else None
         models: list[TrainedModel] = store.load(model_dir, project, job.version)
-        if label_config:
+        cleanup: dict[str, ProjectSettings] = {}
+        if label_config:  # the models that fit the config, cleaned up with its model_* settings, as /predict does
             models = fitting_models(models, label_config)
+            cleanup = read_settings(label_config, settings.training)
         fetcher = access.fetcher_for(project)
         current = info.get("model_version") if isinstance(info, dict) else None
         log.info("project %s: writing predictions of %s (%s tasks) after task %d",
@@ -160,7 +163,7 @@ def _write(access: LabelStudioAccess, project: str, job: _Job) -> bool:
             tasks, above = client.tasks_page(int(project), 1, settings.predict_batch_size, after=job.after)
             chosen = [t for t in tasks if (job.mode == ALL or unlabelled(t)) and not has_version(t, job.version)]
             written = 0
-            batch = _predictions(models, chosen, fetcher, job.version) if models else []
+            batch = _predictions(models, chosen, fetcher, job.version, cleanup) if models else []
             if batch:
                 written = client.import_predictions(int(project), batch)
             job.after = max([job.after, *(t["id"] for t in tasks)])
@@ -192,13 +195,15 @@ def _write(access: LabelStudioAccess, project: str, job: _Job) -> bool:
         return True
 
 
-def _predictions(models: list[TrainedModel], tasks: list[dict], fetcher: Fetcher, version: str) -> list[dict]:
-    """The predictions to post for ``tasks``; a task whose series cannot be read is left out (and
-    logged), so Label Studio still asks /predict when it is opened rather than show a 0 score."""
+def _predictions(models: list[TrainedModel], tasks: list[dict], fetcher: Fetcher, version: str,
+                 settings: dict[str, ProjectSettings]) -> list[dict]:
+    """The predictions to post for ``tasks``, cleaned up with the project's ``settings``; a task whose
+    series cannot be read is left out (and logged), so Label Studio still asks /predict when it is
+    opened rather than show a 0 score."""
     out = []
     for task in tasks:
         try:
-            prediction = predict_task(models, task, fetcher)
+            prediction = predict_task(models, task, fetcher, settings=settings)
         except Exception as exc:  # one broken task must not cost the others their predictions
             log.warning("task %s: no prediction written: %s", task.get("id"), redact(str(exc)))
             continue

@@ -225,3 +225,23 @@ def test_settings_read_and_check_the_write_back_variables():
                         ("PREDICT_BATCH_SIZE", "5000"), ("PREDICT_BATCH_PAUSE", "-1")]:
         with pytest.raises(ConfigError, match=name):
             Settings.from_env({name: value})
+
+
+def test_written_predictions_are_cleaned_up_with_the_projects_settings(tmp_path, ls, models):
+    """The write-back proposes what /predict would: a score threshold of 1 in the project's
+    config leaves no region, though the task score still says how sure the model is."""
+    strict = CONFIG.replace("<TimeSeriesLabels ", '<TimeSeriesLabels model_score_threshold="1" ')
+    project = ls.add_project(strict)
+    free = [t["id"] for t in ls.add_recordings(project, 3, seed=50, annotate=False)]
+    saved(tmp_path, project, models)
+    writeback.run(LabelStudioAccess(settings_for(tmp_path, ls)), str(project))
+    predictions = [p for batch in ls.imported for p in batch]
+    assert sorted(p["task"] for p in predictions) == free
+    assert all(p["result"] == [] and 0 < p["score"] <= 1 for p in predictions)
+
+    loose = ls.add_project(CONFIG)
+    ls.add_recordings(loose, 3, seed=50, annotate=False)
+    ls.imported.clear()
+    saved(tmp_path, loose, models)
+    writeback.run(LabelStudioAccess(settings_for(tmp_path, ls)), str(loose))
+    assert any(p["result"] for batch in ls.imported for p in batch), "without the threshold regions are proposed"
