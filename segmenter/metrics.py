@@ -26,13 +26,13 @@ from __future__ import annotations
 import logging
 import os
 import re
-import socket
 import sys
 import threading
 from pathlib import Path
 from types import SimpleNamespace
 
 from segmenter import store
+from segmenter.store import files
 
 log = logging.getLogger(__name__)
 
@@ -45,21 +45,7 @@ _PID_FILE = re.compile(r"_(\d+)\.db$")
 
 def host_folder() -> str:
     """This host's subfolder name: its host name and PID namespace, the scope in which a pid names one process."""
-    try:
-        namespace = os.readlink("/proc/self/ns/pid").strip("pid:[]")
-    except OSError:
-        namespace = ""
-    return (re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname()) or "host") + (f"~{namespace}" if namespace else "")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
+    return files.origin()
 
 
 def remove_dead(folder: Path) -> list[str]:
@@ -69,7 +55,7 @@ def remove_dead(folder: Path) -> list[str]:
     removed = []
     for path in sorted(folder.glob("*.db")):
         pid = _PID_FILE.search(path.name)
-        if pid is not None and not _alive(int(pid.group(1))):
+        if pid is not None and not files.alive(int(pid.group(1))):
             path.unlink(missing_ok=True)
             removed.append(path.name)
     return removed

@@ -159,11 +159,8 @@ class NoFetch:
         raise AssertionError(f"fetched {ref}")
 
 
-def test_a_predicted_tasks_view_is_stored_and_served_without_parsing_or_predicting(tmp_path):
-    """/predict's keeper stores each task's reduced view in the background; the dashboard reads it,
-    placing the annotation as it is now, and gets what computing it would give."""
-    import numpy as np
-
+def predicted_and_stored(model_dir):
+    """A trained model, its task files, the stored version and a task /predict predicted (its view stored)."""
     from harness import synthetic
     from segmenter import store, taskview
     from segmenter.config import TrainingSettings
@@ -172,10 +169,21 @@ def test_a_predicted_tasks_view_is_stored_and_served_without_parsing_or_predicti
 
     tasks, files = synthetic.annotated_tasks(2, 600, seed=4)
     [model] = train_project(synthetic.label_config(), tasks, files, TrainingSettings(epochs=2, patience=1))
-    version = store.save(tmp_path, "1", [model])
+    version = store.save(model_dir, "1", [model])
     task = {**tasks[0], "id": 7}
-    predict_tasks([model], [task], files, keep=taskview.keeper(tmp_path, "1", version))
+    predict_tasks([model], [task], files, keep=taskview.keeper(model_dir, "1", version))
     assert taskview.flush(30)
+    return model, files, version, task
+
+
+def test_a_predicted_tasks_view_is_stored_and_served_without_parsing_or_predicting(tmp_path):
+    """/predict's keeper stores each task's reduced view in the background; the dashboard reads it,
+    placing the annotation as it is now, and gets what computing it would give."""
+    import numpy as np
+
+    from segmenter import store, taskview
+
+    model, files, version, task = predicted_and_stored(tmp_path)
     assert store.load_view(tmp_path, "1", version, 7) is not None
 
     [stored] = taskview.view("1", version, task, [model], NoFetch(), model_dir=tmp_path)
@@ -231,19 +239,12 @@ def test_task_view_cleans_up_with_the_projects_settings_and_restores_a_view_made
     import numpy as np
 
     from harness import synthetic
-    from segmenter import store, taskview
+    from segmenter import taskview
     from segmenter.config import TrainingSettings
-    from segmenter.inference import predict_tasks
     from segmenter.projectsettings import read_settings
     from segmenter.taskdata import read_task_series
-    from segmenter.training import train_project
 
-    tasks, files = synthetic.annotated_tasks(2, 600, seed=4)
-    [model] = train_project(synthetic.label_config(), tasks, files, TrainingSettings(epochs=2, patience=1))
-    version = store.save(tmp_path, "1", [model])
-    task = {**tasks[0], "id": 7}
-    predict_tasks([model], [task], files, keep=taskview.keeper(tmp_path, "1", version))
-    assert taskview.flush(30)
+    model, files, version, task = predicted_and_stored(tmp_path)
     [plain] = taskview.view("1", version, task, [model], NoFetch(), model_dir=tmp_path)
 
     config = synthetic.label_config().replace("<TimeSeriesLabels ", '<TimeSeriesLabels model_min_duration="1rows" ')

@@ -66,7 +66,7 @@ def test_a_save_removes_what_interrupted_saves_left_but_not_live_writes(tmp_path
     first = store.save(tmp_path, 1, [model()])
     folder = tmp_path / "model_project_1"
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    origin = store.files._origin()
+    origin = store.files.origin()
     debris = [f".v2-20260101T000000Z.pt.{dead.stdout.strip()}@{origin}.abc123.tmp", "v2-20260101T000000Z.json"]
     live = f".status.json.{os.getpid()}@{origin}.def456.tmp"  # another thread of this process is writing it
     foreign = ".status.json.1@elsewhere.ghi789.tmp"  # another host's write: only removed when old

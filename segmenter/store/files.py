@@ -33,8 +33,8 @@ class StorageError(OSError):
 
 
 @functools.cache
-def _origin() -> str:
-    """This host and PID namespace: where the pid in a temp file's name can be looked up."""
+def origin() -> str:
+    """This host and PID namespace: the scope in which a pid names one process (temp files, metric files)."""
     try:
         namespace = os.readlink("/proc/self/ns/pid").strip("pid:[]")
     except OSError:
@@ -42,7 +42,8 @@ def _origin() -> str:
     return re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname()) + f"~{namespace}"
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host and PID namespace is running."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -55,8 +56,8 @@ def _alive(pid: int) -> bool:
 def abandoned(path: Path, now: float) -> bool:
     """Whether a temp file's writer is gone: its process ended, or (elsewhere) it is over an hour old."""
     found = _TEMP_FILE.match(path.name)
-    if found and found["origin"] == _origin():
-        return not _alive(int(found["pid"]))
+    if found and found["origin"] == origin():
+        return not alive(int(found["pid"]))
     try:
         return now - path.stat().st_mtime > STALE_AFTER
     except FileNotFoundError:
@@ -77,7 +78,7 @@ def stage(path: Path, write: Callable[[Path], None], mode: int, durable: bool) -
     temp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}@{_origin()}.", suffix=".tmp")
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}@{origin()}.", suffix=".tmp")
         os.close(fd)
         temp = Path(name)
         write(temp)
