@@ -24,6 +24,7 @@ in Label Studio (Retrieve Predictions keeps them too).
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
@@ -115,11 +116,19 @@ def run(access: LabelStudioAccess, project: str) -> None:
                 return
             while (job := _claim(model_dir, project)) is not None:
                 if not _write(access, project, job):
+                    store.update_status(model_dir, project, functools.partial(_pause, version=job.version))
                     return
         # A training that ended while the lock was being released found it taken: look again.
         status = store.stored_status(model_dir, project)
         if status.pending or not unfinished(status):
             return
+
+
+def _pause(status: TrainingStatus, version: str) -> None:
+    """Back to pending while a training goes first: "running" means a writer holds the lock."""
+    wb = status.writeback or {}
+    if wb.get("version") == version and wb.get("state") == WritebackState.RUNNING.value:
+        wb["state"] = WritebackState.PENDING.value
 
 
 def _claim(model_dir: object, project: str) -> _Job | None:

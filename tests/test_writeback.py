@@ -107,6 +107,8 @@ def test_a_write_back_killed_midway_resumes_after_the_last_task_written(tmp_path
         writeback.run(access, str(project))
     wb = store.stored_status(access.settings.model_dir, project).writeback
     assert wb["state"] == "running" and wb["after"] > 0 and 0 < wb["written"] < len(free)
+    shown = store.read_status(access.settings.model_dir, project).writeback
+    assert shown["state"] == "interrupted", "/status tells a write-back whose process ended"
     first = written(ls)
 
     monkeypatch.undo()
@@ -189,13 +191,18 @@ def test_a_training_request_stops_the_write_back_between_batches(tmp_path, ls, m
     access = LabelStudioAccess(settings_for(tmp_path, ls))
     saved(tmp_path, project, models)
 
+    seen_while_writing = []
+
     def request_training(seconds):
+        seen_while_writing.append(store.read_status(access.settings.model_dir, project).writeback["state"])
         store.update_status(access.settings.model_dir, project, lambda s: setattr(s, "requests", s.requests + 1))
 
     monkeypatch.setattr(writeback.time, "sleep", request_training)
     writeback.run(access, str(project))
+    assert seen_while_writing == ["running"], "a writer holding the lock reads as running"
     wb = store.stored_status(access.settings.model_dir, project).writeback
-    assert wb["state"] == "running" and len(written(ls)) == 2, "stopped after one batch, to be resumed"
+    assert wb["state"] == "pending" and len(written(ls)) == 2, "stopped after one batch, to be resumed"
+    assert store.read_status(access.settings.model_dir, project).writeback["state"] == "pending"
 
 
 def test_a_newer_version_supersedes_an_unfinished_write_back(tmp_path, ls, models):

@@ -26,6 +26,9 @@ from segmenter.store.models import INITIAL_VERSION, broken, latest_version, meta
 STATUS_FILE = "status.json"
 CONNECTION_FILE = "connection.json"
 INTERRUPTED = "training was interrupted: the process running it ended"
+# A write-back is "running" only while its writer holds writeback.lock (it goes back to
+# "pending" when it stops for a training): one found running with the lock free had its process end.
+WRITEBACK_RUNNING, WRITEBACK_INTERRUPTED = "running", "interrupted"
 T = TypeVar("T")
 
 
@@ -133,7 +136,8 @@ def writeback_lock(model_dir: Path, project: object, tries: int = 1) -> Iterator
 
 
 def read_status(model_dir: Path, project: object) -> TrainingStatus:
-    """The project's status; a training whose process ended reads as failed."""
+    """The project's status; a training whose process ended reads as failed, and a write-back
+    whose process ended as interrupted (resumed at the service's next start)."""
     key = project_key(project)
     status = stored_status(model_dir, key)
     if status.state is TrainingState.TRAINING:
@@ -145,6 +149,12 @@ def read_status(model_dir: Path, project: object) -> TrainingStatus:
                 if status.state is TrainingState.TRAINING:
                     status.state, status.last_error = TrainingState.FAILED, INTERRUPTED
                     status.progress = None
+    if (status.writeback or {}).get("state") == WRITEBACK_RUNNING:
+        with writeback_lock(model_dir, key) as free:
+            if free:
+                fresh = stored_status(model_dir, key).writeback or {}
+                if fresh.get("state") == WRITEBACK_RUNNING:
+                    status.writeback = {**fresh, "state": WRITEBACK_INTERRUPTED}
     return status
 
 
