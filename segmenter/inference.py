@@ -38,8 +38,9 @@ def fitting_models(models: list[TrainedModel], label_config: str) -> list[Traine
     ]
 
 
-# Told each predicted task with, per model, its series and per-row probabilities (the dashboard's views).
-Keep = Callable[[dict, list[tuple[TrainedModel, Series, np.ndarray]]], None]
+# Told each predicted task with, per model, its series, per-row probabilities and the project's
+# settings for its target (the dashboard's views, cleaned up as the prediction was).
+Keep = Callable[[dict, list[tuple[TrainedModel, Series, np.ndarray, ProjectSettings | None]]], None]
 
 
 def predict_task(
@@ -63,13 +64,14 @@ def predict_task(
     parts = []
     for model in models:
         series = read_task_series(task, model.target, fetcher)
+        own = (settings or {}).get(model.target.from_name)
         probs = model.probabilities(series)
-        regions, score = model.results(series, (settings or {}).get(model.target.from_name), probs)
+        regions, score = model.results(series, own, probs)
         if rows is not None:
             rows(len(series))
         results.extend(regions)
         scores.append(score)
-        parts.append((model, series, probs, (settings or {}).get(model.target.from_name)))
+        parts.append((model, series, probs, own))
     if keep is not None:
         keep(task, parts)
     return {"result": results, "score": round(min(scores), 4) if scores else 0.0}
