@@ -14,7 +14,10 @@ trap 'rm -rf "$tmp"' EXIT
 stand_in() {
   local name=$1 packages=$2
   shift 2
-  if [ "${REBUILD:-0}" != 1 ] && podman image exists "$name"; then
+  # Labelled, so the image test can tell a stand-in from the official base (an unlabelled
+  # image of this name from an older run is rebuilt).
+  if [ "${REBUILD:-0}" != 1 ] && podman image exists "$name" &&
+     [ "$(podman image inspect --format '{{index .Labels "segmenter.stand-in"}}' "$name")" = true ]; then
     echo "stand-in $name: present"
     return
   fi
@@ -25,7 +28,7 @@ stand_in() {
     --dpkgopt='path-exclude=/usr/share/locale/*' --aptopt='Acquire::Languages "none"' \
     --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*' \
     "$suite" "$tmp/rootfs.tar"
-  local changes=(--change "$path_env")
+  local changes=(--change "$path_env" --change 'LABEL segmenter.stand-in=true')
   for change in "$@"; do changes+=(--change "$change"); done
   podman import --quiet "${changes[@]}" "$tmp/rootfs.tar" "$name" >/dev/null
   rm -f "$tmp/rootfs.tar"

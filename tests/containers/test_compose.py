@@ -38,7 +38,15 @@ from harness.waiting import wait_for
 
 pytestmark = module_marks()
 
+# What the project puts above its base image (the venv and the code): torch's CPU build, pandas,
+# scikit-learn, matplotlib, label-studio-sdk and their dependencies measured 1.29 GB (2026-12-05).
+# Only these layers are judged on every machine: the stand-in base is built from the day's Debian
+# packages, so its size moves by itself (README, "Docker").
+MAX_ABOVE_BASE_BYTES = 1.35e9
+# The user-facing figure, the whole image on the official python:3.11-slim; checked where it is the base.
 MAX_IMAGE_BYTES = 1.5e9
+BASE_IMAGE = "python:3.11-slim"  # the Dockerfile's runtime stage
+STAND_IN_LABEL = "segmenter.stand-in"  # set by stand-in-images.sh
 BUILD_TIMEOUT_S = 1200
 START_TIMEOUT_S = 120
 TRAIN_TIMEOUT_S = 300
@@ -139,10 +147,16 @@ def image(log_dir) -> Iterator[str]:
 
 
 def test_image_is_lean_cpu_non_root_with_health_check(image):
-    [info] = json.loads(podman("image", "inspect", image).stdout)
-    size = info["Size"]
-    print(f"{image}: {size / 1e9:.2f} GB")
-    assert size <= MAX_IMAGE_BYTES, f"image is {size / 1e9:.2f} GB"
+    [info, base] = json.loads(podman("image", "inspect", image, BASE_IMAGE).stdout)
+    size, above = info["Size"], info["Size"] - base["Size"]
+    stand_in = (base.get("Labels") or {}).get(STAND_IN_LABEL) == "true"
+    print(f"{image}: {size / 1e9:.2f} GB, of which {above / 1e9:.2f} GB above the "
+          f"{'stand-in' if stand_in else 'official'} base ({base['Size'] / 1e9:.2f} GB)")
+    assert base["RootFS"]["Layers"] == info["RootFS"]["Layers"][:len(base["RootFS"]["Layers"])], \
+        f"{image} is not built on {BASE_IMAGE}"
+    assert above <= MAX_ABOVE_BASE_BYTES, f"the project's layers are {above / 1e9:.2f} GB"
+    if not stand_in:
+        assert size <= MAX_IMAGE_BYTES, f"image is {size / 1e9:.2f} GB on the official base"
     assert info["User"] == "app"
     health = info.get("Healthcheck") or {}  # kept because the build uses the docker format
     assert "scripts.healthcheck" in " ".join(health.get("Test", [])), health
