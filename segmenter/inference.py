@@ -29,13 +29,16 @@ def fitting_models(models: list[TrainedModel], label_config: str) -> list[Traine
     A model trained for other labels, channels or time handling, or under
     other training-time settings (``model_context``, ``model_max_epochs``), is
     never applied to a changed config.  Predict-time settings need no new model.
+    One model per target: a version trained when a repeated ``toName`` made
+    identical targets holds copies, which would predict every region again.
     """
     wanted = {t.signature() for t in parse_label_config(label_config)}
     settings = read_settings(label_config, TrainingSettings())
-    return [
-        m for m in models
-        if m.target.signature() in wanted and m.trained_with() == settings[m.target.from_name].training_key()
-    ]
+    fitting: dict[str, TrainedModel] = {}
+    for m in models:
+        if m.target.signature() in wanted and m.trained_with() == settings[m.target.from_name].training_key():
+            fitting.setdefault(m.target.signature(), m)
+    return list(fitting.values())
 
 
 # Told each predicted task with, per model, its series, per-row probabilities and the project's

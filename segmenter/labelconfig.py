@@ -77,7 +77,13 @@ def _validate_with_sdk(xml: str) -> None:
 
 
 def parse_label_config(xml: str) -> list[Target]:
-    """Every TimeSeriesLabels -> TimeSeries pair of ``xml``, in document order."""
+    """Every TimeSeriesLabels -> TimeSeries pair of ``xml``, in document order, each once.
+
+    An object named again in ``toName`` (``"ts,ts"``) is left out, and so is a
+    control whose name an earlier one has (regions name their control, so its
+    results would mix with the first one's): either would train and predict
+    the same regions again.
+    """
     if not xml or not xml.strip():
         raise LabelConfigError("label config is empty")
     try:
@@ -87,13 +93,15 @@ def parse_label_config(xml: str) -> list[Target]:
     _validate_with_sdk(xml)
 
     series = {node.get("name"): node for node in root.iter("TimeSeries") if node.get("name")}
-    targets = []
+    targets: dict[tuple[str, str], Target] = {}
     for control in root.iter("TimeSeriesLabels"):
         name = control.get("name")
         to_name = control.get("toName")
         if not name or not to_name:
             raise LabelConfigError("<TimeSeriesLabels> needs both name and toName")
-        for obj_name in (n.strip() for n in to_name.split(",")):
+        if any(from_name == name for from_name, _ in targets):
+            continue
+        for obj_name in dict.fromkeys(n.strip() for n in to_name.split(",")):
             ts = series.get(obj_name)
             if ts is None:
                 raise LabelConfigError(
@@ -107,21 +115,19 @@ def parse_label_config(xml: str) -> list[Target]:
             if value_type not in ("url", "json"):
                 raise LabelConfigError(f"<TimeSeries name={obj_name!r}> has unknown valueType={value_type!r}")
             time_column = ts.get("timeColumn")
-            targets.append(
-                Target(
-                    from_name=name,
-                    to_name=obj_name,
-                    data_key=_strip_dollar(value),
-                    value_type=value_type,
-                    labels=_labels(control),
-                    channels=_channels(ts),
-                    time_column=time_column.strip().lower() if time_column and time_column.strip() else None,
-                    time_format=ts.get("timeFormat") or None,
-                    sep=ts.get("sep") or ",",
-                )
+            targets[name, obj_name] = Target(
+                from_name=name,
+                to_name=obj_name,
+                data_key=_strip_dollar(value),
+                value_type=value_type,
+                labels=_labels(control),
+                channels=_channels(ts),
+                time_column=time_column.strip().lower() if time_column and time_column.strip() else None,
+                time_format=ts.get("timeFormat") or None,
+                sep=ts.get("sep") or ",",
             )
     if not targets:
         raise LabelConfigError(
             "label config has no <TimeSeriesLabels> control pointing to a <TimeSeries> object"
         )
-    return targets
+    return list(targets.values())

@@ -19,6 +19,13 @@ datetime time column, the column's own numbers for a numeric one, rows when
 the ``<TimeSeries>`` has no ``timeColumn``); a ``rows`` suffix (``25rows``,
 ``25 rows``) counts rows.  ``Duration.rows`` converts with the series' median
 row spacing.
+
+Ranges keep one project from exhausting a backend others share: a context
+is at most ``MAX_CONTEXT_ROWS`` rows (and, at training, no longer than the
+typical annotated series: ``training.choose_context``); a duration is finite,
+at most ``MAX_DURATION_ROWS`` rows or ``MAX_TIME_AMOUNT`` time units, and a
+conversion to rows never exceeds ``MAX_DURATION_ROWS`` (longer than any series
+a backend holds, so the clean-up means the same).
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from __future__ import annotations
 import math
 import re
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -41,6 +48,9 @@ CONTROL_ATTRIBUTES = (CONTEXT, MAX_EPOCHS, MIN_DURATION, MERGE_GAP, SCORE_THRESH
 LABEL_ATTRIBUTES = (MIN_DURATION, MERGE_GAP)
 MAX_EPOCHS_LIMIT = 100_000
 MIN_CONTEXT_ROWS = 2
+MAX_CONTEXT_ROWS = 4096  # the automatic context's cap too: the strided convolution's kernel grows with it
+MAX_DURATION_ROWS = 1_000_000_000  # more rows than any series a backend can hold in memory
+MAX_TIME_AMOUNT = 1e15  # in the time column's units: 31 million years of seconds, 11 days of nanoseconds
 AUTO = "auto"
 _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(rows?)?\s*$", re.IGNORECASE)
 
@@ -53,10 +63,13 @@ class Duration:
     in_rows: bool
 
     def rows(self, spacing: float) -> int:
-        """Whole rows for a series whose rows are ``spacing`` time units apart."""
-        if self.in_rows:
-            return int(round(self.amount))
-        return int(round(self.amount / spacing)) if spacing > 0 else int(round(self.amount))
+        """Whole rows for a series whose rows are ``spacing`` time units apart, at most ``MAX_DURATION_ROWS``.
+
+        The cap keeps the count a small int64 whatever the spacing (a tiny one
+        would make any time a huge or infinite number of rows).
+        """
+        amount = self.amount if self.in_rows or spacing <= 0 else self.amount / spacing
+        return int(round(amount)) if amount < MAX_DURATION_ROWS else MAX_DURATION_ROWS
 
     def __str__(self) -> str:
         amount = int(self.amount) if float(self.amount).is_integer() else self.amount
@@ -146,14 +159,17 @@ def default_settings(from_name: str, labels: tuple[str, ...], defaults: Training
 class _Reader:
     """Reads attributes of one tag, collecting a problem for each bad value."""
 
-    def __init__(self, node: ET.Element, where: str, problems: list[str]) -> None:
+    def __init__(self, node: ET.Element, where: str, problems: list[str], plain_rows: bool = False) -> None:
         self.node, self.where, self.problems = node, where, problems
+        self.plain_rows = plain_rows  # a plain number counts rows: the control's series have no time column
 
     def bad(self, name: str, why: str, default: object) -> None:
         self.problems.append(f"{self.where} {name}={self.node.get(name)!r}: {why}; using the default {default}")
 
     def duration(self, name: str, default: Duration | None, auto: bool, positive: bool,
-                 shown: str) -> Duration | None:
+                 shown: str, max_rows: int = MAX_DURATION_ROWS) -> Duration | None:
+        """A duration within range: finite, above 0 (``positive``) or at least 0, at most ``max_rows``
+        rows (a ``rows`` suffix, or a plain number where it counts rows) or ``MAX_TIME_AMOUNT`` time units."""
         raw = self.node.get(name)
         if raw is None:
             return default
@@ -169,7 +185,14 @@ class _Reader:
         if not math.isfinite(amount) or (positive and amount <= 0):
             self.bad(name, "must be a finite number above 0" if positive else "must be finite", shown)
             return default
-        return Duration(amount, match.group(2) is not None)
+        in_rows = match.group(2) is not None
+        if (in_rows or self.plain_rows) and amount > max_rows:
+            self.bad(name, f"must be at most {max_rows} rows", shown)
+            return default
+        if amount > MAX_TIME_AMOUNT:
+            self.bad(name, f"must be at most {MAX_TIME_AMOUNT:.0e} in the time column's units", shown)
+            return default
+        return Duration(amount, in_rows)
 
     def integer(self, name: str, default: int, low: int, high: int) -> tuple[int, bool]:
         raw = self.node.get(name)
@@ -205,13 +228,20 @@ class _Reader:
                 self.problems.append(f"{self.where} {name}: unknown attribute (known here: {', '.join(known)})")
 
 
-def control_settings(control: ET.Element, defaults: TrainingSettings) -> ProjectSettings:
-    """The settings one ``<TimeSeriesLabels>`` element sets, validated."""
+def control_settings(control: ET.Element, defaults: TrainingSettings, plain_rows: bool = False) -> ProjectSettings:
+    """The settings one ``<TimeSeriesLabels>`` element sets, validated.
+
+    ``plain_rows``: the series it labels have no time column, so a plain number counts rows.
+    """
     name = control.get("name") or ""
     problems: list[str] = []
-    read = _Reader(control, f"<TimeSeriesLabels name={name!r}>", problems)
+    read = _Reader(control, f"<TimeSeriesLabels name={name!r}>", problems, plain_rows)
     read.unknown(CONTROL_ATTRIBUTES)
-    context = read.duration(CONTEXT, None, auto=True, positive=True, shown=AUTO)
+    objects = [n.strip() for n in (control.get("toName") or "").split(",")]
+    if len(set(objects)) < len(objects):
+        problems.append(f"<TimeSeriesLabels name={name!r}> toName={control.get('toName')!r}: names an object "
+                        "more than once; each is trained and predicted once")
+    context = read.duration(CONTEXT, None, auto=True, positive=True, shown=AUTO, max_rows=MAX_CONTEXT_ROWS)
     max_epochs, epochs_set = read.integer(MAX_EPOCHS, defaults.epochs, 1, MAX_EPOCHS_LIMIT)
     threshold = read.fraction(SCORE_THRESHOLD, 0.0)
     own = LabelCleanup(
@@ -223,7 +253,7 @@ def control_settings(control: ET.Element, defaults: TrainingSettings) -> Project
         value = node.get("value")
         if not value or value in dict(labels):
             continue
-        label = _Reader(node, f"<Label value={value!r}> of <TimeSeriesLabels name={name!r}>", problems)
+        label = _Reader(node, f"<Label value={value!r}> of <TimeSeriesLabels name={name!r}>", problems, plain_rows)
         label.unknown(LABEL_ATTRIBUTES)
         labels.append((value, LabelCleanup(
             label.duration(MIN_DURATION, own.min_duration, auto=True, positive=False,
@@ -244,13 +274,24 @@ def _off(gap: Duration | None) -> bool:
 def read_settings(label_config: str, defaults: TrainingSettings) -> dict[str, ProjectSettings]:
     """The settings of every ``<TimeSeriesLabels>`` of ``label_config``, by control name.
 
-    Expects a config ``parse_label_config`` accepts; an unparsable one has no settings.
+    Expects a config ``parse_label_config`` accepts; an unparsable one has no settings.  Of
+    controls sharing a name the first counts, as in ``parse_label_config``; the others are a problem.
     """
     try:
         root = ET.fromstring(label_config)
     except ET.ParseError:
         return {}
-    return {node.get("name") or "": control_settings(node, defaults) for node in root.iter("TimeSeriesLabels")}
+    untimed = {node.get("name") for node in root.iter("TimeSeries") if not (node.get("timeColumn") or "").strip()}
+    found: dict[str, ProjectSettings] = {}
+    for node in root.iter("TimeSeriesLabels"):
+        name = node.get("name") or ""
+        objects = {n.strip() for n in (node.get("toName") or "").split(",")}
+        if name in found:
+            problem = f"<TimeSeriesLabels name={name!r}>: a second control of this name is ignored"
+            found[name] = replace(found[name], problems=(*found[name].problems, problem))
+            continue
+        found[name] = control_settings(node, defaults, plain_rows=objects <= untimed)
+    return found
 
 
 def problems(label_config: str, defaults: TrainingSettings) -> list[str]:
@@ -258,8 +299,12 @@ def problems(label_config: str, defaults: TrainingSettings) -> list[str]:
     return [p for s in read_settings(label_config, defaults).values() for p in s.problems]
 
 
-def settings_report(label_config: str | None, defaults: TrainingSettings) -> dict:
-    """``/status``'s ``settings`` (per control, plain values) and ``settings_problems`` for a config."""
+def settings_report(label_config: str | None, defaults: TrainingSettings, models: list[dict] | None = None) -> dict:
+    """``/status``'s ``settings`` (per control, plain values) and ``settings_problems`` for a config.
+
+    ``models`` (``/status``'s records of the served models) add the problems their trainings
+    found with settings that fit this config: a ``model_context`` too long for the series.
+    """
     if not label_config:
         return {"settings": {}, "settings_problems": []}
     try:
@@ -267,7 +312,12 @@ def settings_report(label_config: str | None, defaults: TrainingSettings) -> dic
     except ET.ParseError as exc:
         return {"settings": {}, "settings_problems": [f"label config is not valid XML: {exc}"]}
     found = read_settings(label_config, defaults)
+    trained = [
+        f"<TimeSeriesLabels name={m['from_name']!r}> {m['context']['problem']}" for m in models or []
+        if (m.get("context") or {}).get("problem") and m["from_name"] in found
+        and m.get("trained_with") == found[m["from_name"]].training_key()
+    ]
     return {
         "settings": {name: s.describe() for name, s in found.items()},
-        "settings_problems": [p for s in found.values() for p in s.problems],
+        "settings_problems": [p for s in found.values() for p in s.problems] + trained,
     }

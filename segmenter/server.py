@@ -194,7 +194,8 @@ def create_app(runtime: Runtime) -> Flask:
     def report(project: str) -> dict:
         """A project's stored report plus the ``model_*`` settings of the config last seen, and their problems."""
         schema = store.load_connection(settings.model_dir, project).get("schema")
-        return {**store.report(settings.model_dir, project), **settings_report(schema, settings.training),
+        stored = store.report(settings.model_dir, project)
+        return {**stored, **settings_report(schema, settings.training, stored.get("models")),
                 "dashboard": f"/dashboard/project/{project}"}
 
     @app.get("/status")

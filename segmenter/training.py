@@ -40,6 +40,8 @@ from segmenter.labelconfig import Target, parse_label_config
 from segmenter.network import Ensemble, SegmenterNet, down_factor
 from segmenter.novelty import Reference
 from segmenter.projectsettings import (
+    MAX_CONTEXT_ROWS,
+    MAX_DURATION_ROWS,
     MIN_CONTEXT_ROWS,
     Duration,
     ProjectSettings,
@@ -57,7 +59,7 @@ log = logging.getLogger(__name__)
 VALIDATION_FRACTION = 0.2
 MAX_CLASS_WEIGHT = 50.0
 CONTEXT_QUANTILE = 25  # percentile of the annotated runs (ranges and gaps) the window follows
-MIN_CONTEXT, MAX_CONTEXT = 16, 4096
+MIN_CONTEXT, MAX_CONTEXT = 16, MAX_CONTEXT_ROWS
 # Where each member's held-out 20% of a single annotated series starts: one task trains
 # three networks on different 80% and averages them, so no row is unused and no seed decides.
 SINGLE_TASK_FOLDS = (0.8, 0.0, 0.4)
@@ -201,18 +203,40 @@ def choose_context(
     """The window length in rows, and how it was chosen (saved in the model's info).
 
     The project's ``model_context`` wins: a duration, converted to rows with
-    the median row spacing of the examples, at least 2 rows.  Then
+    the median row spacing of the examples, at least 2 rows, and at most the
+    median length of the annotated series and ``MAX_CONTEXT_ROWS``: a longer
+    one would pad every series to it and widen the network's strided
+    convolution with it, so it is refused (the window is then chosen as
+    without it, and ``problem`` in the info says why).  Then
     ``SEQUENCE_SIZE`` set by the operator.  Otherwise the window follows
     the timescale of the annotations: half the lower quartile of the runs of
     one class (annotated ranges and the gaps between them), so a window holds
     a short event with context on both sides however many rows per second the
     signal has, kept between 16 and 4096 rows and within the longest series.
     """
-    if context is not None:
-        spacing = float(np.median([row_spacing(e.series) for e in examples]))
-        size = max(MIN_CONTEXT_ROWS, context.rows(spacing))
+    if context is None:
+        return _default_context(examples, settings)
+    spacing = float(np.median([row_spacing(e.series) for e in examples]))
+    size = max(MIN_CONTEXT_ROWS, context.rows(spacing))
+    typical = int(np.median([len(e.series) for e in examples]))
+    limit = min(MAX_CONTEXT_ROWS, max(MIN_CONTEXT_ROWS, typical))
+    if size <= limit:
         return size, {"sequence_size": size, "chosen_by": "model_context", "model_context": str(context),
                       "row_spacing": spacing}
+    size, info = _default_context(examples, settings)
+    problem = (f"model_context={str(context)!r}: {_rows_text(context, spacing)} here, longer than {limit} rows "
+               f"(the median annotated series, at most {MAX_CONTEXT_ROWS}); using the default: "
+               f"{size} rows chosen by {info['chosen_by']}")
+    return size, {**info, "model_context": str(context), "row_spacing": spacing, "problem": problem}
+
+
+def _rows_text(context: Duration, spacing: float) -> str:
+    rows = context.rows(spacing)
+    return f"more than {rows} rows" if rows == MAX_DURATION_ROWS else f"{rows} rows"
+
+
+def _default_context(examples: list[Example], settings: TrainingSettings) -> tuple[int, dict]:
+    """The window without ``model_context``: ``SEQUENCE_SIZE``, else chosen from the annotations."""
     if settings.sequence_size is not None:
         return settings.sequence_size, {"sequence_size": settings.sequence_size, "chosen_by": "SEQUENCE_SIZE"}
     runs = []
@@ -491,6 +515,8 @@ def train_target(
     min_rows = max(1, min(lengths) // 2) if lengths else 1
 
     size, context = choose_context(examples, settings, project.context)
+    if "problem" in context:
+        log.warning("label config: <TimeSeriesLabels name=%r> %s", target.from_name, context["problem"])
     context["lstm_rows_per_step"] = down_factor(size)
     # Overlapping regions: one sigmoid per label; otherwise one softmax class per row, as always.
     multi = len(target.labels) <= MAX_LAYERED_LABELS and any(e.rows.overlaps for e in examples)
