@@ -14,7 +14,6 @@ from segmenter import store, writeback
 from segmenter.access import LabelStudioAccess
 from segmenter.config import Settings, TrainingSettings
 from segmenter.errors import ConfigError
-from segmenter.labelstudio import MAX_RETRY_WAIT_S, Backoff
 from segmenter.training import train_project
 
 CONFIG = synthetic.label_config()
@@ -34,9 +33,11 @@ def setup(tmp_path, ls: FakeLabelStudio, models, unlabelled: int) -> tuple[Label
     project = ls.add_project(CONFIG)
     ls.add_recordings(project, 1, seed=0)
     free = [t["id"] for t in ls.add_recordings(project, unlabelled, seed=50, annotate=False)]
-    settings = Settings(model_dir=tmp_path / "models", cache_dir=tmp_path / "cache", training=FAST,
-                        label_studio_url=ls.url, label_studio_api_key=KEY, predict_batch_size=4,
-                        predict_batch_pause=0.0, predict_retries=RETRIES, predict_retry_wait=0.01)
+    settings = Settings.from_env({
+        "MODEL_DIR": str(tmp_path / "models"), "CACHE_DIR": str(tmp_path / "cache"), "LABEL_STUDIO_URL": ls.url,
+        "LABEL_STUDIO_API_KEY": KEY, "PREDICT_BATCH_SIZE": "4", "PREDICT_BATCH_PAUSE": "0",
+        "PREDICT_RETRIES": str(RETRIES), "PREDICT_RETRY_WAIT": "0.01",
+    })
     version = store.save(settings.model_dir, project, models)
     store.update_status(settings.model_dir, project, lambda s: writeback.schedule(s, version, "unlabelled"))
     return LabelStudioAccess(settings), project, free, version
@@ -73,6 +74,13 @@ def test_tasks_deleted_between_the_listing_and_the_import_cost_the_others_nothin
     assert batches[2] == [t for t in batches[1] if t not in deleted], "the batch sent again without the gone"
     lookups = [c for c in ls.calls("GET", "/api/tasks/") if "selectedItems" in c.query]
     assert len(lookups) == 2, "one listing by id per refused batch"
+
+    access, project, free, version = setup(tmp_path, ls, models, 3)  # a 400 with no task gone is a real failure
+    ls.fail("POST", f"/api/projects/{project}/import/predictions", 400, times=None)
+    writeback.run(access, str(project))
+    wb = store.stored_status(access.settings.model_dir, project).writeback
+    assert wb["state"] == "failed" and "HTTP 400" in wb["last_error"]
+    assert imports(ls, project) == 1, "not sent again: no task was gone"
 
 
 def test_one_500_on_an_import_and_one_on_a_listing_page_lose_and_repeat_nothing(tmp_path, ls, models):
@@ -130,16 +138,9 @@ def test_a_label_studio_that_keeps_failing_ends_the_write_back_failed_after_boun
     assert len(ls.calls("GET", "/api/tasks/")) - before == 1 + RETRIES
 
 
-def test_a_400_with_no_task_gone_is_a_real_failure(tmp_path, ls, models):
-    access, project, free, version = setup(tmp_path, ls, models, 3)
-    ls.fail("POST", f"/api/projects/{project}/import/predictions", 400, times=None)
-    writeback.run(access, str(project))
-    wb = store.stored_status(access.settings.model_dir, project).writeback
-    assert wb["state"] == "failed" and "HTTP 400" in wb["last_error"]
-    assert imports(ls, project) == 1, "not retried: nothing was gone"
-
-
 def test_the_backoff_is_bounded_and_read_from_the_environment():
+    from segmenter.labelstudio import MAX_RETRY_WAIT_S, Backoff
+
     assert Backoff(4, 1.0).waits() == [1.0, 2.0, 4.0, 8.0]
     assert Backoff(10, 30.0).waits() == [MAX_RETRY_WAIT_S] * 10
     default = Settings.from_env({})
