@@ -3,7 +3,10 @@
 It speaks the parts of Label Studio 1.23 the backend uses: the JSON export, the
 Data Manager's task list (``review``, ``fields``, ``query`` with selected ids or an id filter
 and ordering, pages), the bulk import of predictions (every batch kept in ``imported``;
-``fail_imports_after`` makes the next ones fail, as a Label Studio that goes away mid-way),
+``fail_imports_after`` makes the next ones fail, as a Label Studio that goes away mid-way;
+a batch naming a task that is gone is refused whole with Label Studio's 400; ``before_import``
+sees each batch first, e.g. to delete tasks at that moment with ``delete_task``),
+``fail`` answers chosen requests with an error status (once, a few times or always),
 the project's model version (PATCH) and its ML backends (``ml``),
 ``/data/upload/`` and ``/data/local-files/`` downloads with ETags, the
 Personal Access Token exchange, legacy tokens (which can be switched off as a
@@ -30,7 +33,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Self
 
@@ -41,6 +44,7 @@ from harness import synthetic
 from harness.served import Served
 
 LEGACY_DISABLED = "legacy token authentication has been disabled for this organization"
+VERSION = "1.23.2"
 _NOW = "2026-01-01T00:00:00.000000Z"
 
 
@@ -52,6 +56,18 @@ class Recorded:
     path: str
     query: str
     headers: dict[str, str]
+
+
+@dataclass
+class _Fault:
+    """Requests to answer with ``status``, ``times`` more (None: always): instead of serving them, or
+    after serving them when ``served`` (the answer lost on the way, the work done)."""
+
+    method: str
+    prefix: str
+    status: int
+    times: int | None
+    served: bool
 
 
 @dataclass
@@ -84,6 +100,8 @@ class FakeLabelStudio:
         self.ml: list[dict] = []  # connected ML backends ({"id", "project", "title", "url"})
         self.imported: list[list[dict]] = []  # every accepted POST .../import/predictions body
         self.fail_imports_after: int | None = None  # accept this many prediction imports, then answer 500
+        self.before_import: Callable[[list], None] | None = None  # called with each import body, before checks
+        self._faults: list[_Fault] = []
         self.requests: list[Recorded] = []
         self.evaluations: list[int] = []  # tasks Label Studio would have sent to /predict on a task list
         self.projects: dict[int, dict] = {}
@@ -192,6 +210,29 @@ class FakeLabelStudio:
             tasks.append(self.add_task(project_id, {"csv_url": path}, annotations=annotations))
         return tasks
 
+    def delete_task(self, task_id: int) -> None:
+        """Delete a task, with its annotations and predictions, as the Data Manager does."""
+        with self._lock:
+            self.tasks.pop(task_id, None)
+
+    def fail(self, method: str, prefix: str, status: int = 500, times: int | None = 1, served: bool = False) -> None:
+        """Answer the next ``times`` requests (None: every one) of ``method`` to a path starting with
+        ``prefix`` with ``status`` and a plain error page, as a failing Label Studio or proxy; with
+        ``served`` the request is carried out first and only its answer replaced (a lost answer)."""
+        with self._lock:
+            self._faults.append(_Fault(method, prefix, status, times, served))
+
+    def _fault(self, served: bool) -> Response | None:
+        """The error answer of the first armed fault matching this request, if any (uses it up)."""
+        with self._lock:
+            fault = next((f for f in self._faults if f.served == served and f.method == request.method
+                          and request.path.startswith(f.prefix) and f.times != 0), None)
+            if fault is None:
+                return None
+            if fault.times is not None:
+                fault.times -= 1
+        return Response(f"Server Error ({fault.status})", fault.status, mimetype="text/html")
+
     def add_file(self, name: str, content: bytes, project_id: int = 1, **options: object) -> str:
         """Serve ``content`` as an upload (auth required); returns the relative URL tasks hold.
 
@@ -292,12 +333,17 @@ class FakeLabelStudio:
         app = Flask("fakels")
 
         @app.before_request
-        def record() -> None:
+        def record() -> Response | None:
             entry = Recorded(
                 request.method, request.path, request.query_string.decode(), dict(request.headers)
             )
             with self._lock:
                 self.requests.append(entry)
+            return self._fault(served=False)
+
+        @app.after_request
+        def lose_answer(response: Response) -> Response:
+            return self._fault(served=True) or response
 
         @app.get("/health")
         def health() -> Response:
@@ -397,10 +443,17 @@ class FakeLabelStudio:
             if self.fail_imports_after is not None and len(self.imported) >= self.fail_imports_after:
                 return Response("Server Error (500)", 500, mimetype="text/html")
             body = request.get_json(silent=True)
-            if not isinstance(body, list) or any(
-                self.tasks.get(p.get("task"), {}).get("project") != project_id for p in body
-            ):
-                return Response(json.dumps({"detail": "invalid task"}), 400, mimetype="application/json")
+            if self.before_import is not None and isinstance(body, list):
+                self.before_import(body)
+            if not isinstance(body, list) or not all(isinstance(p, dict) for p in body):
+                return self._invalid(["the fake takes a list of predictions"])
+            gone = next((p for p in body if self.tasks.get(p.get("task"), {}).get("project") != project_id), None)
+            if gone is not None:
+                # Label Studio 1.23.2 (data_import/api.py, ImportPredictionsAPI._create_legacy) refuses
+                # the whole batch, naming only the first task it cannot find, as a Python repr.
+                title = self.projects[project_id]["title"]
+                return self._invalid([f"{gone} contains invalid \"task\" field: corresponding task ID couldn't "
+                                      f"be retrieved from project {title} (id={project_id}) tasks"])
             with self._lock:
                 self.imported.append(body)
                 for prediction in body:
@@ -425,6 +478,13 @@ class FakeLabelStudio:
             return self._serve("/" + path)
 
         return app
+
+    @staticmethod
+    def _invalid(errors: list[str]) -> Response:
+        """Label Studio's 400 for a request that fails validation (core/utils/common.py's handler)."""
+        body = {"id": "00000000-0000-4000-8000-000000000000", "status_code": 400, "version": VERSION,
+                "detail": "Validation error", "exc_info": None, "validation_errors": {"non_field_errors": errors}}
+        return Response(json.dumps(body), 400, mimetype="application/json")
 
     def _serve(self, key: str) -> Response:
         served = self._files.get(key)

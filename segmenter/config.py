@@ -23,6 +23,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEVICES = ("auto", "cpu", "cuda")
 PREDICT_MODES = ("unlabelled", "all", "off")
 MAX_PREDICT_BATCH = 1000
+MAX_PREDICT_RETRIES = 10
 
 
 def _text(env: Mapping[str, str], name: str, default: str) -> str:
@@ -143,6 +144,8 @@ class Settings:
     predict_after_training: str = "unlabelled"
     predict_batch_size: int = 100
     predict_batch_pause: float = 0.5
+    predict_retries: int = 4
+    predict_retry_wait: float = 1.0
     log_level: str = "INFO"
     training: TrainingSettings = field(default_factory=TrainingSettings)
 
@@ -185,6 +188,9 @@ class Settings:
         batch = _int(env, "PREDICT_BATCH_SIZE", 100, 1)
         if batch > MAX_PREDICT_BATCH:
             raise ConfigError(f"PREDICT_BATCH_SIZE={batch} must be at most {MAX_PREDICT_BATCH}")
+        retries = _int(env, "PREDICT_RETRIES", 4, 0)
+        if retries > MAX_PREDICT_RETRIES:
+            raise ConfigError(f"PREDICT_RETRIES={retries} must be at most {MAX_PREDICT_RETRIES}")
         return cls(
             model_dir=model_dir,
             cache_dir=cache_dir,
@@ -212,6 +218,8 @@ class Settings:
             predict_after_training=_choice(env, "PREDICT_AFTER_TRAINING", "unlabelled", PREDICT_MODES),
             predict_batch_size=batch,
             predict_batch_pause=_float(env, "PREDICT_BATCH_PAUSE", 0.5, 0.0, 600.0),
+            predict_retries=retries,
+            predict_retry_wait=_float(env, "PREDICT_RETRY_WAIT", 1.0, 0.0, 30.0),
             log_level=_choice(env, "LOG_LEVEL", "INFO", LOG_LEVELS),
             training=training,
         )

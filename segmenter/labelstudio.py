@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import urlencode, urljoin, urlsplit
 
@@ -44,8 +45,51 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 _T = TypeVar("_T")
 
 
+# Answers that say Label Studio (or a proxy before it) failed for a passing reason: worth a retry.
+TRANSIENT_STATUSES = frozenset({500, 502, 503, 504})
+# The longest single wait between two tries, whatever the backoff's first wait.
+MAX_RETRY_WAIT_S = 30.0
+
+
 class LabelStudioError(SegmenterError):
-    """Label Studio could not be reached, refused the key or answered something unusable."""
+    """Label Studio could not be reached, refused the key or answered something unusable.
+
+    ``status`` is the HTTP status Label Studio answered (None when there was no answer);
+    ``transient`` says whether the same request may well succeed a little later (a 5xx
+    from a server or proxy, a refused connection, a timeout).
+    """
+
+    def __init__(self, message: str, status: int | None = None, transient: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.transient = transient
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """How a caller that can wait (the write-back, never a web request) retries a Label Studio call
+    that failed for a passing reason: ``retries`` more tries, the first after ``first_wait`` seconds,
+    each wait twice the one before and at most ``MAX_RETRY_WAIT_S``, so the total wait is bounded."""
+
+    retries: int = 4
+    first_wait: float = 1.0
+
+    def waits(self) -> list[float]:
+        """The waits before each retry, in order."""
+        return [min(self.first_wait * 2**n, MAX_RETRY_WAIT_S) for n in range(self.retries)]
+
+    def call(self, what: str, call: Callable[[], _T], sleep: Callable[[float], None] = time.sleep) -> _T:
+        """``call()``, tried again after each wait while it raises a transient ``LabelStudioError``;
+        the last error is raised when the retries are spent, any other error at once."""
+        for wait in self.waits():
+            try:
+                return call()
+            except LabelStudioError as exc:
+                if not exc.transient:
+                    raise
+                logger.warning("%s failed, trying again in %.1f s: %s", what, wait, exc)
+            sleep(wait)
+        return call()
 
 
 def origin(url: str) -> tuple[str, str, int | None]:
@@ -129,7 +173,8 @@ class _Tokens(TokensClientExt):
         try:
             response = http.post(url, json={"refresh": refresh_token or self._api_key})
         except httpx.HTTPError as exc:
-            raise LabelStudioError(redaction.redact(f"cannot reach Label Studio at {url}: {exc}")) from None
+            raise LabelStudioError(redaction.redact(f"cannot reach Label Studio at {url}: {exc}"),
+                                   transient=isinstance(exc, httpx.TransportError)) from None
         if response.status_code != 200:
             advice = (
                 "it may be revoked or expired: create a new one in Account & Settings"
@@ -140,7 +185,9 @@ class _Tokens(TokensClientExt):
                 redaction.redact(
                     f"Label Studio refused the Personal Access Token in LABEL_STUDIO_API_KEY "
                     f"(HTTP {response.status_code} from {url}: {_excerpt(response)}); {advice}"
-                )
+                ),
+                status=response.status_code,
+                transient=response.status_code in TRANSIENT_STATUSES,
             )
         try:
             access = response.json()["access"]
@@ -362,10 +409,15 @@ class LabelStudioClient:
                     self.scrub(
                         f"Label Studio answered HTTP {exc.status_code} to {method} {url}: {_body_text(exc.body)}"
                     )
-                    + (f" ({hint})" if hint else "")
+                    + (f" ({hint})" if hint else ""),
+                    status=exc.status_code,
+                    transient=exc.status_code in TRANSIENT_STATUSES,
                 ) from None
             except httpx.HTTPError as exc:
-                raise LabelStudioError(self.scrub(f"cannot reach Label Studio at {url}: {exc}")) from None
+                raise LabelStudioError(
+                    self.scrub(f"cannot reach Label Studio at {url}: {exc}"),
+                    transient=isinstance(exc, httpx.TransportError),
+                ) from None
         raise AssertionError("unreachable")
 
 

@@ -34,7 +34,7 @@ from enum import StrEnum
 from segmenter import store
 from segmenter.access import LabelStudioAccess
 from segmenter.inference import fitting_models, predict_task
-from segmenter.labelstudio import LabelStudioClient, LabelStudioError
+from segmenter.labelstudio import Backoff, LabelStudioClient, LabelStudioError
 from segmenter.projectsettings import ProjectSettings, read_settings
 from segmenter.redaction import redact
 from segmenter.store import TrainingStatus
@@ -60,6 +60,8 @@ class WritebackState(StrEnum):
 
 UNFINISHED = (WritebackState.PENDING.value, WritebackState.RUNNING.value)
 OUR_VERSION = re.compile(r"^v\d+-[0-9TZ]+$")  # as segmenter.store names versions
+# How many times one batch is sent again without the tasks deleted meanwhile before its 400 counts as a failure.
+GONE_ROUNDS = 5
 
 
 def schedule(status: TrainingStatus, version: str, mode: str) -> None:
@@ -157,7 +159,8 @@ def _write(access: LabelStudioAccess, project: str, job: _Job) -> bool:
         client = access.client_for(project)
         if client is None:
             raise LabelStudioError("no Label Studio URL: set LABEL_STUDIO_URL or connect the backend in Label Studio")
-        info = client.get_json(f"/api/projects/{int(project)}")
+        backoff = Backoff(settings.predict_retries, settings.predict_retry_wait)
+        info = backoff.call(f"reading project {project}", lambda: client.get_json(f"/api/projects/{int(project)}"))
         label_config = info.get("label_config") if isinstance(info, dict) else None
         models: list[TrainedModel] = store.load(model_dir, project, job.version)
         cleanup: dict[str, ProjectSettings] = {}
@@ -169,18 +172,21 @@ def _write(access: LabelStudioAccess, project: str, job: _Job) -> bool:
         log.info("project %s: writing predictions of %s (%s tasks) after task %d",
                  project, job.version, job.mode, job.after)
         while True:
-            tasks, above = client.tasks_page(int(project), 1, settings.predict_batch_size, after=job.after)
+            tasks, above = backoff.call(
+                f"listing the tasks of project {project}",
+                lambda: client.tasks_page(int(project), 1, settings.predict_batch_size, after=job.after),
+            )
             chosen = [t for t in tasks if (job.mode == ALL or unlabelled(t)) and not has_version(t, job.version)]
             written = 0
             batch = _predictions(models, chosen, fetcher, job.version, cleanup) if models else []
             if batch:
-                written = client.import_predictions(int(project), batch)
+                written = _import(client, int(project), batch, job.version, backoff)
             job.after = max([job.after, *(t["id"] for t in tasks)])
             job.seen += len(tasks)
             last = len(tasks) >= above  # nothing after this page: no further request, no pause
             step = _advance(model_dir, project, job, written, job.seen + above - len(tasks), done=last)
             if step == "done":
-                _point_project(client, project, job.version, current)
+                _point_project(client, project, job.version, current, backoff)
             if step in ("done", "superseded"):
                 return True
             if step == "go on":
@@ -221,7 +227,62 @@ def _predictions(models: list[TrainedModel], tasks: list[dict], fetcher: Fetcher
     return out
 
 
-def _point_project(client: LabelStudioClient, project: str, version: str, current: object) -> None:
+def _import(client: LabelStudioClient, project: int, batch: list[dict], version: str, backoff: Backoff) -> int:
+    """Post ``batch`` through the bulk import; returns how many of its tasks now hold its prediction.
+
+    Label Studio refuses the whole batch with a 400 when one of its tasks was deleted since it
+    was listed (naming only the first such task): the batch's tasks are looked up again by id
+    and the batch sent again without the ones gone, at most ``GONE_ROUNDS`` times; a 400 with no
+    task gone is about the predictions themselves, a real failure.  A transient failure is
+    retried after the backoff's waits, without the tasks that meanwhile hold a prediction of
+    ``version`` (an import whose answer was lost may have been stored), so none gets it twice.
+    """
+    waits = iter(backoff.waits())
+    rounds = stored = 0
+    while batch:
+        try:
+            return stored + client.import_predictions(project, batch)
+        except LabelStudioError as exc:
+            if exc.transient and (wait := next(waits, None)) is not None:
+                log.warning("project %s: importing %d predictions failed, trying again in %.1f s: %s",
+                            project, len(batch), wait, exc)
+                time.sleep(wait)
+            elif exc.status == 400 and rounds < GONE_ROUNDS:
+                rounds += 1
+            else:
+                raise
+            left, holding = _still_to_write(client, project, batch, version, backoff)
+            if exc.status == 400 and len(left) == len(batch):
+                raise
+            gone = len(batch) - len(left) - holding
+            if gone:
+                log.info("project %s: %d of %d tasks of the batch were deleted meanwhile; sending the rest",
+                         project, gone, len(batch))
+            batch, stored = left, stored + holding
+    return stored
+
+
+def _still_to_write(client: LabelStudioClient, project: int, batch: list[dict], version: str,
+                    backoff: Backoff) -> tuple[list[dict], int]:
+    """The predictions of ``batch`` whose task still exists and holds none of ``version``, and how many
+    of its tasks hold one, from a listing of the batch's tasks by id (one page, or a few where Label
+    Studio caps the page size)."""
+    ids = [p["task"] for p in batch]
+    found: list[dict] = []
+    for page in range(1, len(ids) + 1):
+        tasks, total = backoff.call(
+            f"looking up {len(ids)} tasks of project {project}",
+            lambda: client.tasks_page(project, page, len(ids), only=ids, resolve_uri=False),  # noqa: B023
+        )
+        found += tasks
+        if not tasks or len(found) >= total:
+            break
+    holding = {t["id"] for t in found if has_version(t, version)}
+    waiting = {t["id"] for t in found} - holding
+    return [p for p in batch if p["task"] in waiting], len(holding & set(ids))
+
+
+def _point_project(client: LabelStudioClient, project: str, version: str, current: object, backoff: Backoff) -> None:
     """Make the written version the project's model version, unless the project was pointed at
     predictions of someone else's.
 
@@ -230,12 +291,14 @@ def _point_project(client: LabelStudioClient, project: str, version: str, curren
     backend ever matches it, and the score column stays empty.  Pointed at the newest version,
     the column (and uncertainty sampling) shows its scores and no older version's.
     """
-    titles = {b.get("title") for b in client.ml_backends(int(project))}
+    backends = backoff.call(f"reading the ML backends of project {project}", lambda: client.ml_backends(int(project)))
+    titles = {b.get("title") for b in backends}
     if current and current not in titles and not OUR_VERSION.match(str(current)):
         log.info("project %s: model version %r left as the project chose it", project, current)
         return
     if current != version:
-        client.set_model_version(int(project), version)
+        backoff.call(f"pointing project {project} at {version}",
+                     lambda: client.set_model_version(int(project), version))
 
 
 def _advance(model_dir: object, project: str, job: _Job, written: int, total: int, done: bool) -> str:

@@ -30,7 +30,7 @@ def models():
 def settings_for(tmp_path, ls: FakeLabelStudio, **changes) -> Settings:
     base = Settings(model_dir=tmp_path / "models", cache_dir=tmp_path / "cache", training=FAST,
                     label_studio_url=ls.url, label_studio_api_key=KEY, predict_batch_size=2,
-                    predict_batch_pause=0.0)
+                    predict_batch_pause=0.0, predict_retry_wait=0.01)
     return replace(base, **changes)
 
 
