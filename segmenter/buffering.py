@@ -15,7 +15,8 @@ a body that would take the worker's bodies past ``MAX_BUFFERED_MB`` a JSON 503
 with Retry-After.  The announced length is claimed from that budget until the
 response is sent (a chunked body claims as it arrives, and gets the 413 or the
 503 as soon as it passes either limit), so stalled uploads hold at most
-``MAX_BUFFERED_MB`` of a worker's memory however many there are.  Past the
+``MAX_BUFFERED_MB`` of a worker's memory however many there are, and those
+without credentials at most half of it.  Past the
 budget a body is refused, not spooled to disk: the app parses every body in
 memory anyway, so spooling would only move the exhaustion to the disk.  A body
 still arriving after ``BODY_TIMEOUT_S`` gets a 408.
@@ -68,41 +69,87 @@ class _Gone(Exception):
 
 
 class _Budget:
-    """Body bytes claimed across all connections of a worker (one event loop: no lock needed)."""
+    """Body bytes claimed across all connections of a worker (one event loop: no lock needed).
+
+    Bodies sent without credentials while Basic auth is on (only ``/webhook`` takes them) may
+    claim half of it at most, so strangers can never keep Label Studio's own requests out.
+    """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.used = 0
+        self.open_used = 0
 
-    def take(self, size: int) -> bool:
-        if self.used + size > self.limit:
+    def take(self, size: int, anonymous: bool) -> bool:
+        if self.used + size > self.limit or (anonymous and self.open_used + size > self.limit // 2):
             return False
         self.used += size
+        self.open_used += size if anonymous else 0
         return True
 
-    def give(self, size: int) -> None:
+    def give(self, size: int, anonymous: bool) -> None:
         self.used -= size
+        self.open_used -= size if anonymous else 0
 
 
 class _Claim:
     """One request's share of the budget, grown as its body grows, given back once."""
 
-    def __init__(self, budget: _Budget) -> None:
+    def __init__(self, budget: _Budget, anonymous: bool) -> None:
         self.budget = budget
+        self.anonymous = anonymous
         self.size = 0
 
     def cover(self, size: int) -> bool:
         """Claim up to ``size`` bytes in all; False (nothing more claimed) when the budget cannot."""
         if size <= self.size:
             return True
-        if not self.budget.take(size - self.size):
+        if not self.budget.take(size - self.size, self.anonymous):
             return False
         self.size = size
         return True
 
     def release(self) -> None:
-        self.budget.give(self.size)
+        self.budget.give(self.size, self.anonymous)
         self.size = 0
+
+
+class _Body:
+    """A body as it arrives, costing about its size in memory however the client cuts it up.
+
+    Large pieces are kept as they come (never copied while the body grows: a growing
+    buffer leaves freed copies behind in the heap); small ones are packed together
+    (a Python object per byte-sized piece would cost forty times the byte).
+    """
+
+    LARGE = 64 * 2**10
+    PACK = 2**20
+
+    def __init__(self) -> None:
+        self.pieces: list[bytes] = []
+        self.small = bytearray()
+        self.size = 0
+
+    def add(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if len(chunk) >= self.LARGE:
+            self._pack()
+            self.pieces.append(chunk)
+            return
+        self.small += chunk
+        if len(self.small) >= self.PACK:
+            self._pack()
+
+    def whole(self) -> bytes:
+        self._pack()
+        body = b"".join(self.pieces)
+        self.pieces.clear()
+        return body
+
+    def _pack(self) -> None:
+        if self.small:
+            self.pieces.append(bytes(self.small))
+            self.small = bytearray()
 
 
 class BufferedWSGI:
@@ -124,15 +171,16 @@ class BufferedWSGI:
             await self.inner(scope, receive, send)
             return
         announced = _content_length(scope)
+        authenticated = self.auth.accepts(_header(scope, b"authorization"))
         if announced or _header(scope, b"transfer-encoding") is not None:
             # A body is coming: decide on the headers alone, before reading any of it.
-            if self.auth.guards(_app_path(scope)) and not self.auth.accepts(_header(scope, b"authorization")):
+            if self.auth.guards(_app_path(scope)) and not authenticated:
                 await _reply(send, 401, REFUSAL, [(b"www-authenticate", CHALLENGE.encode())], text=True)
                 return
             if announced is not None and announced > self.max_bytes:
                 await _reply(send, 413, too_large_message(self.limit_mb))
                 return
-        claim = _Claim(self.budget)
+        claim = _Claim(self.budget, anonymous=not authenticated)
         try:
             if announced and not claim.cover(announced):
                 await self._busy(send)
@@ -170,22 +218,20 @@ class BufferedWSGI:
         await self.inner({**scope, "headers": headers}, replay, send)
 
     async def _read_body(self, receive: Receive, claim: _Claim) -> bytes:
-        # One growing buffer, not a list of chunks: a body sent in tiny pieces costs its size, not
-        # a Python object per piece.
-        buffer = bytearray()
+        body = _Body()
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
                 raise _Gone
             chunk = message.get("body", b"")
-            size = len(buffer) + len(chunk)
+            size = body.size + len(chunk)
             if size > self.max_bytes:
                 raise _TooLarge
             if not claim.cover(size):
                 raise _Full
-            buffer += chunk
+            body.add(chunk)
             if not message.get("more_body", False):
-                return bytes(buffer)
+                return body.whole()
 
     async def _busy(self, send: Send) -> None:
         await _reply(send, 503, busy_message(self.buffered_mb), [(b"retry-after", str(RETRY_AFTER_S).encode())])

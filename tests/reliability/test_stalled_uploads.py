@@ -5,8 +5,9 @@ worker decides from the headers before it reads a body (401 without valid
 credentials where Basic auth guards the path, 413 over ``MAX_REQUEST_MB``),
 and the bodies it holds at once, across every connection, stay within
 ``MAX_BUFFERED_MB``: past it a body gets a JSON 503 with Retry-After at once,
-so N stalled clients cost at most that much of the worker's memory, while
-``/health`` keeps answering and ``/predict`` works again once they go away.
+so N stalled clients cost at most that much of the worker's memory (those
+without credentials at most half of it), while ``/health`` keeps answering and
+``/predict`` works again once they go away.
 """
 
 import base64
@@ -77,16 +78,16 @@ def headers_only(port: int, path: str, length: int, auth: bool) -> tuple[int, di
 
 
 @contextmanager
-def stalled(port: int, n: int):
-    """``n`` unauthenticated /webhook uploads (the one path Basic auth leaves open) that announce
-    ``BODY`` bytes, send ``SENT`` of them without waiting for an answer, and stall until the block ends."""
+def stalled(port: int, n: int, path: str = "/webhook", auth: bool = False):
+    """``n`` uploads (by default unauthenticated, to /webhook: the one path Basic auth leaves open) that
+    announce ``BODY`` bytes, send ``SENT`` of them without waiting for an answer, and stall until the block ends."""
     socks: list[socket.socket] = []
 
     def upload() -> None:
         s = socket.create_connection(("127.0.0.1", port), timeout=10)
         socks.append(s)
         try:
-            s.sendall(head(port, "/webhook", BODY, auth=False) + b"{" + b" " * (SENT - 1))
+            s.sendall(head(port, path, BODY, auth=auth) + b"{" + b" " * (SENT - 1))
         except OSError:  # refused and closed by the server before it was all sent
             pass
 
@@ -162,20 +163,41 @@ def test_authenticated_body_over_max_request_mb_gets_413_at_once(backend, path):
     assert status == 413 and "MAX_REQUEST_MB" in json.loads(body)["error"]
 
 
+def assert_busy(port: int, path: str, auth: bool) -> None:
+    """A body announced on ``path`` is refused from its headers with a JSON 503 and Retry-After."""
+    status, headers, body = headers_only(port, path, BODY, auth=auth)
+    assert status == 503, (path, auth, status, body)
+    assert int(headers[b"retry-after"]) > 0 and "MAX_BUFFERED_MB" in json.loads(body)["error"]
+
+
 def test_stalled_uploads_past_max_buffered_mb_get_503_while_health_and_predict_go_on(backend):
     url, port = backend.url, backend.port
-    admitted = BUFFERED_MB * 2**20 // BODY
-    with stalled(port, admitted):
-        # The budget is taken: the next body is refused from its headers, open path or not.
-        for path, auth in (("/webhook", False), ("/predict", True)):
-            status, headers, body = headers_only(port, path, BODY, auth=auth)
-            assert status == 503, (path, status, body)
-            assert int(headers[b"retry-after"]) > 0 and "MAX_BUFFERED_MB" in json.loads(body)["error"]
+    # Strangers' bodies (no credentials) may take half the budget: one 16 MB body of 32 MB.
+    with stalled(port, 2):
+        assert_busy(port, "/webhook", auth=False)
         for _ in range(5):
             assert requests.get(url + "/health", auth=AUTH, timeout=2).json()["status"] == "UP"
-        assert predict(url).status_code == 503
+        assert predict(url).status_code == 200  # Label Studio's own requests still fit
+        # Authenticated uploads take the rest: then every body is refused until they go.
+        with stalled(port, 1, "/predict", auth=True):
+            assert_busy(port, "/predict", auth=True)
+            assert requests.get(url + "/health", auth=AUTH, timeout=2).json()["status"] == "UP"
+            response = predict(url)
+            assert response.status_code == 503 and "Retry-After" in response.headers
     assert served_again(url)
     assert len(predict(url).json()["results"]) == 1
+
+
+def test_chunked_body_past_the_budget_gets_503_as_it_arrives(backend):
+    url, port = backend.url, backend.port
+    with stalled(port, 1):  # the strangers' half is taken
+        with socket.create_connection(("127.0.0.1", port), timeout=ANSWER_S) as s:
+            s.sendall(f"POST /webhook HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+                      "Transfer-Encoding: chunked\r\n\r\n".encode())
+            s.sendall(b"%x\r\n%s\r\n" % (65536, b" " * 65536))  # no final chunk: the answer must not wait
+            status, headers, body = answer(s)
+        assert status == 503 and b"retry-after" in headers and "MAX_BUFFERED_MB" in json.loads(body)["error"]
+    assert served_again(url)
 
 
 def test_worker_memory_with_stalled_uploads_stays_within_max_buffered_mb(backend):
@@ -185,7 +207,8 @@ def test_worker_memory_with_stalled_uploads_stays_within_max_buffered_mb(backend
     with stalled(backend.port, 16):  # 16 x 15 MB sent: 240 MB if every body were held
         held = worker_rss_mb(backend.process.pid) - before
         assert requests.get(url + "/health", auth=AUTH, timeout=2).status_code == 200
-    # The bodies held, plus allocator slack; nowhere near the 16 bodies sent.
+    # At most MAX_BUFFERED_MB of bodies (half of it here: no credentials), plus allocator slack;
+    # nowhere near the 16 bodies sent.
     assert held < 1.5 * BUFFERED_MB, f"worker RSS grew {held:.0f} MB with 16 stalled uploads"
     assert served_again(url)
 
