@@ -1,5 +1,5 @@
 """gunicorn settings from the same environment variables as the backend
-(PORT, WORKERS, THREADS, MAX_REQUEST_MB, LOG_LEVEL); see README."""
+(PORT, WORKERS, THREADS, MAX_REQUEST_MB, MAX_BUFFERED_MB, LOG_LEVEL); see README."""
 
 import sys
 
@@ -16,7 +16,8 @@ bind = f"0.0.0.0:{_settings.port}"
 workers = _settings.workers
 threads = _settings.threads
 # Reads whole requests on an event loop before one of the `threads` runs the app,
-# so slow clients hold sockets, not threads; caps bodies at MAX_REQUEST_MB.
+# so slow clients hold sockets, not threads; checks Basic auth and the size before reading a body,
+# caps bodies at MAX_REQUEST_MB each and MAX_BUFFERED_MB in all per worker.
 worker_class = "segmenter.gunicorn_worker.BufferingWorker"
 # Label Studio waits up to 100 s for /predict; leave room above that.
 timeout = 180

@@ -128,6 +128,7 @@ class Settings:
     local_files_root: Path | None = None
     max_download_mb: int = 200
     max_request_mb: int = 100
+    max_buffered_mb: int = 200  # unset: twice MAX_REQUEST_MB
     start_training_each_n_updates: int = 1
     training_backend: str = "thread"
     redis_url: str = "redis://localhost:6379/0"
@@ -185,6 +186,12 @@ class Settings:
                 "LABEL_STUDIO_API_KEY is set but LABEL_STUDIO_URL is not: set LABEL_STUDIO_URL to the "
                 "Label Studio the key belongs to (the key is never sent anywhere else)"
             )
+        max_request_mb = _int(env, "MAX_REQUEST_MB", 100, 1)
+        # Bodies a worker holds at once; room for two of the largest by default.
+        max_buffered_mb = _int(env, "MAX_BUFFERED_MB", 2 * max_request_mb, 1)
+        if max_buffered_mb < max_request_mb:
+            raise ConfigError(f"MAX_BUFFERED_MB={max_buffered_mb} must be at least MAX_REQUEST_MB={max_request_mb}, "
+                              "or no body of the largest size could ever be read")
         batch = _int(env, "PREDICT_BATCH_SIZE", 100, 1)
         if batch > MAX_PREDICT_BATCH:
             raise ConfigError(f"PREDICT_BATCH_SIZE={batch} must be at most {MAX_PREDICT_BATCH}")
@@ -201,7 +208,8 @@ class Settings:
             allowed_hosts=_hosts(env, "ALLOWED_HOSTS"),
             local_files_root=local_root,
             max_download_mb=_int(env, "MAX_DOWNLOAD_MB", 200, 1),
-            max_request_mb=_int(env, "MAX_REQUEST_MB", 100, 1),
+            max_request_mb=max_request_mb,
+            max_buffered_mb=max_buffered_mb,
             start_training_each_n_updates=_int(env, "START_TRAINING_EACH_N_UPDATES", 1, 1),
             training_backend=_choice(env, "TRAINING_BACKEND", "thread", TRAINING_BACKENDS),
             redis_url=_text(env, "REDIS_URL", "redis://localhost:6379/0"),

@@ -3,7 +3,8 @@ the WSGI app through ``segmenter.buffering.BufferedWSGI``.
 
 Connections, headers and bodies are read on the worker's event loop; the
 Flask app runs in ``THREADS`` threads only once a request is complete, so slow
-clients hold sockets, not threads.  ``gunicorn -c gunicorn.conf.py _wsgi:app``
+clients hold sockets, not threads, and a worker holds at most ``MAX_BUFFERED_MB``
+of bodies.  ``gunicorn -c gunicorn.conf.py _wsgi:app``
 stays the command line: ``_wsgi:app`` is still the plain WSGI app.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from gunicorn.workers.gasgi import ASGIWorker
 
+from segmenter.auth import BasicAuth
 from segmenter.buffering import BufferedWSGI
 
 
@@ -22,7 +24,8 @@ class BufferingWorker(ASGIWorker):
         """Nothing to warn about: ``threads`` sizes the pool the WSGI app runs in."""
 
     def load_wsgi(self) -> None:
-        """Load ``_wsgi:app`` and wrap it, with the body cap the app itself was configured with."""
+        """Load ``_wsgi:app`` and wrap it, with the body limits and Basic auth the app itself was configured with."""
         super().load_wsgi()
-        limit_mb = self.asgi.config["MAX_CONTENT_LENGTH"] // 2**20  # MAX_REQUEST_MB, set by create_app
-        self.asgi = BufferedWSGI(self.asgi, threads=self.cfg.threads, max_request_mb=limit_mb)
+        settings = self.asgi.config["SEGMENTER_SETTINGS"]  # set by create_app
+        self.asgi = BufferedWSGI(self.asgi, threads=self.cfg.threads, max_request_mb=settings.max_request_mb,
+                                 max_buffered_mb=settings.max_buffered_mb, auth=BasicAuth.of(settings))

@@ -15,15 +15,13 @@ from Label Studio's export API with our own token.
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
-from collections.abc import Callable
-from functools import wraps
 
 from flask import Flask, Response, g, jsonify, request
 
 from segmenter import dashboard, metrics, store
+from segmenter.auth import CHALLENGE, REFUSAL, BasicAuth
 from segmenter.buffering import too_large_message
 from segmenter.projectsettings import settings_report
 from segmenter.runtime import Runtime
@@ -90,32 +88,24 @@ def create_app(runtime: Runtime) -> Flask:
     app = Flask(__name__)
     # The same cap as gunicorn's (segmenter.buffering), for the development server.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_mb * 2**20
+    # The gunicorn worker takes its body limits and Basic auth from here (segmenter.gunicorn_worker).
+    app.config["SEGMENTER_SETTINGS"] = settings
+
+    basic_auth = BasicAuth.of(settings)
 
     def authorised() -> bool:
-        if not settings.basic_auth_user:
-            return True
-        auth = request.authorization
-        return bool(
-            auth
-            and auth.type == "basic"
-            and hmac.compare_digest(auth.username or "", settings.basic_auth_user)
-            and hmac.compare_digest(auth.password or "", settings.basic_auth_pass)
-        )
-
-    def guarded(view: Callable[..., Response]) -> Callable[..., Response]:
-        @wraps(view)
-        def wrapper(*args: object, **kwargs: object) -> Response:
-            if not authorised():
-                return Response(
-                    "authentication required", 401, {"WWW-Authenticate": 'Basic realm="ml-backend"'}
-                )
-            return view(*args, **kwargs)
-
-        return wrapper
+        return basic_auth.accepts(request.headers.get("Authorization"))
 
     @app.before_request
     def start_clock() -> None:
         g.started = time.monotonic()
+
+    @app.before_request
+    def require_auth() -> Response | None:
+        # The same rule the gunicorn worker applies before reading a body (segmenter.auth).
+        if basic_auth.guards(request.path) and not authorised():
+            return Response(REFUSAL, 401, {"WWW-Authenticate": CHALLENGE})
+        return None
 
     @app.after_request
     def count_request(response: Response) -> Response:
@@ -145,12 +135,10 @@ def create_app(runtime: Runtime) -> Flask:
 
     @app.get("/")
     @app.get("/health")
-    @guarded
     def health() -> Response:
         return jsonify({"status": "UP", "model_class": model_class.__name__})
 
     @app.post("/setup")
-    @guarded
     def setup() -> Response:
         data = _json_body()
         model = model_class(_project_of(data), _text(data, "schema"), runtime)
@@ -158,7 +146,6 @@ def create_app(runtime: Runtime) -> Flask:
         return jsonify({"model_version": model.model_version})
 
     @app.post("/predict")
-    @guarded
     def predict() -> Response:
         data = _json_body()
         tasks = data.get("tasks")
@@ -185,7 +172,6 @@ def create_app(runtime: Runtime) -> Flask:
         return jsonify({"status": "ok", "action": action, **model.fit(action, data)})
 
     @app.get("/versions")
-    @guarded
     def versions() -> Response:
         project = request.args.get("project")
         projects = [_key(project)] if project else store.projects(settings.model_dir)
@@ -199,7 +185,6 @@ def create_app(runtime: Runtime) -> Flask:
                 "dashboard": f"/dashboard/project/{project}"}
 
     @app.get("/status")
-    @guarded
     def status_all() -> Response:
         projects = store.projects(settings.model_dir)
         return jsonify({
@@ -209,14 +194,12 @@ def create_app(runtime: Runtime) -> Flask:
         })
 
     @app.get("/status/<project>")
-    @guarded
     def status_one(project: str) -> Response:
         return jsonify(report(_key(project)))
 
     app.register_blueprint(dashboard.blueprint(runtime, _key, authorised))
 
     @app.get("/metrics")
-    @guarded
     def metrics_page() -> Response:
         body, content_type = metrics.exposition(settings.model_dir, settings.metrics_dir)
         return Response(body, 200, {"Content-Type": content_type})
