@@ -118,5 +118,5 @@ async def _reply(send: Send, status: int, message: str) -> None:
     body = json.dumps({"error": message}).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
+                            (b"x-content-type-options", b"nosniff"), (b"connection", b"close")]})
     await send({"type": "http.response.body", "body": body, "more_body": False})
