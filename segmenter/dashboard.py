@@ -54,7 +54,7 @@ REVALIDATE = "private, no-cache"  # kept by the browser, asked again with If-Non
 TASKS_PER_PAGE = 50
 FETCHED_FOR = 30.0  # seconds a task read for a page serves that page's charts
 _FETCHED_KEPT = 16
-_fetched: OrderedDict[tuple[str, int], tuple[float, dict | None]] = OrderedDict()
+_fetched: OrderedDict[tuple[str, str, int], tuple[float, dict | None]] = OrderedDict()  # by (LS URL, project, task)
 _fetched_lock = threading.Lock()
 _fetching = SingleFlight()
 
@@ -62,19 +62,19 @@ _fetching = SingleFlight()
 def fetch_task(client: LabelStudioClient, project: str, task_id: int) -> dict | None:
     """One task from Label Studio (None when the project has none), read once per page view
     and once however many requests ask for it at the same time."""
-    now = time.monotonic()
+    now, key = time.monotonic(), (client.url, project, task_id)
     with _fetched_lock:
-        found = _fetched.get((project, task_id))
+        found = _fetched.get(key)
         if found is not None and now - found[0] < FETCHED_FOR:
             return found[1]
-    return _fetching.run((project, task_id), lambda: _read_task(client, project, task_id, now))
+    return _fetching.run(key, lambda: _read_task(client, key, now))
 
 
-def _read_task(client: LabelStudioClient, project: str, task_id: int, now: float) -> dict | None:
-    task = client.task(int(project), task_id)
+def _read_task(client: LabelStudioClient, key: tuple[str, str, int], now: float) -> dict | None:
+    task = client.task(int(key[1]), key[2])
     with _fetched_lock:
-        _fetched[(project, task_id)] = (now, task)
-        _fetched.move_to_end((project, task_id))
+        _fetched[key] = (now, task)
+        _fetched.move_to_end(key)
         while len(_fetched) > _FETCHED_KEPT:
             _fetched.popitem(last=False)
     return task
@@ -264,7 +264,9 @@ def blueprint(runtime: Runtime, key: Callable[[str], str], authorised: Callable[
         if not 0 <= index < len(models):
             return jsonify({"error": f"target {index} out of range: the model has {len(models)}"}), 404
         settings = project_settings(k)
-        key = chart_key("task", index, taskview.fingerprint(k, version, found, models, settings=settings))
+        source = runtime.access.client_for(k)  # the Label Studio the task was read from
+        key = chart_key("task", index, source.url if source else None,
+                        taskview.fingerprint(k, version, found, models, settings=settings))
 
         def job() -> bytes:
             views = taskview.view(k, version, found, models, runtime.access.fetcher_for(k), model_dir=model_dir,
