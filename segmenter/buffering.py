@@ -265,5 +265,5 @@ async def _reply(send: Send, status: int, message: str, extra: list[tuple[bytes,
         json.dumps({"error": message}).encode(), b"application/json")
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", kind), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close"), *(extra or [])]})
+                            (b"x-content-type-options", b"nosniff"), (b"connection", b"close"), *(extra or [])]})
     await send({"type": "http.response.body", "body": body, "more_body": False})

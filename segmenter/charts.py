@@ -4,12 +4,22 @@ Each function takes plain numbers (from ``status.json`` and a model's
 metadata) and returns a PNG; nothing here reads files or knows about HTTP.
 matplotlib is imported on first use, so processes that never draw a chart
 never pay for it.
+
+Names (labels, channels, controls) come from a project's label config: every
+drawing runs under ``_drawing``, which turns off mathtext and TeX for all of
+its text (titles, ticks, legends, annotations), so ``$x^2$`` is drawn as
+written and ``$_$`` cannot fail a chart.  What a chart costs grows at most
+linearly with the labels: the confusion matrix writes its cells' numbers only
+up to ``ANNOTATED_CLASSES`` classes (colours alone past that).  ``STYLE``
+names the drawing code: chart caches key on it.
 """
 
 from __future__ import annotations
 
 import io
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -18,8 +28,20 @@ if TYPE_CHECKING:
     from segmenter.taskview import TaskView
 
 WIDTH, HEIGHT, DPI = 6.4, 3.2, 100
-_lock = threading.Lock()  # matplotlib's font cache and text layout are not thread-safe
+STYLE = "2"  # bump when a chart is drawn differently: cached PNGs of the old drawing are then not served
+ANNOTATED_CLASSES = 12  # confusion cells carry their numbers up to this many classes (144 cells)
+_PLAIN_TEXT = {"text.usetex": False, "text.parse_math": False}
+_lock = threading.Lock()  # matplotlib's font cache, text layout and rcParams are not thread-safe
 _warmed = False
+
+
+@contextmanager
+def _drawing() -> Iterator[None]:
+    """One chart at a time, every text in it plain (no mathtext, no TeX): names are drawn as written."""
+    import matplotlib
+
+    with _lock, matplotlib.rc_context(_PLAIN_TEXT):
+        yield
 
 
 def _figure(layout: str | None = "constrained") -> Figure:
@@ -29,7 +51,7 @@ def _figure(layout: str | None = "constrained") -> Figure:
 
 
 def _draw_once() -> None:
-    with _lock:
+    with _drawing():
         fig = _figure(layout=None)
         fig.add_subplot().plot([0, 1], label="warm-up")  # loads fonts and lays out text once
         fig.axes[0].legend()
@@ -66,7 +88,7 @@ def _png(fig: Figure) -> bytes:
 
 def learning_curve(points: list[dict]) -> bytes:
     """Validation scores against annotated tasks, one point per training (``history`` entries)."""
-    with _lock:
+    with _drawing():
         fig = _figure()
         ax = fig.add_subplot()
         tasks = [p["tasks"] for p in points]
@@ -83,7 +105,7 @@ def learning_curve(points: list[dict]) -> bytes:
 
 def bars(values: dict[str, float], title: str, xlabel: str, limit: float | None = None) -> bytes:
     """A horizontal bar per label (per-label F1, class balance)."""
-    with _lock:
+    with _drawing():
         fig = _figure()
         ax = fig.add_subplot()
         names = list(values)
@@ -100,23 +122,29 @@ def bars(values: dict[str, float], title: str, xlabel: str, limit: float | None 
 
 
 def confusion(classes: list[str], rows: list[list[int]]) -> bytes:
-    """The validation confusion matrix as row shares (each true class sums to 1), with row counts."""
+    """The validation confusion matrix as row shares (each true class sums to 1), with row counts
+    written in the cells up to ``ANNOTATED_CLASSES`` classes; past that, colours and names only."""
     import numpy as np
 
     counts = np.asarray(rows, dtype=np.float64)
     shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    with _lock:
+    n = len(classes)
+    with _drawing():
         fig = _figure()
-        fig.set_size_inches(WIDTH * 0.8, HEIGHT * 1.3)
+        grow = min(max(n / ANNOTATED_CLASSES, 1.0), 3.0)  # room for the names, bounded
+        fig.set_size_inches(WIDTH * 0.8 * grow, HEIGHT * 1.3 * grow)
         ax = fig.add_subplot()
-        image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+        image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
         names = ["background" if c == "__background__" else c for c in classes]
-        ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
-        ax.set_yticks(range(len(names)), names)
-        for i in range(len(names)):
-            for j in range(len(names)):
-                ax.text(j, i, f"{shares[i, j]:.2f}\n{int(counts[i, j]):,}", ha="center", va="center", fontsize=7,
-                        color="white" if shares[i, j] > 0.6 else "black")
+        small = 7 if n <= ANNOTATED_CLASSES else max(4.0, 7 - n / 40)
+        ax.set_xticks(range(n), names, rotation=30 if n <= ANNOTATED_CLASSES else 90,
+                      ha="right" if n <= ANNOTATED_CLASSES else "center", fontsize=small + 1)
+        ax.set_yticks(range(n), names, fontsize=small + 1)
+        if n <= ANNOTATED_CLASSES:
+            for i in range(n):
+                for j in range(n):
+                    ax.text(j, i, f"{shares[i, j]:.2f}\n{int(counts[i, j]):,}", ha="center", va="center",
+                            fontsize=7, color="white" if shares[i, j] > 0.6 else "black")
         ax.set_xlabel("predicted")
         ax.set_ylabel("annotated")
         ax.set_title("Validation confusion (share of annotated rows)")
@@ -126,7 +154,7 @@ def confusion(classes: list[str], rows: list[list[int]]) -> bytes:
 
 def training_curve(curve: list[list[float]], best_epoch: int | None) -> bytes:
     """Losses (left axis) and validation scores (right axis) per epoch of one training."""
-    with _lock:
+    with _drawing():
         fig = _figure()
         ax = fig.add_subplot()
         epochs = [row[0] for row in curve]
@@ -156,7 +184,7 @@ def task_chart(view: TaskView) -> bytes:
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
-    with _lock:
+    with _drawing():
         # Fixed margins: a layout engine would draw the figure twice, and this one must be fast.
         fig = _figure(layout=None)
         fig.set_size_inches(WIDTH * 1.8, HEIGHT * 2.2)

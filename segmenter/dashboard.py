@@ -9,13 +9,23 @@ predicted classes one above the other and each label's probability
 (``segmenter.taskview``).  Tasks are read through Label Studio's task list
 with ``review=true`` (``LabelStudioClient.tasks_page``), which never makes it
 call ``/predict``; a task read for a page is remembered for ``FETCHED_FOR``
-seconds so that its charts do not read it again.  Charts are PNGs drawn by
-``segmenter.charts``; nothing is loaded from another site.  The pages never
-run on the ``/predict`` or ``/webhook`` path.
+seconds so that its charts do not read it again (one read however many ask at
+once).  Charts are PNGs drawn by ``segmenter.charts`` on the app's chart
+thread (``segmenter.chartwork``), never on a request thread, so ``/health``,
+``/predict`` and ``/webhook`` never wait for one.  A chart is known by a key
+of what it shows (``ETag``: a browser asking again gets a 304); a version's
+charts are drawn once and kept beside it (``store.save_chart``), and a busy
+chart thread answers 503 with Retry-After, which the page's script honours.
+Nothing is loaded from another site, and no page has inline script or style
+(``segmenter.headers`` sets a Content-Security-Policy that forbids them).
+The pages never run on the ``/predict`` or ``/webhook`` path.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -26,32 +36,45 @@ from typing import TYPE_CHECKING
 from flask import Blueprint, Response, abort, jsonify, redirect, render_template, request
 
 from segmenter import charts, store, taskview
+from segmenter.chartwork import Busy, ChartWorker
 from segmenter.errors import SegmenterError
 from segmenter.projectsettings import ProjectSettings, read_settings
+from segmenter.singleflight import SingleFlight
 
 if TYPE_CHECKING:
     from segmenter.labelstudio import LabelStudioClient
     from segmenter.runtime import Runtime
 
+log = logging.getLogger(__name__)
+
 CHARTS = ("learning", "f1", "balance", "epochs", "confusion")
+VERSION_CHARTS = frozenset(CHARTS) - {"learning"}  # drawn from the version's own records only
+IMMUTABLE = "private, max-age=31536000, immutable"  # a version's chart under a URL naming the version
+REVALIDATE = "private, no-cache"  # kept by the browser, asked again with If-None-Match
 TASKS_PER_PAGE = 50
 FETCHED_FOR = 30.0  # seconds a task read for a page serves that page's charts
 _FETCHED_KEPT = 16
-_fetched: OrderedDict[tuple[str, int], tuple[float, dict | None]] = OrderedDict()
+_fetched: OrderedDict[tuple[str, str, int], tuple[float, dict | None]] = OrderedDict()  # by (LS URL, project, task)
 _fetched_lock = threading.Lock()
+_fetching = SingleFlight()
 
 
 def fetch_task(client: LabelStudioClient, project: str, task_id: int) -> dict | None:
-    """One task from Label Studio (None when the project has none), read once per page view."""
-    now = time.monotonic()
+    """One task from Label Studio (None when the project has none), read once per page view
+    and once however many requests ask for it at the same time."""
+    now, key = time.monotonic(), (client.url, project, task_id)
     with _fetched_lock:
-        found = _fetched.get((project, task_id))
+        found = _fetched.get(key)
         if found is not None and now - found[0] < FETCHED_FOR:
             return found[1]
-    task = client.task(int(project), task_id)
+    return _fetching.run(key, lambda: _read_task(client, key, now))
+
+
+def _read_task(client: LabelStudioClient, key: tuple[str, str, int], now: float) -> dict | None:
+    task = client.task(int(key[1]), key[2])
     with _fetched_lock:
-        _fetched[(project, task_id)] = (now, task)
-        _fetched.move_to_end((project, task_id))
+        _fetched[key] = (now, task)
+        _fetched.move_to_end(key)
         while len(_fetched) > _FETCHED_KEPT:
             _fetched.popitem(last=False)
     return task
@@ -73,36 +96,57 @@ def project_view(model_dir: Path, key: str) -> dict:
     return {"report": report, "history": status.history, "targets": targets}
 
 
-def _chart(view: dict, kind: str, index: int) -> bytes | None:
-    """The PNG of one chart of a project, or None when there is nothing to draw."""
+def _chart(view: dict, kind: str, index: int) -> tuple[Callable[..., bytes], tuple] | None:
+    """How to draw one chart of a project (function and arguments), or None when there is nothing to draw."""
     if kind == "learning":
         points = [
             t for entry in view["history"] for t in entry.get("targets", [])[index : index + 1]
             if t.get("tasks") is not None and t.get("balanced_accuracy") is not None
         ]
-        return charts.learning_curve(points) if points else None
+        return (charts.learning_curve, (points,)) if points else None
     if index >= len(view["targets"]):
         return None
     info = view["targets"][index].get("info", {})
     if kind == "f1":
         f1 = info.get("validation", {}).get("per_class_f1") or {}
-        return charts.bars(f1, "Per-label validation F1 (served version)", "F1", 1.0) if f1 else None
+        return (charts.bars, (f1, "Per-label validation F1 (served version)", "F1", 1.0)) if f1 else None
     if kind == "balance":
         rows = info.get("data", {}).get("class_rows") or {}
-        return charts.bars(rows, "Class balance: annotated rows per label", "rows") if rows else None
+        return (charts.bars, (rows, "Class balance: annotated rows per label", "rows")) if rows else None
     if kind == "confusion":
         matrix = info.get("validation", {}).get("confusion") or {}
-        return charts.confusion(matrix["classes"], matrix["rows"]) if matrix.get("rows") else None
+        return (charts.confusion, (matrix["classes"], matrix["rows"])) if matrix.get("rows") else None
     if kind == "epochs":
         curve = info.get("curve") or []
-        return charts.training_curve(curve, info.get("best_epoch")) if curve else None
+        return (charts.training_curve, (curve, info.get("best_epoch"))) if curve else None
     return None
+
+
+def chart_key(*shown: object) -> str:
+    """A chart's name by what it shows and how it is drawn: its ETag, its file name, its job's key."""
+    text = json.dumps([charts.STYLE, *shown], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def blueprint(runtime: Runtime, key: Callable[[str], str], authorised: Callable[[], bool]) -> Blueprint:
     """The dashboard's routes; ``key`` parses a project id (a 400 when bad), ``authorised`` checks Basic auth."""
-    bp = Blueprint("dashboard", __name__, template_folder="templates")
+    bp = Blueprint("dashboard", __name__, template_folder="templates", static_folder="static/dashboard",
+                   static_url_path="/dashboard/static")
     model_dir = runtime.settings.model_dir
+    # Half the request threads at most wait for charts: the others stay free for Label Studio.
+    worker = ChartWorker(waiting=runtime.settings.threads // 2)
+
+    def png_response(key: str, job: Callable[[], bytes], cache_control: str) -> Response | tuple[Response, int]:
+        """The chart ``key`` as a PNG drawn by ``job`` on the chart thread; a 304 when the browser has it,
+        a 503 with Retry-After when the chart thread is busy."""
+        headers = {"ETag": f'"{key}"', "Cache-Control": cache_control}
+        if request.if_none_match.contains(key):
+            return Response(status=304, headers=headers)
+        try:
+            png = worker.draw(key, job)
+        except Busy as exc:
+            return jsonify({"error": str(exc)}), 503, {"Retry-After": str(exc.retry_after)}
+        return Response(png, 200, {"Content-Type": "image/png", **headers})
 
     @bp.before_request
     def guard() -> Response | None:
@@ -149,13 +193,32 @@ def blueprint(runtime: Runtime, key: Callable[[str], str], authorised: Callable[
         return render_template("dashboard/project.html", key=k, tasks=listing, **view)
 
     @bp.get("/dashboard/project/<project>/chart/<kind>/<int:index>.png")
-    def chart(project: str, kind: str, index: int) -> Response:
+    def chart(project: str, kind: str, index: int) -> Response | tuple[Response, int]:
         if kind not in CHARTS:
             abort(404, f"no chart {kind!r}; charts: {', '.join(CHARTS)}")
-        png = _chart(project_view(model_dir, known(project)), kind, index)
-        if png is None:
+        k = known(project)
+        view = project_view(model_dir, k)
+        found = _chart(view, kind, index)
+        if found is None:
             abort(404, "nothing to draw yet")
-        return Response(png, 200, {"Content-Type": "image/png", "Cache-Control": "no-store"})
+        draw, shown = found
+        key = chart_key(kind, shown)
+        version = view["report"]["model_version"]
+        kept = version != store.INITIAL_VERSION
+
+        def job() -> bytes:
+            png = store.load_chart(model_dir, k, version, key) if kept else None
+            if png is None:
+                png = draw(*shown)
+                if kept:
+                    try:
+                        store.save_chart(model_dir, k, version, key, png)
+                    except OSError as exc:  # a full disk: served, only drawn again next time
+                        log.warning("project %s: %s chart of %s not kept: %s", k, kind, version, exc)
+            return png
+
+        versioned = kind in VERSION_CHARTS and request.args.get("v") == version
+        return png_response(key, job, IMMUTABLE if versioned else REVALIDATE)
 
     @bp.get("/dashboard/project/<project>/task")
     def task_form(project: str) -> Response:
@@ -198,14 +261,21 @@ def blueprint(runtime: Runtime, key: Callable[[str], str], authorised: Callable[
         found, error = read_task(k, task_id)
         if error is not None:
             return error
-        try:
+        if not 0 <= index < len(models):
+            return jsonify({"error": f"target {index} out of range: the model has {len(models)}"}), 404
+        settings = project_settings(k)
+        source = runtime.access.client_for(k)  # the Label Studio the task was read from
+        key = chart_key("task", index, source.url if source else None,
+                        taskview.fingerprint(k, version, found, models, settings=settings))
+
+        def job() -> bytes:
             views = taskview.view(k, version, found, models, runtime.access.fetcher_for(k), model_dir=model_dir,
-                                  settings=project_settings(k))
+                                  settings=settings)
+            return charts.task_chart(views[index])
+
+        try:
+            return png_response(key, job, REVALIDATE)
         except SegmenterError as exc:  # unreadable task data: said, not a 500
             return jsonify({"error": str(exc)}), 502
-        if not 0 <= index < len(views):
-            return jsonify({"error": f"target {index} out of range: the model has {len(views)}"}), 404
-        png = charts.task_chart(views[index])
-        return Response(png, 200, {"Content-Type": "image/png", "Cache-Control": "no-store"})
 
     return bp

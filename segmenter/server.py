@@ -20,7 +20,7 @@ import time
 
 from flask import Flask, Response, g, jsonify, request
 
-from segmenter import dashboard, metrics, store
+from segmenter import dashboard, headers, metrics, store
 from segmenter.auth import CHALLENGE, REFUSAL, BasicAuth
 from segmenter.buffering import too_large_message
 from segmenter.projectsettings import settings_report
@@ -117,6 +117,8 @@ def create_app(runtime: Runtime) -> Flask:
         method = request.method if request.method in HTTP_METHODS else "OTHER"
         metrics.observe_request(route, method, response.status_code, seconds)
         return response
+
+    app.after_request(headers.defend)
 
     @app.errorhandler(BadRequest)
     def bad_request(exc: BadRequest) -> tuple[Response, int]:

@@ -13,7 +13,8 @@ than ever making ``/predict`` wait) and stores it with
 annotation on the stored time axis and reduces it; without a stored view (a
 task never predicted by this version, changed task data) it computes the view
 and stores it.  The assembled views also stay in a small in-memory cache by
-(project, version, task id, task data, annotation).
+(project, version, task id, task data, annotation), and concurrent first looks
+at one task share one computation (``SingleFlight``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from segmenter import store
 from segmenter.annotations import choose_annotation, row_labels
 from segmenter.projectsettings import ProjectSettings
 from segmenter.series import Series
+from segmenter.singleflight import SingleFlight
 from segmenter.taskdata import Fetcher, read_task_series
 from segmenter.trained import TrainedModel
 
@@ -47,6 +49,7 @@ _views: OrderedDict[tuple, list] = OrderedDict()
 _lock = threading.Lock()
 _pending: queue.Queue = queue.Queue(PENDING)
 _writer: threading.Thread | None = None
+_computing = SingleFlight()
 _REDUCED = ("x", "low", "high", "predicted", "probabilities", "time")
 
 # A model, the series it predicted, its per-row probabilities, the project's settings for its target (if any)
@@ -173,6 +176,20 @@ def _stored(model_dir: Path, project: str, version: str, task: dict, models: lis
     return out
 
 
+def _key(project: str, version: str, task: dict, models: list[TrainedModel], points: int,
+         settings: dict[str, ProjectSettings]) -> tuple:
+    annotation = choose_annotation(task)
+    return (project, version, task.get("id"), points,
+            json.dumps([task.get("data"), annotation, _cleanup_of(settings, models)], sort_keys=True, default=str))
+
+
+def fingerprint(project: str, version: str, task: dict, models: list[TrainedModel], points: int = POINTS,
+                settings: dict[str, ProjectSettings] | None = None) -> str:
+    """What ``view`` would show, as a digest: equal while the task, its annotation, the settings and the
+    version are unchanged (the dashboard's ETag of a task chart)."""
+    return _digest(_key(project, version, task, models, points, settings or {}))
+
+
 def view(project: str, version: str, task: dict, models: list[TrainedModel], fetcher: Fetcher,
          points: int = POINTS, model_dir: Path | None = None,
          settings: dict[str, ProjectSettings] | None = None) -> list[TaskView]:
@@ -180,17 +197,23 @@ def view(project: str, version: str, task: dict, models: list[TrainedModel], fet
 
     With ``model_dir``, the view ``/predict`` stored is used when there is one,
     and a computed one is stored for every process.  Kept in memory while the
-    task, its annotation, the settings and the version are unchanged.
+    task, its annotation, the settings and the version are unchanged; computed
+    once however many ask for it at the same time.
     """
     settings = settings or {}
-    annotation = choose_annotation(task)
-    key = (project, version, task.get("id"), points,
-           json.dumps([task.get("data"), annotation, _cleanup_of(settings, models)], sort_keys=True, default=str))
+    key = _key(project, version, task, models, points, settings)
     with _lock:
         found = _views.get(key)
         if found is not None:
             _views.move_to_end(key)
             return found
+    return _computing.run(key, lambda: _compute(key, project, version, task, models, fetcher, points, model_dir,
+                                                settings))
+
+
+def _compute(key: tuple, project: str, version: str, task: dict, models: list[TrainedModel], fetcher: Fetcher,
+             points: int, model_dir: Path | None, settings: dict[str, ProjectSettings]) -> list[TaskView]:
+    """``view``'s work when the view is not in memory: read the stored one or compute it, then keep it."""
     parts = _stored(model_dir, project, version, task, models, points, settings) if model_dir is not None else None
     if parts is None:
         parts = []
@@ -204,6 +227,7 @@ def view(project: str, version: str, task: dict, models: list[TrainedModel], fet
                 _store(model_dir, project, version, task, parts, points, settings)
             except OSError as exc:  # a full disk: the view is still served, only not kept
                 log.warning("project %s: task %s view not stored: %s", project, task.get("id"), exc)
+    annotation = choose_annotation(task)
     out = [_assemble(model, reduced, kind, task, annotation) for model, reduced, kind in parts]
     with _lock:
         _views[key] = out

@@ -9,13 +9,15 @@ Layout::
     model_project_{id}/connection.json        what /setup said, owner-only          (records)
     model_project_{id}/status.lock, train.lock, writeback.lock  locks shared by all processes (records)
     model_project_{id}/task_views/{version}/task_{id}.npz  a predicted task, reduced for the dashboard  (task_views)
+    model_project_{id}/charts/{version}/{chart}.png  a version's dashboard chart, drawn once   (chart_images)
 
 ``layout`` parses project ids and names the folders, ``files`` writes without
 ever exposing half a file, ``models`` keeps the versions, ``records`` the
 status and connection, ``task_views`` the dashboard's reduced view of each
-predicted task.  Callers import from ``segmenter.store`` only.
+predicted task, ``chart_images`` the charts drawn of each version.  Callers import from ``segmenter.store`` only.
 """
 
+from segmenter.store.chart_images import load_chart, save_chart
 from segmenter.store.files import StorageError, atomic_write, read_json, write_json
 from segmenter.store.layout import project_dir, project_key, projects
 from segmenter.store.models import (
@@ -49,8 +51,8 @@ from segmenter.store.task_views import load_view, save_view
 
 __all__ = [
     "BROKEN_DIR", "INITIAL_VERSION", "ModelCache", "StorageError", "TrainingState", "TrainingStatus",
-    "atomic_write", "broken", "latest_version", "load", "load_connection", "load_view", "metadata", "now",
-    "project_dir", "queue",
+    "atomic_write", "broken", "latest_version", "load", "load_chart", "load_connection", "load_view", "metadata", "now",
+    "project_dir", "queue", "save_chart",
     "project_key", "projects", "read_json", "read_status", "report", "save", "save_connection", "save_view",
     "served_versions", "stored_status", "tidy", "training_lock", "update_status", "versions", "write_json",
     "writeback_lock",
