@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from gunicorn.workers.gasgi import ASGIWorker
 
+from segmenter import shutdown
 from segmenter.buffering import BufferedWSGI
 
 
@@ -26,3 +27,9 @@ class BufferingWorker(ASGIWorker):
         super().load_wsgi()
         limit_mb = self.asgi.config["MAX_CONTENT_LENGTH"] // 2**20  # MAX_REQUEST_MB, set by create_app
         self.asgi = BufferedWSGI(self.asgi, threads=self.cfg.threads, max_request_mb=limit_mb)
+
+    def handle_exit_signal(self) -> None:
+        """SIGTERM: trainings and write-backs stop at their next step while the requests in flight finish;
+        ``worker_exit`` (gunicorn.conf.py) waits for them."""
+        shutdown.request()
+        super().handle_exit_signal()
