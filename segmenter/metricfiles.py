@@ -124,6 +124,7 @@ class FileValue:
         self._prefix = f"{typ}_{multiprocess_mode}" if typ == "gauge" else typ
         self._key = mmap_key(metric_name, name, labelnames, labelvalues, help_text)
         self._value = self._timestamp = 0.0
+        self._was_set = False  # a set value stands as it is; counts add to what the file held
         self._file: BackedDict | None = None
         with _lock:
             _values.add(self)
@@ -137,7 +138,7 @@ class FileValue:
 
     def set(self, value: float, timestamp: float | None = None) -> None:
         with _lock:
-            self._value, self._timestamp = value, timestamp or 0.0
+            self._value, self._timestamp, self._was_set = value, timestamp or 0.0, True
             self._write()
 
     def get(self) -> float:
@@ -151,11 +152,11 @@ class FileValue:
         return None
 
     def _put(self) -> None:
-        """Write the value into its file; a first write adds what a file of this pid already held."""
+        """Write the value into its file; a first write of counts adds what a file of this pid already held."""
         if self._file is None:
             file = _file(self._prefix)
             stored, _ = file.read_value(self._key)
-            self._value, self._file = self._value + stored, file
+            self._value, self._file = self._value if self._was_set else self._value + stored, file
         self._file.write_value(self._key, self._value, self._timestamp)
 
     def _write(self) -> None:
@@ -193,7 +194,7 @@ def _forked() -> None:
     _waited = 0
     for value in list(_values):
         value._value = value._timestamp = 0.0
-        value._file = None
+        value._was_set, value._file = False, None
 
 
 os.register_at_fork(after_in_child=_forked)
