@@ -3,7 +3,7 @@
 
 import sys
 
-from segmenter import charts, metrics
+from segmenter import charts, metrics, shutdown
 from segmenter.config import Settings
 from segmenter.errors import ConfigError
 
@@ -31,6 +31,15 @@ def on_starting(server: object) -> None:
     which every worker counts into (/metrics); matplotlib loaded once, for every worker's first chart."""
     metrics.use_directory(_settings.metrics_dir, clean=True)
     charts.preload()
+
+
+def worker_exit(server: object, worker: object) -> None:
+    """In a worker that ends: its trainings and write-backs stop at their next step (a training is
+    recorded as interrupted and runs again at the next start); wait for them, within the graceful
+    timeout, since a thread still inside torch when the interpreter exits aborts the process."""
+    running = shutdown.stop(within=graceful_timeout - 2)
+    if running:
+        server.log.warning("worker %s exits with jobs still running: %s", worker.pid, ", ".join(running))
 
 
 def child_exit(server: object, worker: object) -> None:

@@ -71,7 +71,7 @@ class TimeSeriesSegmenter(LabelStudioMLBase):
         """
         reason = f"{CONFIG_CHANGED} ({hashlib.sha256(self.label_config.encode()).hexdigest()[:12]})"
         status = store.read_status(self.settings.model_dir, self.project_id)
-        if status.state in (TrainingState.QUEUED, TrainingState.TRAINING):
+        if status.state in (TrainingState.QUEUED, TrainingState.TRAINING, TrainingState.INTERRUPTED):
             return False
         if (status.last_request or {}).get("reason") == reason:
             return False

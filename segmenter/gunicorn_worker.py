@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from gunicorn.workers.gasgi import ASGIWorker
 
+from segmenter import shutdown
 from segmenter.auth import BasicAuth
 from segmenter.buffering import BufferedWSGI
 
@@ -29,3 +30,9 @@ class BufferingWorker(ASGIWorker):
         settings = self.asgi.config["SEGMENTER_SETTINGS"]  # set by create_app
         self.asgi = BufferedWSGI(self.asgi, threads=self.cfg.threads, max_request_mb=settings.max_request_mb,
                                  max_buffered_mb=settings.max_buffered_mb, auth=BasicAuth.of(settings))
+
+    def handle_exit_signal(self) -> None:
+        """SIGTERM: trainings and write-backs stop at their next step while the requests in flight finish;
+        ``worker_exit`` (gunicorn.conf.py) waits for them."""
+        shutdown.request()
+        super().handle_exit_signal()

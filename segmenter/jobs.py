@@ -12,7 +12,9 @@ Requests arriving during a training coalesce into at most one follow-up.  A
 failed training is recorded with its error and the previous model keeps serving.
 After the trainings, with the training lock released (a request arriving now
 trains at once), the same job writes the new version's predictions to Label
-Studio (``segmenter.writeback``).
+Studio (``segmenter.writeback``).  A stopping service (``segmenter.shutdown``) ends a
+training at its next batch and records it as interrupted; the next start runs
+it again (``Scheduler.resume``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import logging
 import threading
 import time
 
-from segmenter import metrics, store, writeback
+from segmenter import metrics, shutdown, store, writeback
 from segmenter.access import LabelStudioAccess
 from segmenter.config import Settings, bootstrap
 from segmenter.progress import StatusProgress
@@ -76,6 +78,10 @@ def _train_once(access: LabelStudioAccess, project: str) -> None:
     started = time.monotonic()
     try:
         version = run_training(access, project)
+    except shutdown.Interrupted:
+        log.warning("project %s: training interrupted: the service is stopping; it runs again at the next start",
+                    project)
+        outcome = TrainingStatus.interrupt
     except Exception as exc:  # any failure is recorded; the old model keeps serving
         log.exception("project %s: training failed", project)
         metrics.training_ended(False, time.monotonic() - started)
@@ -103,16 +109,17 @@ def drain(project: str, access: LabelStudioAccess) -> None:
     """Train ``project`` until no request is pending, then write the newest version's predictions
     to Label Studio; returns at once if another process trains it."""
     model_dir = access.settings.model_dir
-    while True:
+    while not shutdown.requested():
         # A few tries: /status probes the same lock for an instant to tell a live
         # training from one whose process died, and must not make a request be lost.
         with store.training_lock(model_dir, project, tries=10) as mine:
             if not mine:
                 return
-            while store.update_status(model_dir, project, TrainingStatus.claim):
+            while not shutdown.requested() and store.update_status(model_dir, project, TrainingStatus.claim):
                 _train_once(access, project)
-        # A request that came while the lock was being released found it taken: look again.
-        if store.stored_status(model_dir, project).pending:
+        # A request that came while the lock was being released found it taken: look again
+        # (a stopping service leaves it for its next start).
+        if store.stored_status(model_dir, project).pending or shutdown.requested():
             continue
         # Outside the training lock: a request arriving now trains at once in another
         # thread, or (one RQ worker) after the write-back stops at its next batch.
@@ -174,16 +181,25 @@ class Scheduler:
         return True
 
     def resume(self) -> list[str]:
-        """Start a job for every project whose write-back was left unfinished (the process writing
-        it ended); returns those projects.  Called once when the service starts."""
+        """Start a job for every project whose training the previous service stopped (or left
+        queued) or whose write-back was left unfinished (the process writing it ended); returns
+        those projects.  Called once when the service starts."""
         model_dir = self.access.settings.model_dir
-        found = [k for k in store.projects(model_dir) if writeback.unfinished(store.stored_status(model_dir, k))]
-        for key in found:
-            log.info("project %s: resuming the write-back of predictions", key)
+        found = []
+        for key in store.projects(model_dir):
+            status = store.stored_status(model_dir, key)
+            if status.left_waiting:
+                what = f"the {status.state.value} training"
+            elif writeback.unfinished(status):
+                what = "the write-back of predictions"
+            else:
+                continue
+            found.append(key)
+            log.info("project %s: resuming %s", key, what)
             try:
                 self._start(key)
-            except Exception:  # Redis down: the service still starts; the next training writes again
-                log.exception("project %s: cannot resume the write-back of predictions", key)
+            except Exception:  # Redis down: the service still starts; the next request trains or writes again
+                log.exception("project %s: cannot resume %s", key, what)
         return found
 
     def _start(self, key: str) -> None:
@@ -197,6 +213,7 @@ class Scheduler:
         with self._lock:
             self._threads = [t for t in self._threads if t.is_alive()]
             self._threads.append(thread)
+        shutdown.track(thread)  # a stopping worker waits for it (gunicorn.conf.py)
         thread.start()
 
     def _run(self, project: str) -> None:

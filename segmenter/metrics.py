@@ -16,7 +16,9 @@ subfolder, named by its host name and PID namespace, since the library names
 files by process id and containers number processes alike; a scrape adds up
 every subfolder.  At start the master removes only the files of this host's
 processes that ended: a live RQ worker's counts stay, and other hosts' files
-are never judged by a pid that means nothing here.  A process that never joined one (``python
+are never judged by a pid that means nothing here.  The files are written
+through ``segmenter.metricfiles``: on a full disk the counts wait in memory
+instead of the library's SIGBUS.  A process that never joined one (``python
 _wsgi.py``, the tests) counts in its own memory.
 No label ever holds a secret: routes are Flask's rule patterns, projects are ids.
 """
@@ -111,7 +113,12 @@ def _m() -> SimpleNamespace:
 
 
 def _make() -> SimpleNamespace:
-    from prometheus_client import Counter, Gauge, Histogram
+    from prometheus_client import Counter, Gauge, Histogram, values
+
+    if shared():  # files backed before they are mapped: a full disk delays counts, never kills (metricfiles)
+        from segmenter.metricfiles import FileValue
+
+        values.ValueClass = FileValue
 
     return SimpleNamespace(
         requests=Counter(

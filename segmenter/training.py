@@ -31,7 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from segmenter import device
+from segmenter import device, shutdown
 from segmenter.annotations import MAX_LAYERED_LABELS, RowLabels, choose_annotation, row_labels
 from segmenter.config import TrainingSettings
 from segmenter.errors import SegmenterError, TaskDataError
@@ -89,6 +89,7 @@ def collect_examples(
     """
     examples, skipped = [], []
     for task in tasks:
+        shutdown.check()  # a download may take a while: a stopping service does not wait for the rest
         annotation = choose_annotation(task)
         if annotation is None:
             continue
@@ -399,6 +400,7 @@ def fit(
         starts = starts[rng.permutation(len(starts))]
         epoch_loss = 0.0
         for i in range(0, len(starts), settings.batch_size):
+            shutdown.check()  # a stopping service ends the fit here, never with a thread inside torch
             x, y = source.gather(starts[i : i + settings.batch_size])
             if (y >= 0).sum() == 0:
                 continue

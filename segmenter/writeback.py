@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass
 from enum import StrEnum
 
-from segmenter import store
+from segmenter import shutdown, store
 from segmenter.access import LabelStudioAccess
 from segmenter.inference import fitting_models, predict_task
 from segmenter.labelstudio import Backoff, LabelStudioClient, LabelStudioError
@@ -193,6 +193,9 @@ def _write(access: LabelStudioAccess, project: str, job: _Job) -> bool:
                 time.sleep(settings.predict_batch_pause)
             if step == "yield" or store.stored_status(model_dir, project).pending:
                 log.info("project %s: write-back of %s yields to a training request", project, job.version)
+                return False
+            if shutdown.requested():  # pending again; the next start resumes it (Scheduler.resume)
+                log.info("project %s: write-back of %s stops with the service", project, job.version)
                 return False
     except Exception as exc:  # Label Studio down, bad models: recorded; the training stays good
         log.exception("project %s: writing the predictions of %s failed", project, job.version)

@@ -26,6 +26,7 @@ from segmenter.store.models import INITIAL_VERSION, broken, latest_version, meta
 STATUS_FILE = "status.json"
 CONNECTION_FILE = "connection.json"
 INTERRUPTED = "training was interrupted: the process running it ended"
+STOPPED = "training was interrupted: the service stopped; it runs again at the next start"
 # A write-back is "running" only while its writer holds writeback.lock (it goes back to
 # "pending" when it stops for a training): one found running with the lock free had its process end.
 WRITEBACK_RUNNING, WRITEBACK_INTERRUPTED = "running", "interrupted"
@@ -39,6 +40,7 @@ class TrainingState(StrEnum):
     QUEUED = "queued"
     TRAINING = "training"
     FAILED = "failed"
+    INTERRUPTED = "interrupted"  # its process stopped it (SIGTERM); it runs again at the next start
 
 
 def now() -> str:
@@ -80,6 +82,18 @@ class TrainingStatus:
         self.state, self.started_request, self.started_at = TrainingState.TRAINING, self.requests, now()
         self.progress = None
         return True
+
+    def interrupt(self) -> None:
+        """The running training ends unfinished because the service stops: its request is pending
+        again, for the next start to run it (``Scheduler.resume``)."""
+        self.state, self.last_error, self.progress = TrainingState.INTERRUPTED, STOPPED, None
+        self.started_request = min(self.started_request, self.requests - 1)
+
+    @property
+    def left_waiting(self) -> bool:
+        """Whether a training request waits with no process working on it once the service
+        restarts: a training its service stopped, or a request queued as it stopped."""
+        return self.pending and self.state in (TrainingState.INTERRUPTED, TrainingState.QUEUED)
 
     def to_json(self) -> dict:
         return {**asdict(self), "state": self.state.value}
