@@ -48,7 +48,7 @@ def fetch_task(client: LabelStudioClient, project: str, task_id: int) -> dict | 
         found = _fetched.get((project, task_id))
         if found is not None and now - found[0] < FETCHED_FOR:
             return found[1]
-    task = client.task(int(project), task_id)
+    task = client.task(store.label_studio_id(project), task_id)
     with _fetched_lock:
         _fetched[(project, task_id)] = (now, task)
         _fetched.move_to_end((project, task_id))
@@ -142,7 +142,8 @@ def blueprint(runtime: Runtime, key: Callable[[str], str], authorised: Callable[
             if client is None:
                 listing["error"] = "no Label Studio URL: set LABEL_STUDIO_URL or connect the project"
             else:
-                tasks, listing["total"] = client.tasks_page(int(k), page, TASKS_PER_PAGE, resolve_uri=False)
+                tasks, listing["total"] = client.tasks_page(store.label_studio_id(k), page, TASKS_PER_PAGE,
+                                                            resolve_uri=False)
                 listing["rows"] = [task_row(t, view["report"]["model_version"]) for t in tasks]
         except SegmenterError as exc:  # Label Studio unreachable: the rest of the page still shows
             listing["error"] = str(exc)
