@@ -35,6 +35,10 @@ class TimeSeriesSegmenter(LabelStudioMLBase):
     def connect(self, hostname: str | None, access_token: str | None, extra_params: object) -> None:
         """Keep Label Studio's address, token and config for background trainings."""
         connection = connection_to_keep(self.settings, hostname, access_token)
+        before = store.load_connection(self.settings.model_dir, self.project_id).get("hostname")
+        if before and connection["hostname"] and before != connection["hostname"]:
+            log.warning("project %s: /setup now names Label Studio %s; it named %s before",
+                        self.project_id, connection["hostname"], before)
         store.save_connection(self.settings.model_dir, self.project_id, {**connection, "schema": self.label_config})
         self.log_problems()
 

@@ -121,11 +121,13 @@ class FakeLabelStudio:
     def __exit__(self, *exc: object) -> None:
         self._served.stop()
 
-    def add_project(self, label_config: str = "<View></View>", title: str = "Project") -> int:
-        """Create a project and return its id."""
+    def add_project(self, label_config: str = "<View></View>", title: str = "Project",
+                    created_at: str | None = None) -> int:
+        """Create a project and return its id; ``created_at`` (ISO 8601) is reported when given, as
+        Label Studio reports when it created a project."""
         project_id = next(self._ids)
         self.projects[project_id] = {"id": project_id, "title": title, "label_config": label_config,
-                                     "model_version": ""}
+                                     "model_version": "", **({"created_at": created_at} if created_at else {})}
         return project_id
 
     def add_task(

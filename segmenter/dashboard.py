@@ -71,7 +71,7 @@ def fetch_task(client: LabelStudioClient, project: str, task_id: int) -> dict | 
 
 
 def _read_task(client: LabelStudioClient, key: tuple[str, str, int], now: float) -> dict | None:
-    task = client.task(int(key[1]), key[2])
+    task = client.task(store.label_studio_id(key[1]), key[2])
     with _fetched_lock:
         _fetched[key] = (now, task)
         _fetched.move_to_end(key)
@@ -186,7 +186,8 @@ def blueprint(runtime: Runtime, key: Callable[[str], str], authorised: Callable[
             if client is None:
                 listing["error"] = "no Label Studio URL: set LABEL_STUDIO_URL or connect the project"
             else:
-                tasks, listing["total"] = client.tasks_page(int(k), page, TASKS_PER_PAGE, resolve_uri=False)
+                tasks, listing["total"] = client.tasks_page(store.label_studio_id(k), page, TASKS_PER_PAGE,
+                                                            resolve_uri=False)
                 listing["rows"] = [task_row(t, view["report"]["model_version"]) for t in tasks]
         except SegmenterError as exc:  # Label Studio unreachable: the rest of the page still shows
             listing["error"] = str(exc)

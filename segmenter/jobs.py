@@ -43,11 +43,14 @@ def run_training(access: LabelStudioAccess, project: str) -> str:
         raise RuntimeError(
             "no Label Studio URL: set LABEL_STUDIO_URL or connect the backend in Label Studio (/setup)"
         )
-    project_info = client.get_json(f"/api/projects/{project}")
-    label_config = (project_info.get("label_config") if isinstance(project_info, dict) else None) or (
-        store.load_connection(settings.model_dir, project).get("schema")
-    )
-    tasks = client.export_tasks(int(project))
+    label_studio_id = store.label_studio_id(project)
+    project_info = client.get_json(f"/api/projects/{label_studio_id}")
+    project_info = project_info if isinstance(project_info, dict) else {}
+    wrong = store.mismatch(settings.model_dir, project, project_info.get("created_at"))
+    if wrong:
+        raise RuntimeError(wrong)
+    label_config = project_info.get("label_config") or store.load_connection(settings.model_dir, project).get("schema")
+    tasks = client.export_tasks(label_studio_id)
     log.info("project %s: training on %d exported tasks", project, len(tasks))
     progress = StatusProgress(settings.model_dir, project)
     models = train_project(label_config, tasks, access.fetcher_for(project), settings.training, progress)

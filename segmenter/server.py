@@ -60,25 +60,19 @@ def _object(data: dict, name: str) -> dict:
     return value
 
 
-def _key(project: object) -> str:
-    """The project's directory-safe id; a 400 for anything that is not a project id."""
-    try:
-        return store.project_key(project)
-    except ValueError as exc:
-        raise BadRequest(str(exc)) from None
-
-
-def _project_of(data: dict) -> str:
-    project = data.get("project")
+def _project_of(data: dict) -> tuple[object, int | None]:
+    """The project a body names and, where it says so, when Label Studio created it (a webhook's
+    ``project.created_at``; ``/setup`` and ``/predict`` say it in ``"<id>.<epoch>"``)."""
+    project, created = data.get("project"), None
     if isinstance(project, dict):
-        project = project.get("id")
+        project, created = project.get("id"), store.created_epoch(project.get("created_at"))
     if project in (None, ""):
         tasks = data.get("tasks")
         if isinstance(tasks, list) and tasks and isinstance(tasks[0], dict):
             project = tasks[0].get("project")
     if project in (None, ""):
         raise BadRequest("request names no project")
-    return _key(project)
+    return project, created
 
 
 def create_app(runtime: Runtime) -> Flask:
@@ -92,6 +86,13 @@ def create_app(runtime: Runtime) -> Flask:
     app.config["SEGMENTER_SETTINGS"] = settings
 
     basic_auth = BasicAuth.of(settings)
+
+    def key(project: object, created: int | None = None, claim: bool = False, create: bool = False) -> str:
+        """The stored project a request's project is (``store.resolve``); a 400 for anything that is not one."""
+        try:
+            return store.resolve(settings.model_dir, project, created, claim=claim, create=create)
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
 
     def authorised() -> bool:
         return basic_auth.accepts(request.headers.get("Authorization"))
@@ -143,7 +144,7 @@ def create_app(runtime: Runtime) -> Flask:
     @app.post("/setup")
     def setup() -> Response:
         data = _json_body()
-        model = model_class(_project_of(data), _text(data, "schema"), runtime)
+        model = model_class(key(*_project_of(data), create=True), _text(data, "schema"), runtime)
         model.connect(_text(data, "hostname"), _text(data, "access_token"), data.get("extra_params"))
         return jsonify({"model_version": model.model_version})
 
@@ -155,7 +156,7 @@ def create_app(runtime: Runtime) -> Flask:
             raise BadRequest("'tasks' must be a list of task objects")
         params = _object(data, "params")
         context = _object(params, "context") or None
-        model = model_class(_project_of(data), _text(data, "label_config"), runtime)
+        model = model_class(key(*_project_of(data), claim=True), _text(data, "label_config"), runtime)
         results = model.predict(tasks, context=context)
         return jsonify({"results": results})
 
@@ -165,8 +166,10 @@ def create_app(runtime: Runtime) -> Flask:
         action = data.get("action")
         if not isinstance(action, str):
             raise BadRequest("webhook body has no 'action'")
-        project = _project_of(data)
-        if not authorised() and not store.load_connection(settings.model_dir, project):
+        # An unauthenticated webhook never claims a folder: only an authenticated request says whose it is.
+        trusted = authorised()
+        project = key(*_project_of(data), claim=trusted)
+        if not trusted and not store.load_connection(settings.model_dir, project):
             return jsonify({"error": f"project {project} was never connected through an authenticated /setup"}), 403
         project_info = data.get("project")
         label_config = _text(project_info, "label_config") if isinstance(project_info, dict) else None
@@ -176,7 +179,7 @@ def create_app(runtime: Runtime) -> Flask:
     @app.get("/versions")
     def versions() -> Response:
         project = request.args.get("project")
-        projects = [_key(project)] if project else store.projects(settings.model_dir)
+        projects = [key(project)] if project else store.projects(settings.model_dir)
         return jsonify({"versions": [v for p in projects for v in store.served_versions(settings.model_dir, p)]})
 
     def report(project: str) -> dict:
@@ -197,9 +200,9 @@ def create_app(runtime: Runtime) -> Flask:
 
     @app.get("/status/<project>")
     def status_one(project: str) -> Response:
-        return jsonify(report(_key(project)))
+        return jsonify(report(key(project)))
 
-    app.register_blueprint(dashboard.blueprint(runtime, _key, authorised))
+    app.register_blueprint(dashboard.blueprint(runtime, key, authorised))
 
     @app.get("/metrics")
     def metrics_page() -> Response:

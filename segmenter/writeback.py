@@ -159,28 +159,33 @@ def _write(access: LabelStudioAccess, project: str, job: _Job) -> bool:
         client = access.client_for(project)
         if client is None:
             raise LabelStudioError("no Label Studio URL: set LABEL_STUDIO_URL or connect the backend in Label Studio")
+        label_studio_id = store.label_studio_id(project)
         backoff = Backoff(settings.predict_retries, settings.predict_retry_wait)
-        info = backoff.call(f"reading project {project}", lambda: client.get_json(f"/api/projects/{int(project)}"))
-        label_config = info.get("label_config") if isinstance(info, dict) else None
+        info = backoff.call(f"reading project {project}", lambda: client.get_json(f"/api/projects/{label_studio_id}"))
+        info = info if isinstance(info, dict) else {}
+        wrong = store.mismatch(model_dir, project, info.get("created_at"))
+        if wrong:
+            raise LabelStudioError(wrong)
+        label_config = info.get("label_config")
         models: list[TrainedModel] = store.load(model_dir, project, job.version)
         cleanup: dict[str, ProjectSettings] = {}
         if label_config:  # the models that fit the config, cleaned up with its model_* settings, as /predict does
             models = fitting_models(models, label_config)
             cleanup = read_settings(label_config, settings.training)
         fetcher = access.fetcher_for(project)
-        current = info.get("model_version") if isinstance(info, dict) else None
+        current = info.get("model_version")
         log.info("project %s: writing predictions of %s (%s tasks) after task %d",
                  project, job.version, job.mode, job.after)
         while True:
             tasks, above = backoff.call(
                 f"listing the tasks of project {project}",
-                lambda: client.tasks_page(int(project), 1, settings.predict_batch_size, after=job.after),
+                lambda: client.tasks_page(label_studio_id, 1, settings.predict_batch_size, after=job.after),
             )
             chosen = [t for t in tasks if (job.mode == ALL or unlabelled(t)) and not has_version(t, job.version)]
             written = 0
             batch = _predictions(models, chosen, fetcher, job.version, cleanup) if models else []
             if batch:
-                written = _import(client, int(project), batch, job.version, backoff)
+                written = _import(client, label_studio_id, batch, job.version, backoff)
             job.after = max([job.after, *(t["id"] for t in tasks)])
             job.seen += len(tasks)
             last = len(tasks) >= above  # nothing after this page: no further request, no pause
@@ -294,14 +299,16 @@ def _point_project(client: LabelStudioClient, project: str, version: str, curren
     backend ever matches it, and the score column stays empty.  Pointed at the newest version,
     the column (and uncertainty sampling) shows its scores and no older version's.
     """
-    backends = backoff.call(f"reading the ML backends of project {project}", lambda: client.ml_backends(int(project)))
+    label_studio_id = store.label_studio_id(project)
+    backends = backoff.call(f"reading the ML backends of project {project}",
+                            lambda: client.ml_backends(label_studio_id))
     titles = {b.get("title") for b in backends}
     if current and current not in titles and not OUR_VERSION.match(str(current)):
         log.info("project %s: model version %r left as the project chose it", project, current)
         return
     if current != version:
         backoff.call(f"pointing project {project} at {version}",
-                     lambda: client.set_model_version(int(project), version))
+                     lambda: client.set_model_version(label_studio_id, version))
 
 
 def _advance(model_dir: object, project: str, job: _Job, written: int, total: int, done: bool) -> str:

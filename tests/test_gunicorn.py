@@ -31,8 +31,7 @@ def test_every_worker_serves_the_newest_version(gunicorn):
     for _ in range(2):
         expected = store.save(model_dir, 5, models)
         for _ in range(8):  # requests land on both workers; each must notice the new file
-            assert requests.post(url + "/setup", json={"project": "5.1", "schema": config}, timeout=10).json() == {
-                "model_version": expected
-            }
+            setup = {"project": "5.1795697041", "schema": config}  # the project /predict names
+            assert requests.post(url + "/setup", json=setup, timeout=10).json() == {"model_version": expected}
             result = requests.post(url + "/predict", json=body, timeout=10).json()["results"][0]
             assert result["model_version"] == expected

@@ -23,8 +23,56 @@ def model(seed=0):
 
 def test_project_key_accepts_label_studio_forms():
     assert store.project_key("12.1795697041") == store.project_key(12) == store.project_key("12") == "12"
-    with pytest.raises(ValueError):
-        store.project_key("../etc")
+    assert store.project_key("012-01795697041") == "12-1795697041"  # another Label Studio's project 12
+    assert store.label_studio_id("12-1795697041") == 12
+    for bad in ("../etc", "-1", "1-", "1-x", "1.5e3"):
+        with pytest.raises(ValueError):
+            store.project_key(bad)
+
+
+def test_created_at_reads_as_label_studio_writes_it_into_project_ids():
+    assert store.created_epoch("2026-11-26T12:44:01.272560Z") == 1795697041
+    assert store.created_epoch("2026-11-26T13:44:01.9+01:00") == 1795697041
+    assert store.created_epoch("2026-11-26T12:44:01") == 1795697041  # naive: UTC
+    for bad in (None, 5, "", "yesterday", "1969-12-31T23:59:59Z", "2026-11-26T12:44:01Z" * 10):
+        assert store.created_epoch(bad) is None
+
+
+def test_a_project_id_is_one_label_studio_project_another_is_kept_apart(tmp_path):
+    assert store.resolve(tmp_path, "1.100") == "1" and not (tmp_path / "model_project_1").exists()
+    assert store.resolve(tmp_path, "1.100", claim=True) == "1"  # nothing to claim yet
+    assert store.resolve(tmp_path, "1.100", create=True) == "1"
+    assert store.resolve(tmp_path, 1, 100) == store.resolve(tmp_path, "1") == "1"
+    assert store.resolve(tmp_path, "1.200", create=True) == store.resolve(tmp_path, 1, 200) == "1-200"
+    assert store.resolve(tmp_path, "1-200") == "1-200" and store.resolve(tmp_path, "1-100") == "1"
+    store.save_connection(tmp_path, "1-200", {"hostname": "http://b"})
+    assert store.projects(tmp_path) == ["1", "1-200"]
+    assert store.mismatch(tmp_path, "1", "1970-01-01T00:01:40Z") is None
+    assert "another Label Studio" in store.mismatch(tmp_path, "1", "1970-01-01T00:03:20Z")
+    assert store.report(tmp_path, "1-200")["label_studio_project"] == {"id": 1, "created_at": "1970-01-01T00:03:20Z"}
+    huge = "9" * 20  # beyond any calendar: still a key, shown as the number
+    assert store.resolve(tmp_path, f"1.{huge}", create=True) == f"1-{huge}"
+    assert store.report(tmp_path, f"1-{huge}")["label_studio_project"]["created_at"] == huge
+
+
+def test_a_folder_without_an_owner_goes_to_the_first_claim_only(tmp_path):
+    store.save_connection(tmp_path, 3, {"hostname": "http://a"})  # as an older backend left it
+    assert store.resolve(tmp_path, "3.100") == "3" and store.mismatch(tmp_path, "3", "1970-01-01T00:05:00Z") is None
+    keys = set()
+
+    def claim(created):
+        keys.add((created, store.resolve(tmp_path, f"3.{created}", claim=True)))
+
+    import threading
+
+    threads = [threading.Thread(target=claim, args=(c,)) for c in (100, 200, 300, 400)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    owners = [c for c, k in keys if k == "3"]
+    assert len(owners) == 1 and {k for c, k in keys if c not in owners} == {f"3-{c}" for c in (100, 200, 300, 400)
+                                                                              if c not in owners}
 
 
 def test_versions_increase_old_ones_are_pruned(tmp_path):

@@ -10,16 +10,20 @@ Layout::
     model_project_{id}/status.lock, train.lock, writeback.lock  locks shared by all processes (records)
     model_project_{id}/task_views/{version}/task_{id}.npz  a predicted task, reduced for the dashboard  (task_views)
     model_project_{id}/charts/{version}/{chart}.png  a version's dashboard chart, drawn once   (chart_images)
+    model_project_{id}/identity.json          the creation time of the Label Studio project it belongs to (identity)
+    model_project_{id}-{epoch}/               the same, for another Label Studio's project {id}, kept apart  (identity)
 
-``layout`` parses project ids and names the folders, ``files`` writes without
-ever exposing half a file, ``models`` keeps the versions, ``records`` the
+``layout`` parses project ids and names the folders, ``identity`` tells which
+folder a request's project is (two Label Studios' project 1 never share one),
+``files`` writes without ever exposing half a file, ``models`` keeps the versions, ``records`` the
 status and connection, ``task_views`` the dashboard's reduced view of each
 predicted task, ``chart_images`` the charts drawn of each version.  Callers import from ``segmenter.store`` only.
 """
 
 from segmenter.store.chart_images import load_chart, save_chart
 from segmenter.store.files import StorageError, atomic_write, read_json, write_json
-from segmenter.store.layout import project_dir, project_key, projects
+from segmenter.store.identity import created_epoch, mismatch, resolve
+from segmenter.store.layout import label_studio_id, project_dir, project_key, projects
 from segmenter.store.models import (
     BROKEN_DIR,
     INITIAL_VERSION,
@@ -51,9 +55,9 @@ from segmenter.store.task_views import load_view, save_view
 
 __all__ = [
     "BROKEN_DIR", "INITIAL_VERSION", "ModelCache", "StorageError", "TrainingState", "TrainingStatus",
-    "atomic_write", "broken", "latest_version", "load", "load_chart", "load_connection", "load_view", "metadata", "now",
-    "project_dir", "queue", "save_chart",
-    "project_key", "projects", "read_json", "read_status", "report", "save", "save_connection", "save_view",
+    "atomic_write", "broken", "created_epoch", "label_studio_id", "latest_version", "load", "load_chart",
+    "load_connection", "load_view", "metadata", "mismatch", "now", "project_dir", "project_key", "projects", "queue",
+    "read_json", "read_status", "report", "resolve", "save", "save_chart", "save_connection", "save_view",
     "served_versions", "stored_status", "tidy", "training_lock", "update_status", "versions", "write_json",
     "writeback_lock",
 ]

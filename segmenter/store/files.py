@@ -119,6 +119,19 @@ def write_json(path: Path, data: object, mode: int = 0o644, durable: bool = True
     atomic_write(path, lambda p: p.write_text(json_text(data)), mode, durable)
 
 
+def create_json(path: Path, data: object) -> bool:
+    """Write ``data`` as JSON to ``path`` only if nothing is there yet, atomically; returns whether
+    this call wrote it (one of several processes racing wins, the others see its file)."""
+    temp = stage(path, lambda p: p.write_text(json_text(data)), 0o644, True)
+    try:
+        os.link(temp, path)
+    except FileExistsError:
+        return False
+    finally:
+        temp.unlink(missing_ok=True)
+    return True
+
+
 def read_json(path: Path, default: object = None) -> object:
     """JSON from ``path``, or ``default`` when it is missing or unreadable."""
     try:

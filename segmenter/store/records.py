@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from segmenter.store.files import flock, read_json, write_json
+from segmenter.store.identity import belongs_to
 from segmenter.store.layout import project_dir, project_key
 from segmenter.store.models import INITIAL_VERSION, broken, latest_version, metadata
 
@@ -189,7 +190,7 @@ def report(model_dir: Path, project: object) -> dict:
     key = project_key(project)
     out = read_status(model_dir, key).to_json()
     version = latest_version(model_dir, key)
-    out.update(project=key, model_version=version)
+    out.update(project=key, model_version=version, label_studio_project=belongs_to(model_dir, key))
     set_aside = broken(model_dir, key)
     if set_aside:
         out["broken"] = set_aside
