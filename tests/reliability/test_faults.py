@@ -19,6 +19,7 @@ import torch
 from flask import Response, request
 
 from harness import synthetic
+from harness.disks import small_tmpfs
 from harness.fakels import FakeLabelStudio
 from harness.processes import start_backend
 from harness.served import serve
@@ -217,16 +218,8 @@ def test_a_corrupt_newest_model_is_set_aside_and_the_previous_one_serves(service
 @pytest.fixture
 def small_disk(tmp_path):
     """A 2 MiB tmpfs; skipped where mounting is not permitted."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,mode=0755", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs to fill up (needs root or CAP_SYS_ADMIN): {done.stderr.strip()}")
-    try:
+    with small_tmpfs(tmp_path, "2m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def fill(mount, leave_pages):

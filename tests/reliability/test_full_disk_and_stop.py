@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from harness.disks import small_tmpfs
 from harness.fakels import FakeLabelStudio
 from harness.processes import start_backend
 from harness.waiting import wait_for
@@ -34,16 +35,8 @@ def ls():
 @pytest.fixture
 def small_disk(tmp_path):
     """A 4 MiB tmpfs; skipped where mounting is not permitted."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0755", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs to fill up (needs root or CAP_SYS_ADMIN): {done.stderr.strip()}")
-    try:
+    with small_tmpfs(tmp_path, "4m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def children(pid):
