@@ -128,8 +128,9 @@ def chart_key(*shown: object) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def blueprint(runtime: Runtime, key: Callable[[str], str], authorised: Callable[[], bool]) -> Blueprint:
-    """The dashboard's routes; ``key`` parses a project id (a 400 when bad), ``authorised`` checks Basic auth."""
+def blueprint(runtime: Runtime, key: Callable[[str], str]) -> Blueprint:
+    """The dashboard's routes; ``key`` parses a project id (a 400 when bad).  Basic auth is the app's
+    one guard (``segmenter.auth``), applied before any blueprint runs."""
     bp = Blueprint("dashboard", __name__, template_folder="templates", static_folder="static/dashboard",
                    static_url_path="/dashboard/static")
     model_dir = runtime.settings.model_dir
@@ -149,11 +150,8 @@ def blueprint(runtime: Runtime, key: Callable[[str], str], authorised: Callable[
         return Response(png, 200, {"Content-Type": "image/png", **headers})
 
     @bp.before_request
-    def guard() -> Response | None:
-        if not authorised():
-            return Response("authentication required", 401, {"WWW-Authenticate": 'Basic realm="ml-backend"'})
+    def warm_up() -> None:
         charts.warm_up()  # once per process: the first chart a visitor opens then skips matplotlib's import
-        return None
 
     def project_settings(k: str) -> dict[str, ProjectSettings]:
         """The project's settings from the label config last seen, so the chart cleans up as ``/predict`` does."""

@@ -202,7 +202,7 @@ def create_app(runtime: Runtime) -> Flask:
     def status_one(project: str) -> Response:
         return jsonify(report(key(project)))
 
-    app.register_blueprint(dashboard.blueprint(runtime, key, authorised))
+    app.register_blueprint(dashboard.blueprint(runtime, key))
 
     @app.get("/metrics")
     def metrics_page() -> Response:
