@@ -38,7 +38,6 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from segmenter.config import TrainingSettings
-from segmenter.regions import RowCleanup
 from segmenter.series import Series
 
 PREFIX = "model_"
@@ -135,8 +134,9 @@ class ProjectSettings:
             },
         }
 
-    def cleanup(self, labels: tuple[str, ...], series: Series, auto_rows: int) -> RowCleanup:
-        """The clean-up in rows for ``series``; class 0 (background) follows the control, class k label k.
+    def cleanup_rows(self, labels: tuple[str, ...], series: Series, auto_rows: int) -> tuple[list[int], list[int]]:
+        """The minimum run and merged gap in rows for ``series``, per class: class 0 (background)
+        follows the control, class k label k.
 
         ``auto_rows`` is the model's automatic minimum (half the shortest annotated range).
         """
@@ -146,7 +146,7 @@ class ProjectSettings:
         min_rows = [auto_rows if r.min_duration is None else r.min_duration.rows(spacing) for r in rules]
         gaps = [0 if r.merge_gap is None else r.merge_gap.rows(spacing) for r in rules]
         gaps[0] = 0  # background is what gets merged, never the merging label
-        return RowCleanup(np.asarray(min_rows, np.int64), np.asarray(gaps, np.int64), self.score_threshold)
+        return min_rows, gaps
 
 
 def default_settings(from_name: str, labels: tuple[str, ...], defaults: TrainingSettings) -> ProjectSettings:

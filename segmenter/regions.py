@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from segmenter.labelconfig import Target
+from segmenter.projectsettings import ProjectSettings
 from segmenter.series import Series
 from segmenter.timeformat import format_time
 
@@ -52,6 +53,12 @@ class RowCleanup:
     def uniform(cls, min_rows: int, n_classes: int) -> RowCleanup:
         """The automatic clean-up: one minimum for every class, no gap merging, no threshold."""
         return cls(np.full(n_classes, min_rows, np.int64), np.zeros(n_classes, np.int64))
+
+    @classmethod
+    def of(cls, settings: ProjectSettings, labels: tuple[str, ...], series: Series, auto_rows: int) -> RowCleanup:
+        """The clean-up the project's ``model_*`` settings ask for on ``series`` (``auto_rows``: the automatic one)."""
+        min_rows, gaps = settings.cleanup_rows(labels, series, auto_rows)
+        return cls(np.asarray(min_rows, np.int64), np.asarray(gaps, np.int64), settings.score_threshold)
 
     def apply(self, classes: np.ndarray, keep: frozenset[int]) -> np.ndarray:
         """Gaps merged, then short runs dropped (runs of classes in ``keep`` stay)."""

@@ -115,7 +115,7 @@ class TrainedModel:
         """The clean-up of ``series``: the project's settings, else the automatic one."""
         if settings is None:
             return RowCleanup.uniform(self.min_segment_rows, len(self.target.classes))
-        return settings.cleanup(self.target.labels, series, self.min_segment_rows)
+        return RowCleanup.of(settings, self.target.labels, series, self.min_segment_rows)
 
     def results(
         self, series: Series, settings: ProjectSettings | None = None, probs: np.ndarray | None = None

@@ -140,7 +140,7 @@ def test_per_label_minimum_duration_in_rows_and_in_time_units():
     assert run_lengths(cleaned).classes.tolist() == [0, 2, 0]  # short Run dropped, short Walk kept
     s = settings_of(config(run='model_min_duration="0.2"'))
     series = Series(np.arange(len(classes)) * 0.02, np.zeros((len(classes), 1), np.float32), "numeric")
-    cleanup = s.cleanup(TARGET.labels, series, auto_rows=1)
+    cleanup = RowCleanup.of(s, TARGET.labels, series, auto_rows=1)
     assert cleanup.min_rows.tolist() == [1, 10, 1]  # 0.2 s at 50 Hz is 10 rows; the others automatic
     results, _ = to_results(series, _probs(classes), TARGET, frozenset(), cleanup)
     assert [r["value"]["timeserieslabels"] for r in results] == [["Walk"]]
@@ -148,9 +148,9 @@ def test_per_label_minimum_duration_in_rows_and_in_time_units():
 
 def test_the_control_value_applies_to_labels_without_their_own_and_background():
     s = settings_of(config('model_min_duration="5 rows" model_merge_gap="3 rows"', walk='model_min_duration="0"'))
-    cleanup = s.cleanup(TARGET.labels, _index_series(10), auto_rows=7)
+    cleanup = RowCleanup.of(s, TARGET.labels, _index_series(10), auto_rows=7)
     assert cleanup.min_rows.tolist() == [5, 5, 0] and cleanup.merge_gap_rows.tolist() == [0, 3, 3]
-    auto = settings_of(config()).cleanup(TARGET.labels, _index_series(10), auto_rows=7)
+    auto = RowCleanup.of(settings_of(config()), TARGET.labels, _index_series(10), auto_rows=7)
     assert auto.min_rows.tolist() == [7, 7, 7] and auto.merge_gap_rows.tolist() == [0, 0, 0]
 
 
@@ -162,7 +162,7 @@ def test_gap_merging_and_threshold_in_the_results():
     plain, _ = to_results(series, probs, TARGET, frozenset(), 1)
     assert _spans(plain) == [(10, 19, "Run"), (22, 31, "Run"), (42, 51, "Walk")]
     s = settings_of(config('model_merge_gap="3rows" model_score_threshold="0.5"', walk='model_merge_gap="0"'))
-    cleaned, score = to_results(series, probs, TARGET, frozenset(), s.cleanup(TARGET.labels, series, 1))
+    cleaned, score = to_results(series, probs, TARGET, frozenset(), RowCleanup.of(s, TARGET.labels, series, 1))
     assert _spans(cleaned) == [(10, 31, "Run")]  # gap filled, the unsure Walk not proposed
     assert cleaned[0]["score"] < 0.9  # the filled rows count in the region's score
     everything, _ = to_results(series, probs, TARGET, frozenset(), RowCleanup.uniform(1, 3))
@@ -172,7 +172,7 @@ def test_gap_merging_and_threshold_in_the_results():
 def test_instants_are_not_removed_by_a_minimum_duration():
     classes = np.array([0] * 20 + [2] * 1 + [0] * 20 + [1] * 30)
     series = _index_series(len(classes))
-    cleanup = settings_of(config('model_min_duration="10rows"')).cleanup(TARGET.labels, series, 1)
+    cleanup = RowCleanup.of(settings_of(config('model_min_duration="10rows"')), TARGET.labels, series, 1)
     results, _ = to_results(series, _probs(classes), TARGET, frozenset({2}), cleanup)
     assert _spans(results) == [(20, 20, "Walk"), (41, 70, "Run")] and results[0]["value"]["instant"]
 
@@ -188,7 +188,7 @@ def test_multi_label_clean_up_is_per_label():
     series = _index_series(n)
     s = settings_of(config('model_score_threshold="0.6"', run='model_merge_gap="5rows"',
                            walk='model_min_duration="5rows"'))
-    results, _ = layered_results(series, probs, TARGET, frozenset(), s.cleanup(TARGET.labels, series, 1))
+    results, _ = layered_results(series, probs, TARGET, frozenset(), RowCleanup.of(s, TARGET.labels, series, 1))
     assert _spans(results) == [(10, 59, "Run")]
     plain, _ = layered_results(series, probs, TARGET, frozenset(), 1)
     assert _spans(plain) == [(10, 29, "Run"), (33, 59, "Run"), (40, 43, "Walk"), (70, 89, "Walk")]

@@ -10,6 +10,7 @@ from segmenter import store
 from segmenter.config import TrainingSettings
 from segmenter.labelconfig import parse_label_config
 from segmenter.projectsettings import Duration, read_settings
+from segmenter.regions import RowCleanup
 from segmenter.series import Series
 from segmenter.training import choose_context, collect_examples
 
@@ -51,7 +52,7 @@ def test_converting_a_duration_to_rows_never_overflows():
     assert Duration(30, False).rows(0.5) == 60 and Duration(7, True).rows(0.001) == 7
     s = read_settings(with_control('model_min_duration="1e14" model_merge_gap="1e15"'), TrainingSettings())["label"]
     series = Series(np.arange(100) * 1e-12, np.zeros((100, 1)), "numeric")
-    cleanup = s.cleanup(("Run", "Walk"), series, 3)
+    cleanup = RowCleanup.of(s, ("Run", "Walk"), series, 3)
     assert cleanup.min_rows.max() == MAX_DURATION_ROWS and cleanup.merge_gap_rows.max() == MAX_DURATION_ROWS
 
 
