@@ -8,8 +8,8 @@ import sys
 from model import TimeSeriesSegmenter
 from segmenter.config import Settings
 from segmenter.errors import ConfigError
-from segmenter.runtime import Runtime
-from segmenter.server import create_app
+from segmenter.service.app import create_app
+from segmenter.service.runtime import Runtime
 
 try:
     settings = Settings.from_env()

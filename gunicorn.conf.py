@@ -3,9 +3,11 @@
 
 import sys
 
-from segmenter import charts, metrics, shutdown
+from segmenter import shutdown
 from segmenter.config import Settings
 from segmenter.errors import ConfigError
+from segmenter.service import metrics
+from segmenter.service.dashboard import charts
 
 try:
     _settings = Settings.from_env()
@@ -18,7 +20,7 @@ threads = _settings.threads
 # Reads whole requests on an event loop before one of the `threads` runs the app,
 # so slow clients hold sockets, not threads; checks Basic auth and the size before reading a body,
 # caps bodies at MAX_REQUEST_MB each and MAX_BUFFERED_MB in all per worker.
-worker_class = "segmenter.gunicorn_worker.BufferingWorker"
+worker_class = "segmenter.service.gunicorn_worker.BufferingWorker"
 # Label Studio waits up to 100 s for /predict; leave room above that.
 timeout = 180
 graceful_timeout = 30

@@ -12,14 +12,16 @@ import hashlib
 import logging
 import time
 
-from segmenter import metrics, store, taskview
-from segmenter.access import connection_to_keep
+from segmenter import store
 from segmenter.errors import SegmenterError
-from segmenter.inference import fitting_models, predict_tasks
-from segmenter.mlbase import LabelStudioMLBase
-from segmenter.projectsettings import problems, read_settings
+from segmenter.labelstudio.access import connection_to_keep
+from segmenter.learning.inference import fitting_models, predict_tasks
+from segmenter.learning.trained_model import TrainedModel
+from segmenter.reading.project_settings import problems, read_settings
+from segmenter.service import metrics
+from segmenter.service.dashboard import task_view
+from segmenter.service.mlbase import LabelStudioMLBase
 from segmenter.store import TrainingState
-from segmenter.trained import TrainedModel
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +104,7 @@ class TimeSeriesSegmenter(LabelStudioMLBase):
     def predict(self, tasks: list[dict], context: dict | None = None, **kwargs: object) -> list[dict]:
         """One prediction per task; empty results before the first training (counted in /metrics).
 
-        Each predicted task's dashboard view is reduced and stored in the background (``taskview.keeper``).
+        Each predicted task's dashboard view is reduced and stored in the background (``task_view.keeper``).
         """
         started, rows = time.monotonic(), [0]
         version, models, fetcher = self.model_version, [], None
@@ -118,7 +120,7 @@ class TimeSeriesSegmenter(LabelStudioMLBase):
         if fetcher is None:
             predictions = [{"result": [], "score": 0.0} for _ in tasks]
         else:
-            keep = taskview.keeper(self.settings.model_dir, store.project_key(self.project_id), version)
+            keep = task_view.keeper(self.settings.model_dir, store.project_key(self.project_id), version)
             predictions = predict_tasks(
                 models, tasks, fetcher, rows=lambda n: rows.__setitem__(0, rows[0] + n),
                 settings=project_settings, keep=keep,

@@ -10,7 +10,7 @@ unlabelled pool by copying their ground truth, chosen either
 * by the task score, least certain first: the pool is predicted with
   ``inference.predict_tasks``, so the score is exactly the one ``/predict``
   sends to Label Studio's "Prediction score" column; or
-* by the task score as it was before ``segmenter/novelty.py`` (class
+* by the task score as it was before ``segmenter/learning/novelty.py`` (class
   probabilities only: the same models with their ``reference`` left out); or
 * at random.
 
@@ -37,9 +37,9 @@ import pandas as pd
 from bench.basicmotions import CHANNELS, LABEL_CONFIG, LABELS, build_series
 from harness.synthetic import MemoryFiles, annotation, csv_bytes, make_recording
 from segmenter.config import Settings, TrainingSettings, bootstrap
-from segmenter.evaluation import score
-from segmenter.inference import predict_tasks
-from segmenter.training import train_project
+from segmenter.learning.evaluation import score
+from segmenter.learning.inference import predict_tasks
+from segmenter.learning.training import train_project
 
 ROOT = Path(__file__).resolve().parents[1]
 GOAL = 0.95

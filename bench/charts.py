@@ -25,7 +25,7 @@ KINDS = ("f1", "balance", "confusion", "epochs")
 
 def drawn(labels: list[int]) -> None:
     from harness.many_labels import confusion
-    from segmenter import charts
+    from segmenter.service.dashboard import charts
 
     charts.preload()
     print("confusion chart, drawn in this process")

@@ -16,9 +16,9 @@ import time
 
 from harness import synthetic
 from segmenter.config import TrainingSettings
-from segmenter.evaluation import score
-from segmenter.inference import predict_tasks
-from segmenter.training import train_project
+from segmenter.learning.evaluation import score
+from segmenter.learning.inference import predict_tasks
+from segmenter.learning.training import train_project
 
 
 def overlapping_pairs(result: list[dict]) -> int:

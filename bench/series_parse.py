@@ -11,8 +11,8 @@ import time
 import numpy as np
 import pandas as pd
 
-from segmenter.labelconfig import Target
-from segmenter.series import load_series
+from segmenter.reading.labelconfig import Target
+from segmenter.reading.series import load_series
 
 SIZES = (10_000, 100_000, 1_000_000)
 CASES = {

@@ -24,7 +24,7 @@ def model():
     """A model briefly trained on synthetic recordings (timing does not depend on its quality)."""
     from harness import synthetic
     from segmenter.config import TrainingSettings
-    from segmenter.training import train_project
+    from segmenter.learning.training import train_project
 
     tasks, files = synthetic.annotated_tasks(2, 2000, n_events=6)
     return train_project(synthetic.label_config(), tasks, files, TrainingSettings(epochs=15, patience=5))[0]
@@ -34,8 +34,8 @@ def one(rows: int) -> dict:
     """Time every stage for one series of ``rows`` rows (run in its own process)."""
     from harness import synthetic
     from segmenter.config import Settings, bootstrap
-    from segmenter.regions import task_score, to_results
-    from segmenter.series import load_series
+    from segmenter.learning.regions import task_score, to_results
+    from segmenter.reading.series import load_series
 
     bootstrap(Settings.from_env())
     m = model()

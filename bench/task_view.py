@@ -39,10 +39,10 @@ def main() -> None:
         return
 
     from harness import synthetic
-    from segmenter import charts, taskview
     from segmenter.config import Settings, bootstrap
-    from segmenter.inference import predict_tasks
-    from segmenter.taskdata import read_task_series
+    from segmenter.learning.inference import predict_tasks
+    from segmenter.reading.task_series import read_task_series
+    from segmenter.service.dashboard import charts, task_view
 
     bootstrap(Settings.from_env())
     trained = model()
@@ -59,10 +59,10 @@ def main() -> None:
             predict_tasks([trained], [task], files)
             plain.append(time.perf_counter() - started)
             started = time.perf_counter()
-            predict_tasks([trained], [task], files, keep=taskview.keeper(warm, "1", "v1-20260101T000000Z"))
+            predict_tasks([trained], [task], files, keep=task_view.keeper(warm, "1", "v1-20260101T000000Z"))
             kept.append(time.perf_counter() - started)
             started = time.perf_counter()
-            assert taskview.flush(60)
+            assert task_view.flush(60)
             stored.append(time.perf_counter() - started)
         print(f"{args.rows:,} rows, 2 channels; medians of {args.repeat}")
         print(f"  predict without the view keeper: {statistics.median(plain):.3f} s "
@@ -71,7 +71,7 @@ def main() -> None:
               f"({', '.join(f'{t:.3f}' for t in kept)})")
         print(f"  then the background store finished after {statistics.median(stored):.3f} s more")
         calls = []
-        keep = taskview.keeper(warm, "1", "v1-20260101T000000Z")
+        keep = task_view.keeper(warm, "1", "v1-20260101T000000Z")
 
         def timed_keep(task: dict, parts: list) -> None:
             started = time.perf_counter()
@@ -79,12 +79,12 @@ def main() -> None:
             calls.append(time.perf_counter() - started)
 
         predict_tasks([trained], [task], files, keep=timed_keep)
-        assert taskview.flush(60)
+        assert task_view.flush(60)
         series = read_task_series(task, trained.target, files)
         parts = [(trained, series, trained.probabilities(series), None)]
         started = time.perf_counter()
         keep(task, parts)
-        assert taskview.flush(60)
+        assert task_view.flush(60)
         writer = time.perf_counter() - started
         print(f"  the keeper's call on the request thread: {calls[0] * 1e6:.0f} us; "
               f"the background thread's work alone (reduce + store): {writer:.3f} s")
@@ -93,20 +93,20 @@ def main() -> None:
 
         timings = {}
         started = time.perf_counter()
-        views = taskview.view("1", "v1-20260101T000000Z", task, [trained], files, model_dir=warm)
+        views = task_view.view("1", "v1-20260101T000000Z", task, [trained], files, model_dir=warm)
         timings["first open, view stored by predict: read + annotation"] = time.perf_counter() - started
         started = time.perf_counter()
         png = charts.task_chart(views[0])
         timings[f"  + draw, first chart of the process ({len(png):,} bytes PNG)"] = time.perf_counter() - started
         started = time.perf_counter()
         other = {**task, "id": 2}  # not in the in-memory cache either
-        views = taskview.view("1", "v1-20260101T000000Z", other, [trained], files, model_dir=cold)
+        views = task_view.view("1", "v1-20260101T000000Z", other, [trained], files, model_dir=cold)
         timings["first open cold: parse + predict + reduce + store"] = time.perf_counter() - started
         started = time.perf_counter()
         charts.task_chart(views[0])
         timings["  + draw"] = time.perf_counter() - started
         started = time.perf_counter()
-        views = taskview.view("1", "v1-20260101T000000Z", other, [trained], files, model_dir=cold)
+        views = task_view.view("1", "v1-20260101T000000Z", other, [trained], files, model_dir=cold)
         timings["again (in-memory cache)"] = time.perf_counter() - started
         print(f"  {len(views[0].x):,} columns")
         for name, seconds in timings.items():

@@ -14,7 +14,7 @@ import time
 
 from harness import synthetic
 from segmenter.config import Settings, bootstrap
-from segmenter.training import train_project
+from segmenter.learning.training import train_project
 
 
 def main() -> None:

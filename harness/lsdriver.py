@@ -7,7 +7,7 @@ Shared by the integration tests (``tests/integration``) and the demo (``scripts/
   Access Token (exchanged and refreshed by the backend's own ``LabelStudioClient``);
 * ``ProjectRun``: synthetic recordings (``harness.synthetic.write_recordings``) uploaded as a
   project, the backend connected, annotated, trained, predicted, and the predictions scored
-  against the planted events with the matcher of ``segmenter.evaluation``.
+  against the planted events with the matcher of ``segmenter.learning.evaluation``.
 
 The processes themselves are started by ``harness.processes``.
 """
@@ -26,8 +26,8 @@ from harness import DriverError
 from harness.processes import Service
 from harness.synthetic import INSTANT_LABEL, LABELS, RecordingFile, project_config, write_recordings
 from harness.waiting import backend_status, wait_for, wait_until_idle
-from segmenter.evaluation import match_events
-from segmenter.labelstudio import LabelStudioClient, LabelStudioError
+from segmenter.labelstudio.client import LabelStudioClient, LabelStudioError
+from segmenter.learning.evaluation import match_events
 
 # --------------------------------------------------------------------------- REST
 
@@ -290,7 +290,7 @@ class ProjectRun:
         """Event-level recall of ``predictions`` (task -> prediction) over ``tasks``, events pooled.
 
         The planted range events are matched one to one with the predicted regions of the same
-        label by ``segmenter.evaluation.match_events`` at IoU >= ``min_iou``.
+        label by ``segmenter.learning.evaluation.match_events`` at IoU >= ``min_iou``.
         """
         hits = total = 0
         for task in tasks:

@@ -28,7 +28,7 @@ def model_dir_with_labels(model_dir: Path, projects: int, labels: int) -> list[s
     from harness import synthetic
     from segmenter import store
     from segmenter.config import TrainingSettings
-    from segmenter.training import train_project
+    from segmenter.learning.training import train_project
 
     tasks, files = synthetic.annotated_tasks(2, 300)
     [model] = train_project(synthetic.label_config(), tasks, files, TrainingSettings(epochs=1, patience=1))

@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 
 from segmenter import store
-from segmenter.annotations import choose_annotation
 from segmenter.config import Settings, bootstrap
 from segmenter.errors import SegmenterError
-from segmenter.fetching import DataFetcher
-from segmenter.inference import fitting_models, predict_tasks
-from segmenter.labelstudio import LabelStudioClient
-from segmenter.projectsettings import read_settings
+from segmenter.labelstudio.client import LabelStudioClient
+from segmenter.labelstudio.fetching import DataFetcher
+from segmenter.learning.inference import fitting_models, predict_tasks
+from segmenter.reading.annotations import choose_annotation
+from segmenter.reading.project_settings import read_settings
 from segmenter.terminal import EpochBars, PredictionBar
 
 log = logging.getLogger("segmenter")
@@ -60,7 +60,7 @@ def _fetcher(settings: Settings, data_root: Path) -> DataFetcher:
 
 def _train(label_config: str, tasks: list[dict], fetcher: DataFetcher, settings: Settings) -> list:
     """``train_project`` with epoch bars on a terminal (one summary line per target elsewhere)."""
-    from segmenter.training import train_project  # imported here so that `predict` never pays for it
+    from segmenter.learning.training import train_project  # imported here so that `predict` never pays for it
     bars = EpochBars()
     try:
         return train_project(label_config, tasks, fetcher, settings.training, bars)
@@ -114,7 +114,7 @@ def evaluate(
     label_config: str, train: list[dict], test: list[dict], fetcher: DataFetcher, settings: Settings
 ) -> dict:
     """Train on ``train``, then score the predictions of ``test`` against its annotations."""
-    from segmenter.evaluation import score  # scikit-learn: imported here so that `predict` never pays for it
+    from segmenter.learning.evaluation import score  # scikit-learn: imported here so that `predict` never pays for it
     started = time.monotonic()
     models = _train(label_config, train, fetcher, settings)
     train_seconds = time.monotonic() - started

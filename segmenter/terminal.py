@@ -13,7 +13,7 @@ from typing import TextIO
 
 from tqdm import tqdm
 
-from segmenter.training import EpochReport
+from segmenter.learning.training import EpochReport
 
 
 def interactive(stream: TextIO) -> bool:

@@ -5,10 +5,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from segmenter.annotations import choose_annotation, row_labels
-from segmenter.labelconfig import Target
-from segmenter.series import Series
-from segmenter.timeformat import format_time, parse_time
+from segmenter.reading.annotations import choose_annotation, row_labels
+from segmenter.reading.labelconfig import Target
+from segmenter.reading.series import Series
+from segmenter.reading.timeformat import format_time, parse_time
 
 FMT = "%Y-%m-%d %H:%M:%S"
 TARGET = Target("label", "ts", "csv_url", "url", ("Run", "Walk"), ("a",), "time", None, ",")

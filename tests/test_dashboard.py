@@ -62,7 +62,8 @@ def test_dashboard_shows_what_status_says_after_two_trainings(backend, fake_ls):
 def test_a_task_only_predicted_shows_and_the_project_lists_its_tasks(backend, fake_ls):  # noqa: F811
     """Tasks come from Label Studio's task list with review=true (never /api/tasks/<id>, never one that
     makes Label Studio call /predict), once per page view; a predicted task's view is the one /predict stored."""
-    from segmenter import store, taskview
+    from segmenter import store
+    from segmenter.service.dashboard import task_view
 
     b = backend()
     project = fake_ls.add_project(CONFIG)
@@ -73,7 +74,7 @@ def test_a_task_only_predicted_shows_and_the_project_lists_its_tasks(backend, fa
     [fresh] = add_recordings(fake_ls, project, 1, seed=9, annotate=False)
     [prediction] = b.predict(project, [fresh]).json()["results"]
     fake_ls.tasks[fresh["id"]]["predictions"].append({**prediction, "model_version": version})
-    assert taskview.flush(30)
+    assert task_view.flush(30)
     assert store.load_view(b.runtime.settings.model_dir, str(project), version, fresh["id"]) is not None
     fake_ls.clear_requests()
 
@@ -119,34 +120,34 @@ def test_dashboard_is_behind_basic_auth(backend):  # noqa: F811
 def test_task_view_reduction_keeps_extremes_and_short_events():
     import numpy as np
 
-    from segmenter import taskview
+    from segmenter.service.dashboard import task_view
 
     rows = 1_000_000
-    starts = taskview.columns(rows)
-    assert len(starts) == taskview.POINTS and starts[0] == 0
+    starts = task_view.columns(rows)
+    assert len(starts) == task_view.POINTS and starts[0] == 0
     values = np.zeros((rows, 1))
     values[123_457] = 9.0  # one spike
-    low, high = taskview.reduce_values(values, starts)
+    low, high = task_view.reduce_values(values, starts)
     assert high.max() == 9.0 and low.min() == 0.0
     classes = np.zeros(rows, dtype=np.int64)
     classes[600_000:600_010] = 2  # a 10-row event inside a 500-row column
-    reduced = taskview.reduce_classes(classes, starts, 3)
+    reduced = task_view.reduce_classes(classes, starts, 3)
     assert reduced.tolist().count(2) == 1 and set(reduced.tolist()) == {0, 2}
-    assert taskview.columns(5).tolist() == [0, 1, 2, 3, 4]  # short series: one column per row
+    assert task_view.columns(5).tolist() == [0, 1, 2, 3, 4]  # short series: one column per row
 
 
 def test_task_view_of_a_model_whose_labels_overlap_draws_each_labels_presence():
     """A multi-label model gives one presence per label (no background column): the view
     lines them up with the classes it draws, and the chart is drawn."""
     from harness import synthetic
-    from segmenter import charts, taskview
     from segmenter.config import TrainingSettings
-    from segmenter.training import train_project
+    from segmenter.learning.training import train_project
+    from segmenter.service.dashboard import charts, task_view
 
     tasks, files = synthetic.layered_tasks(2, 600, seed=10)
     [model] = train_project(synthetic.layered_config(), tasks, files, TrainingSettings(epochs=3, patience=1))
     assert model.multi_label
-    [view] = taskview.view("1", "v1", tasks[0], [model], files)
+    [view] = task_view.view("1", "v1", tasks[0], [model], files)
     assert view.probabilities.shape[1] == len(view.labels) == len(model.target.labels) + 1
     assert view.predicted.max() < len(view.labels)
     assert charts.task_chart(view).startswith(b"\x89PNG")
@@ -162,17 +163,18 @@ class NoFetch:
 def predicted_and_stored(model_dir):
     """A trained model, its task files, the stored version and a task /predict predicted (its view stored)."""
     from harness import synthetic
-    from segmenter import store, taskview
+    from segmenter import store
     from segmenter.config import TrainingSettings
-    from segmenter.inference import predict_tasks
-    from segmenter.training import train_project
+    from segmenter.learning.inference import predict_tasks
+    from segmenter.learning.training import train_project
+    from segmenter.service.dashboard import task_view
 
     tasks, files = synthetic.annotated_tasks(2, 600, seed=4)
     [model] = train_project(synthetic.label_config(), tasks, files, TrainingSettings(epochs=2, patience=1))
     version = store.save(model_dir, "1", [model])
     task = {**tasks[0], "id": 7}
-    predict_tasks([model], [task], files, keep=taskview.keeper(model_dir, "1", version))
-    assert taskview.flush(30)
+    predict_tasks([model], [task], files, keep=task_view.keeper(model_dir, "1", version))
+    assert task_view.flush(30)
     return model, files, version, task
 
 
@@ -181,22 +183,23 @@ def test_a_predicted_tasks_view_is_stored_and_served_without_parsing_or_predicti
     placing the annotation as it is now, and gets what computing it would give."""
     import numpy as np
 
-    from segmenter import store, taskview
+    from segmenter import store
+    from segmenter.service.dashboard import task_view
 
     model, files, version, task = predicted_and_stored(tmp_path)
     assert store.load_view(tmp_path, "1", version, 7) is not None
 
-    [stored] = taskview.view("1", version, task, [model], NoFetch(), model_dir=tmp_path)
-    [computed] = taskview.view("1", version, {**task, "id": 8}, [model], files)
+    [stored] = task_view.view("1", version, task, [model], NoFetch(), model_dir=tmp_path)
+    [computed] = task_view.view("1", version, {**task, "id": 8}, [model], files)
     for name in ("x", "low", "high", "annotated", "predicted", "probabilities"):
         assert np.allclose(getattr(stored, name), getattr(computed, name), atol=1e-6), name
     assert stored.rows == computed.rows == 600 and stored.labels == computed.labels
 
     unannotated = {**task, "annotations": []}  # an annotation deleted after the prediction
-    [view] = taskview.view("1", version, unannotated, [model], NoFetch(), model_dir=tmp_path)
+    [view] = task_view.view("1", version, unannotated, [model], NoFetch(), model_dir=tmp_path)
     assert view.annotated is None and np.array_equal(view.predicted, stored.predicted)
     edited = {**task, "data": {**task["data"], "extra": 1}}  # other task data: computed again, stored
-    [view] = taskview.view("1", version, edited, [model], files, model_dir=tmp_path)
+    [view] = task_view.view("1", version, edited, [model], files, model_dir=tmp_path)
     assert np.array_equal(view.predicted, stored.predicted)
 
 
@@ -239,23 +242,23 @@ def test_task_view_cleans_up_with_the_projects_settings_and_restores_a_view_made
     import numpy as np
 
     from harness import synthetic
-    from segmenter import taskview
     from segmenter.config import TrainingSettings
-    from segmenter.projectsettings import read_settings
-    from segmenter.taskdata import read_task_series
+    from segmenter.reading.project_settings import read_settings
+    from segmenter.reading.task_series import read_task_series
+    from segmenter.service.dashboard import task_view
 
     model, files, version, task = predicted_and_stored(tmp_path)
-    [plain] = taskview.view("1", version, task, [model], NoFetch(), model_dir=tmp_path)
+    [plain] = task_view.view("1", version, task, [model], NoFetch(), model_dir=tmp_path)
 
     config = synthetic.label_config().replace("<TimeSeriesLabels ", '<TimeSeriesLabels model_min_duration="1rows" ')
     settings = read_settings(config, TrainingSettings())
     own = settings[model.target.from_name]
     assert own.problems == ()
-    [strict] = taskview.view("1", version, task, [model], files, model_dir=tmp_path, settings=settings)
+    [strict] = task_view.view("1", version, task, [model], files, model_dir=tmp_path, settings=settings)
     series = read_task_series(task, model.target, files)
     classes = model.cleanup(series, own).apply(model.probabilities(series).argmax(axis=1), model.instant_classes)
     assert np.array_equal(strict.predicted, classes)  # 600 rows: one column per row
     assert not np.array_equal(strict.predicted, plain.predicted)  # no clean-up: the flicker the automatic one hid
     np.testing.assert_allclose(strict.probabilities, plain.probabilities)
-    [again] = taskview.view("1", version, task, [model], NoFetch(), model_dir=tmp_path, settings=settings)
+    [again] = task_view.view("1", version, task, [model], NoFetch(), model_dir=tmp_path, settings=settings)
     assert np.array_equal(again.predicted, strict.predicted)  # the view made under these settings was stored

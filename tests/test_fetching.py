@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from harness.fakels import KEY, FakeLabelStudio
 from segmenter.errors import DownloadError, TaskDataError
-from segmenter.fetching import DataFetcher
-from segmenter.labelstudio import LabelStudioClient
+from segmenter.labelstudio.client import LabelStudioClient
+from segmenter.labelstudio.fetching import DataFetcher
 
 CSV = b"time,x\n0,1\n1,2\n2,3\n"
 

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from harness import synthetic
-from segmenter.annotations import RowLabels
 from segmenter.config import TrainingSettings
-from segmenter.evaluation import score
-from segmenter.series import Series
-from segmenter.training import Example, class_mask, split, train_project
+from segmenter.learning.evaluation import score
+from segmenter.learning.training import Example, class_mask, split, train_project
+from segmenter.reading.annotations import RowLabels
+from segmenter.reading.series import Series
 
 
 def example(task_id: int, classes: list[int], rows: int = 100) -> Example:

@@ -7,7 +7,7 @@ from harness import synthetic
 from harness.processes import start_backend
 from segmenter import store
 from segmenter.config import TrainingSettings
-from segmenter.training import train_project
+from segmenter.learning.training import train_project
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 import pytest
 
 from segmenter.errors import LabelConfigError
-from segmenter.labelconfig import parse_label_config
+from segmenter.reading.labelconfig import parse_label_config
 
 BASIC = """<View>
   <TimeSeriesLabels name="label" toName="ts">

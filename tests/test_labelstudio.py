@@ -11,8 +11,8 @@ import pytest
 
 from harness.fakels import KEY, LEGACY_DISABLED, FakeLabelStudio
 from segmenter.errors import DownloadError
-from segmenter.fetching import DataFetcher
-from segmenter.labelstudio import LabelStudioClient, LabelStudioClients, LabelStudioError
+from segmenter.labelstudio.client import LabelStudioClient, LabelStudioClients, LabelStudioError
+from segmenter.labelstudio.fetching import DataFetcher
 
 CONFIG = (
     '<View><TimeSeries name="ts" value="$csv_url" valueType="url"><Channel column="x"/></TimeSeries></View>'

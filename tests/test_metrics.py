@@ -41,7 +41,7 @@ def counting_process(folder: Path, name: str, amount: int, lives: float) -> subp
 
 @pytest.fixture
 def deployment(tmp_path):
-    from segmenter import metrics
+    from segmenter.service import metrics
 
     with FakeLabelStudio(legacy_token=TOKEN) as ls:
         metrics_dir = tmp_path / "metrics"
@@ -133,7 +133,7 @@ def test_metrics_count_requests_trainings_and_predictions_of_both_workers(deploy
 
 FIRST_USE_RACE = """
 import threading
-from segmenter import metrics
+from segmenter.service import metrics
 
 start, errors = threading.Barrier(24), []
 
@@ -169,8 +169,8 @@ def test_methods_a_client_makes_up_do_not_become_metric_labels(tmp_path):
     """Every distinct label value is a new time series: only the methods HTTP defines count as themselves."""
     from model import TimeSeriesSegmenter
     from segmenter.config import Settings
-    from segmenter.runtime import Runtime
-    from segmenter.server import create_app
+    from segmenter.service.app import create_app
+    from segmenter.service.runtime import Runtime
 
     settings = Settings(model_dir=tmp_path / "models", cache_dir=tmp_path / "cache")
     client = create_app(Runtime.start(settings, TimeSeriesSegmenter)).test_client()

@@ -1,7 +1,7 @@
 import numpy as np
 
-from segmenter.novelty import Reference, descriptors
-from segmenter.regions import task_score
+from segmenter.learning.novelty import Reference, descriptors
+from segmenter.learning.regions import task_score
 
 
 def _annotated(rng):

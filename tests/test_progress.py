@@ -6,9 +6,9 @@ import requests
 
 from harness.waiting import wait_until_idle
 from segmenter import store
-from segmenter.progress import StatusProgress
+from segmenter.learning.training import EpochReport, Validation
+from segmenter.service.progress import StatusProgress
 from segmenter.store import TrainingStatus
-from segmenter.training import EpochReport, Validation
 from tests.test_server import CONFIG, add_recordings, backend, fake_ls  # noqa: F401  (fixtures)
 
 

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 
 from segmenter.config import TrainingSettings
-from segmenter.labelconfig import parse_label_config
-from segmenter.network import SegmenterNet
-from segmenter.projectsettings import Duration, read_settings, row_spacing, settings_report
-from segmenter.regions import RowCleanup, drop_short_runs, layered_results, merge_gaps, run_lengths, to_results
-from segmenter.series import Series
-from segmenter.trained import TrainedModel
-from segmenter.training import choose_context
+from segmenter.learning.network import SegmenterNet
+from segmenter.learning.regions import RowCleanup, drop_short_runs, layered_results, merge_gaps, run_lengths, to_results
+from segmenter.learning.trained_model import TrainedModel
+from segmenter.learning.training import choose_context
+from segmenter.reading.labelconfig import parse_label_config
+from segmenter.reading.project_settings import Duration, read_settings, row_spacing, settings_report
+from segmenter.reading.series import Series
 
 DEFAULTS = TrainingSettings(epochs=321)
 
@@ -203,7 +203,7 @@ def _model(trained_with=None):
 
 
 def test_a_model_trained_with_other_training_time_settings_is_not_applied():
-    from segmenter.inference import fitting_models
+    from segmenter.learning.inference import fitting_models
 
     old = _model()  # saved before per-project settings: counts as trained with the defaults
     plain = config(time_column="")
@@ -222,7 +222,7 @@ def test_a_model_trained_with_other_training_time_settings_is_not_applied():
 
 def test_context_in_time_units_becomes_rows_with_the_median_spacing():
     from harness import synthetic
-    from segmenter.training import collect_examples
+    from segmenter.learning.training import collect_examples
 
     tasks, files = synthetic.annotated_tasks(2, rows=400, seed=3)
     target = parse_label_config(synthetic.label_config())[0]

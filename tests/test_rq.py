@@ -12,9 +12,9 @@ import pytest
 from harness import synthetic
 from harness.ports import free_port
 from segmenter import store
-from segmenter.access import LabelStudioAccess
 from segmenter.config import Settings, TrainingSettings
-from segmenter.jobs import Scheduler
+from segmenter.labelstudio.access import LabelStudioAccess
+from segmenter.service.jobs import Scheduler
 from segmenter.store import TrainingState
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""Reading a task's series the way the Label Studio UI does (segmenter.series)."""
+"""Reading a task's series the way the Label Studio UI does (segmenter.reading.series)."""
 
 import json
 import warnings
@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from segmenter.errors import TaskDataError
-from segmenter.labelconfig import Target
-from segmenter.series import Series, load_series
+from segmenter.reading.labelconfig import Target
+from segmenter.reading.series import Series, load_series
 
 TASK = 42
 

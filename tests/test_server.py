@@ -13,8 +13,8 @@ from harness.waiting import wait_until_idle
 from model import TimeSeriesSegmenter
 from segmenter import store
 from segmenter.config import Settings, TrainingSettings
-from segmenter.runtime import Runtime
-from segmenter.server import create_app
+from segmenter.service.app import create_app
+from segmenter.service.runtime import Runtime
 from segmenter.store import TrainingState
 
 FAST = TrainingSettings(epochs=4, patience=2, batch_size=32)

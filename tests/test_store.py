@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from segmenter import store
-from segmenter.labelconfig import Target
-from segmenter.network import SegmenterNet
-from segmenter.trained import TrainedModel
+from segmenter.learning.network import SegmenterNet
+from segmenter.learning.trained_model import TrainedModel
+from segmenter.reading.labelconfig import Target
 
 TARGET = Target("label", "ts", "csv_url", "url", ("Run",), ("a", "b"), None, None, ",")
 

@@ -1,4 +1,4 @@
-"""d3-time-format semantics of segmenter.timeformat.
+"""d3-time-format semantics of segmenter.reading.timeformat.
 
 The expected strings and epoch values were produced by d3-time-format 4.1.1
 (``utcFormat``/``utcParse``), the library Label Studio's UI uses.
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from segmenter.timeformat import TimeFormatError, format_time, is_number_format, parse_time, parse_times
+from segmenter.reading.timeformat import TimeFormatError, format_time, is_number_format, parse_time, parse_times
 
 TIMES = [0, -1, 1700000123456, 951782400000, -2208988800000, 1704067199999, 1709164805007]
 

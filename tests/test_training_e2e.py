@@ -7,13 +7,13 @@ import torch
 from harness import synthetic
 from segmenter import store
 from segmenter.config import TrainingSettings
-from segmenter.evaluation import score
-from segmenter.inference import predict_tasks
-from segmenter.labelconfig import parse_label_config
-from segmenter.network import Ensemble, SegmenterNet
-from segmenter.taskdata import read_task_series
-from segmenter.trained import TrainedModel
-from segmenter.training import TrainingError, train_project
+from segmenter.learning.evaluation import score
+from segmenter.learning.inference import predict_tasks
+from segmenter.learning.network import Ensemble, SegmenterNet
+from segmenter.learning.trained_model import TrainedModel
+from segmenter.learning.training import TrainingError, train_project
+from segmenter.reading.labelconfig import parse_label_config
+from segmenter.reading.task_series import read_task_series
 
 SETTINGS = TrainingSettings(epochs=80, patience=6, batch_size=32)
 

@@ -2,11 +2,11 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from segmenter.annotations import row_labels
-from segmenter.labelconfig import Target
-from segmenter.regions import drop_short_runs, run_lengths, task_score, to_results
-from segmenter.series import Series
-from segmenter.windows import WindowSource, window_starts
+from segmenter.learning.regions import drop_short_runs, run_lengths, task_score, to_results
+from segmenter.learning.windows import WindowSource, window_starts
+from segmenter.reading.annotations import row_labels
+from segmenter.reading.labelconfig import Target
+from segmenter.reading.series import Series
 
 TARGET = Target("label", "ts", "csv_url", "url", ("Run", "Walk"), ("a",), None, None, ",")
 

@@ -6,12 +6,14 @@ import pytest
 
 from harness import synthetic
 from harness.fakels import KEY, FakeLabelStudio
-from segmenter import jobs, store, writeback
-from segmenter.access import LabelStudioAccess
+from segmenter import store
 from segmenter.config import Settings, TrainingSettings
 from segmenter.errors import ConfigError
+from segmenter.labelstudio import writeback
+from segmenter.labelstudio.access import LabelStudioAccess
+from segmenter.learning.training import train_project
+from segmenter.service import jobs
 from segmenter.store import TrainingStatus
-from segmenter.training import train_project
 
 CONFIG = synthetic.label_config()
 FAST = TrainingSettings(epochs=4, patience=2, batch_size=32)

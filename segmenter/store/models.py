@@ -27,9 +27,9 @@ from pathlib import Path
 
 import torch
 
+from segmenter.learning.trained_model import TrainedModel
 from segmenter.store.files import StorageError, abandoned, json_text, read_json, stage, write_json
 from segmenter.store.layout import project_dir, project_key
-from segmenter.trained import TrainedModel
 
 log = logging.getLogger(__name__)
 

@@ -63,9 +63,9 @@ class TrainingStatus:
     last_trained_at: str | None = None
     last_error: str | None = None
     failed_at: str | None = None
-    progress: dict | None = None  # while training: epoch, best scores, time (segmenter.progress)
+    progress: dict | None = None  # while training: epoch, best scores, time (segmenter.service.progress)
     history: list = field(default_factory=list)  # one entry per successful training, oldest first
-    writeback: dict | None = None  # predictions of the newest version written to Label Studio (segmenter.writeback)
+    writeback: dict | None = None  # the newest version's predictions written back (labelstudio.writeback)
 
     def remember(self, entry: dict, keep: int = 500) -> None:
         """Add a successful training's summary to ``history`` (the newest ``keep`` are kept)."""

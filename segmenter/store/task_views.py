@@ -1,7 +1,7 @@
 """The dashboard's reduced task views, kept on disk per (project, model version, task).
 
 ``/predict`` leaves, for each task it predicts, the arrays the task chart needs
-(``segmenter.taskview`` decides what they are) so that any process sharing
+(``segmenter.service.dashboard.task_view`` decides what they are) so that any process sharing
 MODEL_DIR serves a long task's view without parsing and predicting it again.
 Each view is one uncompressed ``.npz`` (no pickles: ``allow_pickle=False``),
 written atomically; a reader sees a whole view or none.  Disk use is bounded:

@@ -11,9 +11,9 @@ from test_server import CONFIG, add_recordings, backend, trained_project  # noqa
 
 from harness import synthetic
 from harness.fakels import FakeLabelStudio
-from segmenter.annotations import row_labels
-from segmenter.labelconfig import parse_label_config
-from segmenter.series import load_series
+from segmenter.reading.annotations import row_labels
+from segmenter.reading.labelconfig import parse_label_config
+from segmenter.reading.series import load_series
 
 BAD_PROJECTS = ["1" * 300, "²", "١", "１", "1²", "-1", "1.5e3", "..", "../etc", "", " ", "1/2", "1\x00", "abc"]
 BAD_JSON_PROJECTS = [True, 1.5, -1, [], {}, [1], {"id": "²"}, {"id": "9" * 40}]

@@ -176,9 +176,9 @@ class CountingFetcher:
 
 
 def test_concurrent_first_looks_at_one_task_compute_it_once(tmp_path):
-    from segmenter import taskview
     from segmenter.config import TrainingSettings
-    from segmenter.training import train_project
+    from segmenter.learning.training import train_project
+    from segmenter.service.dashboard import task_view
 
     tasks, files = synthetic.annotated_tasks(2, 600, seed=4)
     [model] = train_project(synthetic.label_config(), tasks, files, TrainingSettings(epochs=1, patience=1))
@@ -187,7 +187,7 @@ def test_concurrent_first_looks_at_one_task_compute_it_once(tmp_path):
 
     def look() -> None:
         start.wait()
-        views.append(taskview.view("1", "v1-20260101T000000Z", {**tasks[0], "id": 71}, [model], fetcher))
+        views.append(task_view.view("1", "v1-20260101T000000Z", {**tasks[0], "id": 71}, [model], fetcher))
 
     lookers = [threading.Thread(target=look) for _ in range(4)]
     for thread in lookers:

@@ -27,8 +27,8 @@ from harness.waiting import wait_until_idle
 from model import TimeSeriesSegmenter
 from segmenter import store
 from segmenter.config import Settings, TrainingSettings
-from segmenter.runtime import Runtime
-from segmenter.server import create_app
+from segmenter.service.app import create_app
+from segmenter.service.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "ls-token"
@@ -271,9 +271,9 @@ def test_the_webhook_answers_when_a_full_disk_cannot_record_it(service, ls, smal
 TRAINER = """
 import os, sys, time
 from pathlib import Path
-from segmenter.access import LabelStudioAccess
+from segmenter.labelstudio.access import LabelStudioAccess
 from segmenter.config import Settings, bootstrap
-from segmenter.jobs import Scheduler
+from segmenter.service.jobs import Scheduler
 
 marker, stage, project = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 if stage == "save":  # stop for good just before the model file is published

@@ -97,7 +97,7 @@ def test_a_full_disk_answers_503_keeps_the_worker_and_recovers(small_disk, tmp_p
 METRIC_WRITER = """
 import sys
 from pathlib import Path
-from segmenter import metrics
+from segmenter.service import metrics
 
 metrics.use_directory(Path(sys.argv[1]), clean=False)
 for i in range(int(sys.argv[2])):  # a new series each time: the files must grow

@@ -8,11 +8,11 @@ from test_server import CONFIG, add_recordings, backend, fake_ls, trained_projec
 from harness import synthetic
 from segmenter import store
 from segmenter.config import TrainingSettings
-from segmenter.labelconfig import parse_label_config
-from segmenter.projectsettings import Duration, read_settings
-from segmenter.regions import RowCleanup
-from segmenter.series import Series
-from segmenter.training import choose_context, collect_examples
+from segmenter.learning.regions import RowCleanup
+from segmenter.learning.training import choose_context, collect_examples
+from segmenter.reading.labelconfig import parse_label_config
+from segmenter.reading.project_settings import Duration, read_settings
+from segmenter.reading.series import Series
 
 CONTROL = '<TimeSeriesLabels name="label" toName="ts">'
 HUGE = ("1e300", "1e400", "inf", "nan", "1e19 rows", "2e9 rows")

@@ -14,8 +14,8 @@ from harness.fakels import FakeLabelStudio
 from segmenter import store
 from segmenter.config import Settings
 from segmenter.errors import ConfigError, DownloadError
-from segmenter.fetching import DataFetcher
-from segmenter.labelstudio import LabelStudioClient
+from segmenter.labelstudio.client import LabelStudioClient
+from segmenter.labelstudio.fetching import DataFetcher
 
 ROOT = Path(__file__).resolve().parents[2]
 CSV = b"time,x\n0,1\n1,2\n2,3\n"

@@ -24,8 +24,8 @@ from harness.processes import start_backend
 from model import TimeSeriesSegmenter
 from segmenter.config import Settings
 from segmenter.errors import ConfigError
-from segmenter.runtime import Runtime
-from segmenter.server import create_app
+from segmenter.service.app import create_app
+from segmenter.service.runtime import Runtime
 
 AUTH = ("ml", "secret")
 SLOW_CLIENTS = 16
@@ -190,7 +190,7 @@ def test_max_request_mb_default():
 
 def run_buffered(messages, headers=(), body_timeout_s=5.0):
     """Status and body BufferedWSGI answers to a request whose body arrives as ``messages`` (None: never)."""
-    from segmenter.buffering import BufferedWSGI
+    from segmenter.service.buffering import BufferedWSGI
 
     def app(environ, start_response):
         start_response("200 OK", [("Content-Type", "text/plain")])

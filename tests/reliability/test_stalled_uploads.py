@@ -27,8 +27,8 @@ from harness.processes import start_backend
 from model import TimeSeriesSegmenter
 from segmenter.config import Settings
 from segmenter.errors import ConfigError
-from segmenter.runtime import Runtime
-from segmenter.server import create_app
+from segmenter.service.app import create_app
+from segmenter.service.runtime import Runtime
 
 AUTH = ("ml", "s3cret")
 TOKEN = base64.b64encode(":".join(AUTH).encode()).decode()
@@ -220,7 +220,7 @@ def test_max_buffered_mb_below_max_request_mb_stops_start_up():
 
 
 def test_non_ascii_password_is_checked_not_a_500(tmp_path):
-    """The one credential check (segmenter.auth) compares bytes: a non-ASCII password works."""
+    """The one credential check (segmenter.service.auth) compares bytes: a non-ASCII password works."""
     settings = replace(Settings(model_dir=tmp_path / "models", cache_dir=tmp_path / "cache"),
                        basic_auth_user="ml", basic_auth_pass="pässwörd")
     client = create_app(Runtime.start(settings, TimeSeriesSegmenter)).test_client()

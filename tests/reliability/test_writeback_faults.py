@@ -10,11 +10,12 @@ import pytest
 
 from harness import synthetic
 from harness.fakels import KEY, FakeLabelStudio
-from segmenter import store, writeback
-from segmenter.access import LabelStudioAccess
+from segmenter import store
 from segmenter.config import Settings, TrainingSettings
 from segmenter.errors import ConfigError
-from segmenter.training import train_project
+from segmenter.labelstudio import writeback
+from segmenter.labelstudio.access import LabelStudioAccess
+from segmenter.learning.training import train_project
 
 CONFIG = synthetic.label_config()
 FAST = TrainingSettings(epochs=3, patience=1, batch_size=32, hidden_size=8)
@@ -139,7 +140,7 @@ def test_a_label_studio_that_keeps_failing_ends_the_write_back_failed_after_boun
 
 
 def test_the_backoff_is_bounded_and_read_from_the_environment():
-    from segmenter.labelstudio import MAX_RETRY_WAIT_S, Backoff
+    from segmenter.labelstudio.client import MAX_RETRY_WAIT_S, Backoff
 
     assert Backoff(4, 1.0).waits() == [1.0, 2.0, 4.0, 8.0]
     assert Backoff(10, 30.0).waits() == [MAX_RETRY_WAIT_S] * 10

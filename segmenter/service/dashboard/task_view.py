@@ -33,12 +33,12 @@ from pathlib import Path
 import numpy as np
 
 from segmenter import store
-from segmenter.annotations import choose_annotation, row_labels
-from segmenter.projectsettings import ProjectSettings
-from segmenter.series import Series
-from segmenter.singleflight import SingleFlight
-from segmenter.taskdata import Fetcher, read_task_series
-from segmenter.trained import TrainedModel
+from segmenter.learning.trained_model import TrainedModel
+from segmenter.reading.annotations import choose_annotation, row_labels
+from segmenter.reading.project_settings import ProjectSettings
+from segmenter.reading.series import Series
+from segmenter.reading.task_series import Fetcher, read_task_series
+from segmenter.service.singleflight import SingleFlight
 
 log = logging.getLogger(__name__)
 

@@ -14,11 +14,11 @@ import numpy as np
 
 from segmenter.config import TrainingSettings
 from segmenter.errors import SegmenterError
-from segmenter.labelconfig import parse_label_config
-from segmenter.projectsettings import ProjectSettings, read_settings
-from segmenter.series import Series
-from segmenter.taskdata import Fetcher, read_task_series
-from segmenter.trained import TrainedModel
+from segmenter.learning.trained_model import TrainedModel
+from segmenter.reading.labelconfig import parse_label_config
+from segmenter.reading.project_settings import ProjectSettings, read_settings
+from segmenter.reading.series import Series
+from segmenter.reading.task_series import Fetcher, read_task_series
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ import logging
 
 from segmenter import store
 from segmenter.config import Settings
-from segmenter.fetching import DataFetcher
-from segmenter.labelstudio import LabelStudioClient, LabelStudioClients, same_origin
+from segmenter.labelstudio.client import LabelStudioClient, LabelStudioClients, same_origin
+from segmenter.labelstudio.fetching import DataFetcher
 from segmenter.redaction import without_credentials
 
 log = logging.getLogger(__name__)

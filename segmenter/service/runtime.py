@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from segmenter import store
-from segmenter.access import LabelStudioAccess
 from segmenter.config import Settings, bootstrap
-from segmenter.jobs import Scheduler
+from segmenter.labelstudio.access import LabelStudioAccess
+from segmenter.service.jobs import Scheduler
 
 if TYPE_CHECKING:
-    from segmenter.mlbase import LabelStudioMLBase
+    from segmenter.service.mlbase import LabelStudioMLBase
 
 
 @dataclass

@@ -27,12 +27,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from segmenter.annotations import choose_annotation, row_labels
 from segmenter.errors import SegmenterError
-from segmenter.projectsettings import ProjectSettings
-from segmenter.regions import run_lengths
-from segmenter.taskdata import Fetcher, read_task_series
-from segmenter.trained import TrainedModel
+from segmenter.learning.regions import run_lengths
+from segmenter.learning.trained_model import TrainedModel
+from segmenter.reading.annotations import choose_annotation, row_labels
+from segmenter.reading.project_settings import ProjectSettings
+from segmenter.reading.task_series import Fetcher, read_task_series
 
 IOU_THRESHOLD = 0.5
 

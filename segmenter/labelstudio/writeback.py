@@ -32,14 +32,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from segmenter import shutdown, store
-from segmenter.access import LabelStudioAccess
-from segmenter.inference import fitting_models, predict_task
-from segmenter.labelstudio import Backoff, LabelStudioClient, LabelStudioError
-from segmenter.projectsettings import ProjectSettings, read_settings
+from segmenter.labelstudio.access import LabelStudioAccess
+from segmenter.labelstudio.client import Backoff, LabelStudioClient, LabelStudioError
+from segmenter.learning.inference import fitting_models, predict_task
+from segmenter.learning.trained_model import TrainedModel
+from segmenter.reading.project_settings import ProjectSettings, read_settings
+from segmenter.reading.task_series import Fetcher
 from segmenter.redaction import redact
 from segmenter.store import TrainingStatus
-from segmenter.taskdata import Fetcher
-from segmenter.trained import TrainedModel
 
 log = logging.getLogger(__name__)
 

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from segmenter.labelconfig import Target
-from segmenter.series import Series
-from segmenter.timeformat import parse_time
+from segmenter.reading.labelconfig import Target
+from segmenter.reading.series import Series
+from segmenter.reading.timeformat import parse_time
 
 log = logging.getLogger(__name__)
 # Labels that can overlap are tracked as bits of one int64 per row.

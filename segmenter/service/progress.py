@@ -18,8 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from segmenter import store
+from segmenter.learning.training import EpochReport
 from segmenter.store import TrainingState, TrainingStatus
-from segmenter.training import EpochReport
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ so the rules follow the UI's CSV reader and ``TimeSeries`` model:
   no name is the column at that position.
 - Time: no timeColumn -> the row index (``time_kind="index"``); a numeric
   timeColumn without timeFormat -> its values (``"numeric"``); with timeFormat
-  -> epoch milliseconds read with d3 semantics by ``segmenter.timeformat``
+  -> epoch milliseconds read with d3 semantics by ``segmenter.reading.timeformat``
   (``"datetime"``). The time may not decrease (equal neighbours are fine).
 - Channel cells are numbers (``true``/``false`` read as 1/0). Missing values
   are empty cells, ``NaN``/``null``/``None``/``NA``/``N/A`` (any case), JSON
@@ -49,8 +49,8 @@ import numpy as np
 import pandas as pd
 
 from segmenter.errors import TaskDataError
-from segmenter.labelconfig import Target
-from segmenter.timeformat import TimeFormatError, is_number_format, parse_times
+from segmenter.reading.labelconfig import Target
+from segmenter.reading.timeformat import TimeFormatError, is_number_format, parse_times
 
 _MISSING = ("", "nan", "null", "none", "na", "n/a")
 _NA_VALUES = sorted({v for token in _MISSING for v in (token, token.upper(), token.capitalize())})

@@ -32,14 +32,16 @@ import torch
 import torch.nn.functional as F
 
 from segmenter import device, shutdown
-from segmenter.annotations import MAX_LAYERED_LABELS, RowLabels, choose_annotation, row_labels
 from segmenter.config import TrainingSettings
 from segmenter.errors import SegmenterError, TaskDataError
-from segmenter.evaluation import class_scores
-from segmenter.labelconfig import Target, parse_label_config
-from segmenter.network import Ensemble, SegmenterNet, down_factor
-from segmenter.novelty import Reference
-from segmenter.projectsettings import (
+from segmenter.learning.evaluation import class_scores
+from segmenter.learning.network import Ensemble, SegmenterNet, down_factor
+from segmenter.learning.novelty import Reference
+from segmenter.learning.trained_model import TrainedModel, window_probabilities
+from segmenter.learning.windows import WindowSource
+from segmenter.reading.annotations import MAX_LAYERED_LABELS, RowLabels, choose_annotation, row_labels
+from segmenter.reading.labelconfig import Target, parse_label_config
+from segmenter.reading.project_settings import (
     MAX_CONTEXT_ROWS,
     MAX_DURATION_ROWS,
     MIN_CONTEXT_ROWS,
@@ -49,10 +51,8 @@ from segmenter.projectsettings import (
     read_settings,
     row_spacing,
 )
-from segmenter.series import Series
-from segmenter.taskdata import Fetcher, read_task_series
-from segmenter.trained import TrainedModel, window_probabilities
-from segmenter.windows import WindowSource
+from segmenter.reading.series import Series
+from segmenter.reading.task_series import Fetcher, read_task_series
 
 log = logging.getLogger(__name__)
 

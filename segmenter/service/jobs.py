@@ -12,7 +12,7 @@ Requests arriving during a training coalesce into at most one follow-up.  A
 failed training is recorded with its error and the previous model keeps serving.
 After the trainings, with the training lock released (a request arriving now
 trains at once), the same job writes the new version's predictions to Label
-Studio (``segmenter.writeback``).  A stopping service (``segmenter.shutdown``) ends a
+Studio (``segmenter.labelstudio.writeback``).  A stopping service (``segmenter.shutdown``) ends a
 training at its next batch and records it as interrupted; the next start runs
 it again (``Scheduler.resume``).
 """
@@ -24,13 +24,15 @@ import logging
 import threading
 import time
 
-from segmenter import metrics, shutdown, store, writeback
-from segmenter.access import LabelStudioAccess
+from segmenter import shutdown, store
 from segmenter.config import Settings, bootstrap
-from segmenter.progress import StatusProgress
+from segmenter.labelstudio import writeback
+from segmenter.labelstudio.access import LabelStudioAccess
+from segmenter.learning.training import train_project
 from segmenter.redaction import redact
+from segmenter.service import metrics
+from segmenter.service.progress import StatusProgress
 from segmenter.store import TrainingState, TrainingStatus
-from segmenter.training import train_project
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """The gunicorn worker of ``gunicorn.conf.py``: gunicorn's asyncio worker serving
-the WSGI app through ``segmenter.buffering.BufferedWSGI``.
+the WSGI app through ``segmenter.service.buffering.BufferedWSGI``.
 
 Connections, headers and bodies are read on the worker's event loop; the
 Flask app runs in ``THREADS`` threads only once a request is complete, so slow
@@ -13,8 +13,8 @@ from __future__ import annotations
 from gunicorn.workers.gasgi import ASGIWorker
 
 from segmenter import shutdown
-from segmenter.auth import BasicAuth
-from segmenter.buffering import BufferedWSGI
+from segmenter.service.auth import BasicAuth
+from segmenter.service.buffering import BufferedWSGI
 
 
 class BufferingWorker(ASGIWorker):

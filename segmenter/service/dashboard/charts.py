@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from segmenter.taskview import TaskView
+    from segmenter.service.dashboard.task_view import TaskView
 
 WIDTH, HEIGHT, DPI = 6.4, 3.2, 100
 STYLE = "2"  # bump when a chart is drawn differently: cached PNGs of the old drawing are then not served

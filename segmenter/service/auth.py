@@ -1,7 +1,7 @@
 """Basic auth: which paths it guards and whether an ``Authorization`` header passes.
 
-One rule for the Flask app (``segmenter.server``, which answers 401 before a
-route runs) and for the gunicorn worker (``segmenter.buffering``, which answers
+One rule for the Flask app (``segmenter.service.app``, which answers 401 before a
+route runs) and for the gunicorn worker (``segmenter.service.buffering``, which answers
 401 before it reads a body), so the two can never disagree.  With
 ``BASIC_AUTH_USER`` set, every path is guarded except ``/webhook``: Label
 Studio sends no Basic auth on event webhooks (the app accepts those only for

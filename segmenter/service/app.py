@@ -20,11 +20,12 @@ import time
 
 from flask import Flask, Response, g, jsonify, request
 
-from segmenter import dashboard, headers, metrics, store
-from segmenter.auth import CHALLENGE, REFUSAL, BasicAuth
-from segmenter.buffering import too_large_message
-from segmenter.projectsettings import settings_report
-from segmenter.runtime import Runtime
+from segmenter import store
+from segmenter.reading.project_settings import settings_report
+from segmenter.service import dashboard, headers, metrics
+from segmenter.service.auth import CHALLENGE, REFUSAL, BasicAuth
+from segmenter.service.buffering import too_large_message
+from segmenter.service.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +81,9 @@ def create_app(runtime: Runtime) -> Flask:
     settings, model_class = runtime.settings, runtime.model_class
     log.info("settings: %s", settings.describe())
     app = Flask(__name__)
-    # The same cap as gunicorn's (segmenter.buffering), for the development server.
+    # The same cap as gunicorn's (segmenter.service.buffering), for the development server.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_mb * 2**20
-    # The gunicorn worker takes its body limits and Basic auth from here (segmenter.gunicorn_worker).
+    # The gunicorn worker takes its body limits and Basic auth from here (segmenter.service.gunicorn_worker).
     app.config["SEGMENTER_SETTINGS"] = settings
 
     basic_auth = BasicAuth.of(settings)
@@ -103,7 +104,7 @@ def create_app(runtime: Runtime) -> Flask:
 
     @app.before_request
     def require_auth() -> Response | None:
-        # The same rule the gunicorn worker applies before reading a body (segmenter.auth).
+        # The same rule the gunicorn worker applies before reading a body (segmenter.service.auth).
         if basic_auth.guards(request.path) and not authorised():
             return Response(REFUSAL, 401, {"WWW-Authenticate": CHALLENGE})
         return None

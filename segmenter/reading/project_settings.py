@@ -38,7 +38,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from segmenter.config import TrainingSettings
-from segmenter.series import Series
+from segmenter.reading.series import Series
 
 PREFIX = "model_"
 CONTEXT, MAX_EPOCHS = "model_context", "model_max_epochs"

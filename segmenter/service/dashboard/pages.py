@@ -6,18 +6,18 @@ learning curve over trainings, per-label F1, the validation confusion matrix, cl
 training's per-epoch curve, why it stopped, the settings used and its tasks;
 ``/dashboard/project/<id>/task/<task>`` one task: its series with annotated and
 predicted classes one above the other and each label's probability
-(``segmenter.taskview``).  Tasks are read through Label Studio's task list
+(``segmenter.service.dashboard.task_view``).  Tasks are read through Label Studio's task list
 with ``review=true`` (``LabelStudioClient.tasks_page``), which never makes it
 call ``/predict``; a task read for a page is remembered for ``FETCHED_FOR``
 seconds so that its charts do not read it again (one read however many ask at
-once).  Charts are PNGs drawn by ``segmenter.charts`` on the app's chart
-thread (``segmenter.chartwork``), never on a request thread, so ``/health``,
+once).  Charts are PNGs drawn by ``segmenter.service.dashboard.charts`` on the app's chart
+thread (``segmenter.service.dashboard.chart_worker``), never on a request thread, so ``/health``,
 ``/predict`` and ``/webhook`` never wait for one.  A chart is known by a key
 of what it shows (``ETag``: a browser asking again gets a 304); a version's
 charts are drawn once and kept beside it (``store.save_chart``), and a busy
 chart thread answers 503 with Retry-After, which the page's script honours.
 Nothing is loaded from another site, and no page has inline script or style
-(``segmenter.headers`` sets a Content-Security-Policy that forbids them).
+(``segmenter.service.headers`` sets a Content-Security-Policy that forbids them).
 The pages never run on the ``/predict`` or ``/webhook`` path.
 """
 
@@ -35,15 +35,16 @@ from typing import TYPE_CHECKING
 
 from flask import Blueprint, Response, abort, jsonify, redirect, render_template, request
 
-from segmenter import charts, store, taskview
-from segmenter.chartwork import Busy, ChartWorker
+from segmenter import store
 from segmenter.errors import SegmenterError
-from segmenter.projectsettings import ProjectSettings, read_settings
-from segmenter.singleflight import SingleFlight
+from segmenter.reading.project_settings import ProjectSettings, read_settings
+from segmenter.service.dashboard import charts, task_view
+from segmenter.service.dashboard.chart_worker import Busy, ChartWorker
+from segmenter.service.singleflight import SingleFlight
 
 if TYPE_CHECKING:
-    from segmenter.labelstudio import LabelStudioClient
-    from segmenter.runtime import Runtime
+    from segmenter.labelstudio.client import LabelStudioClient
+    from segmenter.service.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +131,8 @@ def chart_key(*shown: object) -> str:
 
 def blueprint(runtime: Runtime, key: Callable[[str], str]) -> Blueprint:
     """The dashboard's routes; ``key`` parses a project id (a 400 when bad).  Basic auth is the app's
-    one guard (``segmenter.auth``), applied before any blueprint runs."""
-    bp = Blueprint("dashboard", __name__, template_folder="templates", static_folder="static/dashboard",
+    one guard (``segmenter.service.auth``), applied before any blueprint runs."""
+    bp = Blueprint("dashboard", __name__, template_folder="templates", static_folder="static",
                    static_url_path="/dashboard/static")
     model_dir = runtime.settings.model_dir
     # Half the request threads at most wait for charts: the others stay free for Label Studio.
@@ -265,10 +266,10 @@ def blueprint(runtime: Runtime, key: Callable[[str], str]) -> Blueprint:
         settings = project_settings(k)
         source = runtime.access.client_for(k)  # the Label Studio the task was read from
         key = chart_key("task", index, source.url if source else None,
-                        taskview.fingerprint(k, version, found, models, settings=settings))
+                        task_view.fingerprint(k, version, found, models, settings=settings))
 
         def job() -> bytes:
-            views = taskview.view(k, version, found, models, runtime.access.fetcher_for(k), model_dir=model_dir,
+            views = task_view.view(k, version, found, models, runtime.access.fetcher_for(k), model_dir=model_dir,
                                   settings=settings)
             return charts.task_chart(views[index])
 

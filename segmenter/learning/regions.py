@@ -14,10 +14,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from segmenter.labelconfig import Target
-from segmenter.projectsettings import ProjectSettings
-from segmenter.series import Series
-from segmenter.timeformat import format_time
+from segmenter.reading.labelconfig import Target
+from segmenter.reading.project_settings import ProjectSettings
+from segmenter.reading.series import Series
+from segmenter.reading.timeformat import format_time
 
 LOW_CONFIDENCE_FRACTION = 0.05
 BOUNDARY_MARGIN = 2

@@ -6,7 +6,7 @@ token, traded at ``/api/token/refresh/`` for a short-lived access token sent as
 ``Bearer``), caches the access token, refreshes it one thread at a time, and
 makes the REST calls (the JSON export through its exports API).  Our own code
 remains only where the SDK falls short, each place saying why.  Reading task
-files (allow-lists, size caps, the download cache) is ``segmenter.fetching``;
+files (allow-lists, size caps, the download cache) is ``segmenter.labelstudio.fetching``;
 it asks ``LabelStudioClient.auth_header`` for the header to send.
 """
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Protocol
 
 from segmenter.errors import TaskDataError
-from segmenter.labelconfig import Target
-from segmenter.series import Series, load_series
+from segmenter.reading.labelconfig import Target
+from segmenter.reading.series import Series, load_series
 
 
 class Fetcher(Protocol):

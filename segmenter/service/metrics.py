@@ -10,14 +10,14 @@ Several processes count: gunicorn workers and RQ jobs.  They share one
 directory (``METRICS_DIR``) through the client library's multiprocess mode,
 which must be chosen before ``prometheus_client`` is first imported in a
 process: gunicorn's master sets it up at start (``gunicorn.conf.py``), an RQ
-job joins it (``segmenter.jobs``).  That is why ``prometheus_client`` is only
+job joins it (``segmenter.service.jobs``).  That is why ``prometheus_client`` is only
 imported inside functions here.  Each host (or container) counts in its own
 subfolder, named by its host name and PID namespace, since the library names
 files by process id and containers number processes alike; a scrape adds up
 every subfolder.  At start the master removes only the files of this host's
 processes that ended: a live RQ worker's counts stay, and other hosts' files
 are never judged by a pid that means nothing here.  The files are written
-through ``segmenter.metricfiles``: on a full disk the counts wait in memory
+through ``segmenter.service.metric_files``: on a full disk the counts wait in memory
 instead of the library's SIGBUS.  A process that never joined one (``python
 _wsgi.py``, the tests) counts in its own memory.
 No label ever holds a secret: routes are Flask's rule patterns, projects are ids.
@@ -116,7 +116,7 @@ def _make() -> SimpleNamespace:
     from prometheus_client import Counter, Gauge, Histogram, values
 
     if shared():  # files backed before they are mapped: a full disk delays counts, never kills (metricfiles)
-        from segmenter.metricfiles import FileValue
+        from segmenter.service.metric_files import FileValue
 
         values.ValueClass = FileValue
 

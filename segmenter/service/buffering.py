@@ -3,13 +3,13 @@
 A request thread that reads its own body is held for as long as the client
 takes to send it: a few clients sending a byte a second used to take every
 thread of a worker and stall ``/health``.  ``BufferedWSGI`` is the ASGI app
-the gunicorn worker (``segmenter.gunicorn_worker``) serves: it reads the body
+the gunicorn worker (``segmenter.service.gunicorn_worker``) serves: it reads the body
 on the event loop, where a waiting connection costs no thread, and only then
 hands the request, complete, to the WSGI app in a pool of ``THREADS`` threads
 (a2wsgi).
 
 Before it reads a byte of a body it decides from the headers alone: a request
-Basic auth guards without valid credentials gets a 401 (``segmenter.auth``,
+Basic auth guards without valid credentials gets a 401 (``segmenter.service.auth``,
 the app's own rule), a Content-Length over ``MAX_REQUEST_MB`` a JSON 413, and
 a body that would take the worker's bodies past ``MAX_BUFFERED_MB`` a JSON 503
 with Retry-After.  The announced length is claimed from that budget until the
@@ -31,7 +31,7 @@ from typing import Any
 
 from a2wsgi import WSGIMiddleware
 
-from segmenter.auth import CHALLENGE, REFUSAL, BasicAuth
+from segmenter.service.auth import CHALLENGE, REFUSAL, BasicAuth
 
 Scope = dict[str, Any]
 Message = dict[str, Any]

@@ -5,7 +5,7 @@ shape itself: a model object is made per request for one project and label
 config, ``setup()`` runs when Label Studio connects, ``predict(tasks,
 context)`` returns one prediction per task and ``fit(event, data)`` reacts to
 webhook events.  What outlives a request (settings, the model cache, the
-training scheduler) is the ``Runtime`` (``segmenter.runtime``) the app hands to
+training scheduler) is the ``Runtime`` (``segmenter.service.runtime``) the app hands to
 every model object.
 """
 
@@ -18,7 +18,7 @@ from segmenter import store
 from segmenter.config import Settings
 
 if TYPE_CHECKING:
-    from segmenter.runtime import Runtime
+    from segmenter.service.runtime import Runtime
 
 
 class LabelStudioMLBase(ABC):

@@ -19,9 +19,9 @@ from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 
 import requests
 
-from segmenter.downloadcache import DownloadCache
 from segmenter.errors import DownloadError
-from segmenter.labelstudio import LabelStudioClient, LabelStudioError, origin
+from segmenter.labelstudio.client import LabelStudioClient, LabelStudioError, origin
+from segmenter.labelstudio.download_cache import DownloadCache
 
 logger = logging.getLogger(__name__)
 

@@ -16,13 +16,13 @@ import numpy as np
 import torch
 
 from segmenter import device
-from segmenter.labelconfig import Target
-from segmenter.network import Ensemble, SegmenterNet
-from segmenter.novelty import Reference
-from segmenter.projectsettings import AUTO, ProjectSettings
-from segmenter.regions import RowCleanup, layered_results, task_score, to_results
-from segmenter.series import Series
-from segmenter.windows import WindowSource
+from segmenter.learning.network import Ensemble, SegmenterNet
+from segmenter.learning.novelty import Reference
+from segmenter.learning.regions import RowCleanup, layered_results, task_score, to_results
+from segmenter.learning.windows import WindowSource
+from segmenter.reading.labelconfig import Target
+from segmenter.reading.project_settings import AUTO, ProjectSettings
+from segmenter.reading.series import Series
 
 WINDOWS_PER_BATCH = 2048
 

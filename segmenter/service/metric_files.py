@@ -9,7 +9,7 @@ by real blocks (``posix_fallocate``, or zeros written on file systems without it
 before it is mapped, so a full disk is an ``OSError`` at that moment instead.
 
 ``FileValue`` is the value class the metrics use in multiprocess mode
-(``segmenter.metrics`` installs it as ``prometheus_client.values.ValueClass``).
+(``segmenter.service.metrics`` installs it as ``prometheus_client.values.ValueClass``).
 It keeps every value in memory and writes it to this process's file for its
 type, in the library's format and names (so its collector reads them as
 always).  An update the disk refuses stays in memory and is written with the
