@@ -16,7 +16,7 @@ try:
 except ConfigError as exc:
     sys.exit(f"configuration error: {exc}")
 
-app = create_app(Runtime.start(settings, TimeSeriesSegmenter))
+app = create_app(Runtime.start(settings), TimeSeriesSegmenter)
 
 if __name__ == "__main__":
     app.run(host="0.0.0.0", port=settings.port, threaded=True)

@@ -8,19 +8,16 @@ wires them to Label Studio's protocol.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 
 from segmenter import store
 from segmenter.errors import SegmenterError
 from segmenter.labelstudio.access import connection_to_keep
-from segmenter.learning.inference import fitting_models, predict_tasks
-from segmenter.learning.trained_model import TrainedModel
-from segmenter.reading.project_settings import problems, read_settings
+from segmenter.learning.inference import predict_tasks
 from segmenter.service import metrics
-from segmenter.service.dashboard import task_view
 from segmenter.service.mlbase import LabelStudioMLBase
+from segmenter.service.project import Served
 from segmenter.store import TrainingState
 
 log = logging.getLogger(__name__)
@@ -37,36 +34,38 @@ class TimeSeriesSegmenter(LabelStudioMLBase):
     def connect(self, hostname: str | None, access_token: str | None, extra_params: object) -> None:
         """Keep Label Studio's address, token and config for background trainings."""
         connection = connection_to_keep(self.settings, hostname, access_token)
-        before = store.load_connection(self.settings.model_dir, self.project_id).get("hostname")
+        before = self.project.connected().get("hostname")
         if before and connection["hostname"] and before != connection["hostname"]:
             log.warning("project %s: /setup now names Label Studio %s; it named %s before",
                         self.project_id, connection["hostname"], before)
-        store.save_connection(self.settings.model_dir, self.project_id, {**connection, "schema": self.label_config})
+        store.save_connection(self.settings.model_dir, self.project_id,
+                              {**connection, "label_config": self.label_config})
         self.log_problems()
 
     def log_problems(self) -> None:
         """A warning for each bad ``model_*`` attribute of the config (it keeps its default)."""
-        for problem in problems(self.label_config, self.settings.training) if self.label_config else []:
+        try:
+            problems = self.project.config.problems if self.project.config is not None else []
+        except SegmenterError as exc:
+            problems = [str(exc)]
+        for problem in problems:
             log.warning("project %s: label config: %s", self.project_id, problem)
 
-    def applicable_models(self) -> tuple[str, list[TrainedModel]]:
+    def applicable_models(self) -> Served:
         """The newest version and its models that fit the current label config.
 
         A model trained for other labels, channels, time handling or training-time
         settings is never applied: its target is left out until a training on the
         new config, which the first request that finds it so asks for at once.
         """
-        version, models = self.runtime.cache.get(self.project_id)
-        if not models or not self.label_config:
-            return version, models
-        fitting = fitting_models(models, self.label_config)
-        if len(fitting) < len(models):
+        served = self.project.served
+        if served.unfit:
             log.warning(
                 "project %s: %d model(s) of version %s were trained for another label config or other "
-                "model_* settings; not applied", self.project_id, len(models) - len(fitting), version,
+                "model_* settings; not applied", self.project_id, served.unfit, served.version,
             )
             self.train_for_changed_config()
-        return version, fitting
+        return served
 
     def train_for_changed_config(self) -> bool:
         """Ask for a training on the current config now, unless one is queued or running, or this
@@ -75,8 +74,8 @@ class TimeSeriesSegmenter(LabelStudioMLBase):
         The request's reason names the config's hash, so a training that fails
         on this config is not asked for again on every ``/predict``.
         """
-        reason = f"{CONFIG_CHANGED} ({hashlib.sha256(self.label_config.encode()).hexdigest()[:12]})"
-        status = store.read_status(self.settings.model_dir, self.project_id)
+        reason = f"{CONFIG_CHANGED} ({self.project.config.digest})"
+        status = self.project.status()
         if status.state in (TrainingState.QUEUED, TrainingState.TRAINING, TrainingState.INTERRUPTED):
             return False
         if (status.last_request or {}).get("reason") == reason:
@@ -86,44 +85,41 @@ class TimeSeriesSegmenter(LabelStudioMLBase):
 
     def config_changed(self) -> bool:
         """Whether a served model does not fit the label config this request came with."""
-        if not self.label_config:
-            return False
-        _, models = self.runtime.cache.get(self.project_id)
         try:
-            return len(fitting_models(models, self.label_config)) < len(models)
+            return self.project.served.unfit > 0
         except SegmenterError:
             return False
 
     def remember_config(self) -> None:
         """Keep the config a ``/predict`` came with for ``/status``, for a project connected through ``/setup``."""
-        connection = store.load_connection(self.settings.model_dir, self.project_id)
-        if connection and self.label_config and connection.get("schema") != self.label_config:
-            store.save_connection(self.settings.model_dir, self.project_id, {**connection, "schema": self.label_config})
+        connection = self.project.connected()
+        if connection and self.label_config and connection.get("label_config") != self.label_config:
+            store.save_connection(self.settings.model_dir, self.project_id,
+                                  {**connection, "label_config": self.label_config})
             self.log_problems()
 
     def predict(self, tasks: list[dict], context: dict | None = None, **kwargs: object) -> list[dict]:
         """One prediction per task; empty results before the first training (counted in /metrics).
 
-        Each predicted task's dashboard view is reduced and stored in the background (``task_view.keeper``).
+        Each predicted task's dashboard view is reduced and stored in the background (``TaskViews.keeper``).
         """
         started, rows = time.monotonic(), [0]
-        version, models, fetcher = self.model_version, [], None
-        project_settings = {}
+        served, fetcher = None, None
         try:
             self.remember_config()
-            version, models = self.applicable_models()
-            if models:
-                fetcher = self.runtime.access.fetcher_for(self.project_id)
-                project_settings = read_settings(self.label_config, self.settings.training)
+            served = self.applicable_models()
+            if served.models:
+                fetcher = self.project.fetcher
         except SegmenterError as exc:  # bad config, unusable Label Studio URL or key
             log.error("project %s: cannot predict: %s", self.project_id, exc)
+        version = served.version if served is not None else self.model_version
         if fetcher is None:
             predictions = [{"result": [], "score": 0.0} for _ in tasks]
         else:
-            keep = task_view.keeper(self.settings.model_dir, store.project_key(self.project_id), version)
+            keep = self.runtime.task_views.keeper(self.settings.model_dir, self.project_id, version)
             predictions = predict_tasks(
-                models, tasks, fetcher, rows=lambda n: rows.__setitem__(0, rows[0] + n),
-                settings=project_settings, keep=keep,
+                served.models, tasks, fetcher, rows=lambda n: rows.__setitem__(0, rows[0] + n),
+                settings=self.project.project_settings, keep=keep,
             )
         metrics.predicted(len(tasks), rows[0], time.monotonic() - started)
         metrics.models_in_memory(len(self.runtime.cache.cached_projects()))

@@ -26,6 +26,9 @@ import time
 from pathlib import Path
 
 from bench.speed import model
+from segmenter.service.dashboard.task_view import TaskViews
+
+VIEWS = TaskViews()  # a runtime's task views, shared by this module's calls as one process's are
 
 
 def main() -> None:
@@ -42,7 +45,7 @@ def main() -> None:
     from segmenter.config import Settings, bootstrap
     from segmenter.learning.inference import predict_tasks
     from segmenter.reading.task_series import read_task_series
-    from segmenter.service.dashboard import charts, task_view
+    from segmenter.service.dashboard import charts
 
     bootstrap(Settings.from_env())
     trained = model()
@@ -59,10 +62,10 @@ def main() -> None:
             predict_tasks([trained], [task], files)
             plain.append(time.perf_counter() - started)
             started = time.perf_counter()
-            predict_tasks([trained], [task], files, keep=task_view.keeper(warm, "1", "v1-20260101T000000Z"))
+            predict_tasks([trained], [task], files, keep=VIEWS.keeper(warm, "1", "v1-20260101T000000Z"))
             kept.append(time.perf_counter() - started)
             started = time.perf_counter()
-            assert task_view.flush(60)
+            assert VIEWS.flush(60)
             stored.append(time.perf_counter() - started)
         print(f"{args.rows:,} rows, 2 channels; medians of {args.repeat}")
         print(f"  predict without the view keeper: {statistics.median(plain):.3f} s "
@@ -71,7 +74,7 @@ def main() -> None:
               f"({', '.join(f'{t:.3f}' for t in kept)})")
         print(f"  then the background store finished after {statistics.median(stored):.3f} s more")
         calls = []
-        keep = task_view.keeper(warm, "1", "v1-20260101T000000Z")
+        keep = VIEWS.keeper(warm, "1", "v1-20260101T000000Z")
 
         def timed_keep(task: dict, parts: list) -> None:
             started = time.perf_counter()
@@ -79,12 +82,12 @@ def main() -> None:
             calls.append(time.perf_counter() - started)
 
         predict_tasks([trained], [task], files, keep=timed_keep)
-        assert task_view.flush(60)
+        assert VIEWS.flush(60)
         series = read_task_series(task, trained.target, files)
         parts = [(trained, series, trained.probabilities(series), None)]
         started = time.perf_counter()
         keep(task, parts)
-        assert task_view.flush(60)
+        assert VIEWS.flush(60)
         writer = time.perf_counter() - started
         print(f"  the keeper's call on the request thread: {calls[0] * 1e6:.0f} us; "
               f"the background thread's work alone (reduce + store): {writer:.3f} s")
@@ -93,20 +96,20 @@ def main() -> None:
 
         timings = {}
         started = time.perf_counter()
-        views = task_view.view("1", "v1-20260101T000000Z", task, [trained], files, model_dir=warm)
+        views = VIEWS.view("1", "v1-20260101T000000Z", task, [trained], files, model_dir=warm)
         timings["first open, view stored by predict: read + annotation"] = time.perf_counter() - started
         started = time.perf_counter()
         png = charts.task_chart(views[0])
         timings[f"  + draw, first chart of the process ({len(png):,} bytes PNG)"] = time.perf_counter() - started
         started = time.perf_counter()
         other = {**task, "id": 2}  # not in the in-memory cache either
-        views = task_view.view("1", "v1-20260101T000000Z", other, [trained], files, model_dir=cold)
+        views = VIEWS.view("1", "v1-20260101T000000Z", other, [trained], files, model_dir=cold)
         timings["first open cold: parse + predict + reduce + store"] = time.perf_counter() - started
         started = time.perf_counter()
         charts.task_chart(views[0])
         timings["  + draw"] = time.perf_counter() - started
         started = time.perf_counter()
-        views = task_view.view("1", "v1-20260101T000000Z", other, [trained], files, model_dir=cold)
+        views = VIEWS.view("1", "v1-20260101T000000Z", other, [trained], files, model_dir=cold)
         timings["again (in-memory cache)"] = time.perf_counter() - started
         print(f"  {len(views[0].x):,} columns")
         for name, seconds in timings.items():

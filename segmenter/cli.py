@@ -28,7 +28,7 @@ from segmenter.labelstudio.client import LabelStudioClient
 from segmenter.labelstudio.fetching import DataFetcher
 from segmenter.learning.inference import fitting_models, predict_tasks
 from segmenter.reading.annotations import choose_annotation
-from segmenter.reading.project_settings import read_settings
+from segmenter.reading.project_config import ProjectConfig
 from segmenter.terminal import EpochBars, PredictionBar
 
 log = logging.getLogger("segmenter")
@@ -81,16 +81,15 @@ def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
     version = store.latest_version(args.model_dir, args.project)
     if version == store.INITIAL_VERSION:
         raise SegmenterError(f"no trained model for project {args.project} in {args.model_dir}")
-    label_config = args.label_config.read_text()
-    models = fitting_models(store.load(args.model_dir, args.project, version), label_config)
-    project_settings = read_settings(label_config, settings.training)
+    config = ProjectConfig.read(args.label_config.read_text(), settings.training)
+    models = fitting_models(store.load(args.model_dir, args.project, version), config)
     if not models:
         raise SegmenterError(f"version {version} was trained for another label config; train again")
     fetcher, bar = _fetcher(settings, args.data_root), PredictionBar(len(tasks))
     predictions = []
     try:
         for task in tasks:
-            predictions.extend(predict_tasks(models, [task], fetcher, rows=bar.add_rows, settings=project_settings))
+            predictions.extend(predict_tasks(models, [task], fetcher, rows=bar.add_rows, settings=config.settings))
             bar.task_done()
     finally:
         bar.close()
@@ -122,7 +121,7 @@ def evaluate(
     bar = PredictionBar(scored, desc="evaluate: predict test tasks")
     try:
         report = score(
-            models, test, fetcher, read_settings(label_config, settings.training),
+            models, test, fetcher, ProjectConfig.read(label_config, settings.training).settings,
             rows=bar.add_rows, predicted=bar.task_done,
         )
     finally:

@@ -2,7 +2,10 @@
 
 import re
 
+from segmenter.service.dashboard.task_view import TaskViews
 from tests.test_server import CONFIG, add_recordings, backend, fake_ls  # noqa: F401  (fixtures)
+
+VIEWS = TaskViews()  # a runtime's task views, shared by this module's calls as one process's are
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -63,7 +66,6 @@ def test_a_task_only_predicted_shows_and_the_project_lists_its_tasks(backend, fa
     """Tasks come from Label Studio's task list with review=true (never /api/tasks/<id>, never one that
     makes Label Studio call /predict), once per page view; a predicted task's view is the one /predict stored."""
     from segmenter import store
-    from segmenter.service.dashboard import task_view
 
     b = backend()
     project = fake_ls.add_project(CONFIG)
@@ -74,7 +76,7 @@ def test_a_task_only_predicted_shows_and_the_project_lists_its_tasks(backend, fa
     [fresh] = add_recordings(fake_ls, project, 1, seed=9, annotate=False)
     [prediction] = b.predict(project, [fresh]).json()["results"]
     fake_ls.tasks[fresh["id"]]["predictions"].append({**prediction, "model_version": version})
-    assert task_view.flush(30)
+    assert b.runtime.task_views.flush(30)
     assert store.load_view(b.runtime.settings.model_dir, str(project), version, fresh["id"]) is not None
     fake_ls.clear_requests()
 
@@ -142,12 +144,12 @@ def test_task_view_of_a_model_whose_labels_overlap_draws_each_labels_presence():
     from harness import synthetic
     from segmenter.config import TrainingSettings
     from segmenter.learning.training import train_project
-    from segmenter.service.dashboard import charts, task_view
+    from segmenter.service.dashboard import charts
 
     tasks, files = synthetic.layered_tasks(2, 600, seed=10)
     [model] = train_project(synthetic.layered_config(), tasks, files, TrainingSettings(epochs=3, patience=1))
     assert model.multi_label
-    [view] = task_view.view("1", "v1", tasks[0], [model], files)
+    [view] = VIEWS.view("1", "v1", tasks[0], [model], files)
     assert view.probabilities.shape[1] == len(view.labels) == len(model.target.labels) + 1
     assert view.predicted.max() < len(view.labels)
     assert charts.task_chart(view).startswith(b"\x89PNG")
@@ -167,14 +169,13 @@ def predicted_and_stored(model_dir):
     from segmenter.config import TrainingSettings
     from segmenter.learning.inference import predict_tasks
     from segmenter.learning.training import train_project
-    from segmenter.service.dashboard import task_view
 
     tasks, files = synthetic.annotated_tasks(2, 600, seed=4)
     [model] = train_project(synthetic.label_config(), tasks, files, TrainingSettings(epochs=2, patience=1))
     version = store.save(model_dir, "1", [model])
     task = {**tasks[0], "id": 7}
-    predict_tasks([model], [task], files, keep=task_view.keeper(model_dir, "1", version))
-    assert task_view.flush(30)
+    predict_tasks([model], [task], files, keep=VIEWS.keeper(model_dir, "1", version))
+    assert VIEWS.flush(30)
     return model, files, version, task
 
 
@@ -184,22 +185,21 @@ def test_a_predicted_tasks_view_is_stored_and_served_without_parsing_or_predicti
     import numpy as np
 
     from segmenter import store
-    from segmenter.service.dashboard import task_view
 
     model, files, version, task = predicted_and_stored(tmp_path)
     assert store.load_view(tmp_path, "1", version, 7) is not None
 
-    [stored] = task_view.view("1", version, task, [model], NoFetch(), model_dir=tmp_path)
-    [computed] = task_view.view("1", version, {**task, "id": 8}, [model], files)
+    [stored] = VIEWS.view("1", version, task, [model], NoFetch(), model_dir=tmp_path)
+    [computed] = VIEWS.view("1", version, {**task, "id": 8}, [model], files)
     for name in ("x", "low", "high", "annotated", "predicted", "probabilities"):
         assert np.allclose(getattr(stored, name), getattr(computed, name), atol=1e-6), name
     assert stored.rows == computed.rows == 600 and stored.labels == computed.labels
 
     unannotated = {**task, "annotations": []}  # an annotation deleted after the prediction
-    [view] = task_view.view("1", version, unannotated, [model], NoFetch(), model_dir=tmp_path)
+    [view] = VIEWS.view("1", version, unannotated, [model], NoFetch(), model_dir=tmp_path)
     assert view.annotated is None and np.array_equal(view.predicted, stored.predicted)
     edited = {**task, "data": {**task["data"], "extra": 1}}  # other task data: computed again, stored
-    [view] = task_view.view("1", version, edited, [model], files, model_dir=tmp_path)
+    [view] = VIEWS.view("1", version, edited, [model], files, model_dir=tmp_path)
     assert np.array_equal(view.predicted, stored.predicted)
 
 
@@ -245,20 +245,19 @@ def test_task_view_cleans_up_with_the_projects_settings_and_restores_a_view_made
     from segmenter.config import TrainingSettings
     from segmenter.reading.project_settings import read_settings
     from segmenter.reading.task_series import read_task_series
-    from segmenter.service.dashboard import task_view
 
     model, files, version, task = predicted_and_stored(tmp_path)
-    [plain] = task_view.view("1", version, task, [model], NoFetch(), model_dir=tmp_path)
+    [plain] = VIEWS.view("1", version, task, [model], NoFetch(), model_dir=tmp_path)
 
     config = synthetic.label_config().replace("<TimeSeriesLabels ", '<TimeSeriesLabels model_min_duration="1rows" ')
     settings = read_settings(config, TrainingSettings())
     own = settings[model.target.from_name]
     assert own.problems == ()
-    [strict] = task_view.view("1", version, task, [model], files, model_dir=tmp_path, settings=settings)
+    [strict] = VIEWS.view("1", version, task, [model], files, model_dir=tmp_path, settings=settings)
     series = read_task_series(task, model.target, files)
     classes = model.cleanup(series, own).apply(model.probabilities(series).argmax(axis=1), model.instant_classes)
     assert np.array_equal(strict.predicted, classes)  # 600 rows: one column per row
     assert not np.array_equal(strict.predicted, plain.predicted)  # no clean-up: the flicker the automatic one hid
     np.testing.assert_allclose(strict.probabilities, plain.probabilities)
-    [again] = task_view.view("1", version, task, [model], NoFetch(), model_dir=tmp_path, settings=settings)
+    [again] = VIEWS.view("1", version, task, [model], NoFetch(), model_dir=tmp_path, settings=settings)
     assert np.array_equal(again.predicted, strict.predicted)  # the view made under these settings was stored

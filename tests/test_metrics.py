@@ -173,7 +173,7 @@ def test_methods_a_client_makes_up_do_not_become_metric_labels(tmp_path):
     from segmenter.service.runtime import Runtime
 
     settings = Settings(model_dir=tmp_path / "models", cache_dir=tmp_path / "cache")
-    client = create_app(Runtime.start(settings, TimeSeriesSegmenter)).test_client()
+    client = create_app(Runtime.start(settings), TimeSeriesSegmenter).test_client()
     for made_up in ("FOO1", "FOO2", "BREW"):
         client.open("/health", method=made_up)
     client.get("/health")

@@ -203,7 +203,11 @@ def _model(trained_with=None):
 
 
 def test_a_model_trained_with_other_training_time_settings_is_not_applied():
-    from segmenter.learning.inference import fitting_models
+    from segmenter.learning.inference import fitting_models as fitting
+    from segmenter.reading.project_config import ProjectConfig
+
+    def fitting_models(models, text):
+        return fitting(models, ProjectConfig.read(text, TrainingSettings()))
 
     old = _model()  # saved before per-project settings: counts as trained with the defaults
     plain = config(time_column="")

@@ -78,7 +78,7 @@ def trained_project(b, ls):
 @pytest.fixture
 def backend(tmp_path):
     def start(**changes):
-        runtime = Runtime.start(make_settings(tmp_path, **changes), TimeSeriesSegmenter)
+        runtime = Runtime.start(make_settings(tmp_path, **changes))
         return runtime
 
     runtimes = []
@@ -87,7 +87,7 @@ def backend(tmp_path):
         def __call__(self, **changes):
             runtime = start(**changes)
             runtimes.append(runtime)
-            ctx = serve(create_app(runtime))
+            ctx = serve(create_app(runtime, TimeSeriesSegmenter))
             url = ctx.__enter__()
             contexts.append(ctx)
             return Backend(url, runtime)

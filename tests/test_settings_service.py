@@ -64,7 +64,7 @@ def test_a_training_time_change_trains_at_once_and_only_once(backend, fake_ls): 
     results = b.predict(project, tasks, label_config=changed).json()["results"]
     assert all(r["model_version"] == status["model_version"] for r in results) and any(r["result"] for r in results)
     assert b.get(f"/status/{project}").json()["requests"] == status["requests"]  # the new model fits: no request
-    saved = store.load_connection(b.runtime.settings.model_dir, project)["schema"]
+    saved = store.load_connection(b.runtime.settings.model_dir, project)["label_config"]
     assert saved == changed  # /status reads the config /predict came with
 
 

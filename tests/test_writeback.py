@@ -9,11 +9,10 @@ from harness.fakels import KEY, FakeLabelStudio
 from segmenter import store
 from segmenter.config import Settings, TrainingSettings
 from segmenter.errors import ConfigError
-from segmenter.labelstudio import writeback
 from segmenter.labelstudio.access import LabelStudioAccess
 from segmenter.learning.training import train_project
-from segmenter.service import jobs
-from segmenter.store import TrainingStatus
+from segmenter.service import jobs, writeback
+from segmenter.store import TrainingStatus, WritebackState, WritebackStatus
 
 CONFIG = synthetic.label_config()
 FAST = TrainingSettings(epochs=4, patience=2, batch_size=32)
@@ -68,9 +67,9 @@ def test_a_training_writes_predictions_for_the_unlabelled_tasks_in_batches(tmp_p
         assert prediction["model_version"] == status.version and 0 <= prediction["score"] <= 1
         assert isinstance(prediction["result"], list)
     wb = status.writeback
-    assert wb["state"] == "done" and wb["version"] == status.version and wb["mode"] == "unlabelled"
-    assert (wb["seen"], wb["written"], wb["total"], wb["after"]) == (7, 5, 7, max(free))
-    assert wb["started_at"] and wb["finished_at"] and wb["last_error"] is None
+    assert wb.state == "done" and wb.version == status.version and wb.mode == "unlabelled"
+    assert (wb.seen, wb.written, wb.total, wb.after) == (7, 5, 7, max(free))
+    assert wb.started_at and wb.finished_at and wb.last_error is None
     assert ls.projects[project]["model_version"] == status.version, "the score column shows the new version"
     listings = ls.calls("GET", "/api/tasks/")
     assert listings and all("review=true" in c.query and "fields=all" in c.query for c in listings)
@@ -85,9 +84,9 @@ def test_all_mode_writes_every_task_and_off_mode_none(tmp_path, ls, models):
     assert sorted(written(ls)) == sorted(labelled + free)
 
     ls.imported.clear()
-    status = TrainingStatus(writeback={"version": "v1", "state": "running"})
+    status = TrainingStatus(writeback=WritebackStatus(version="v1", state=WritebackState.RUNNING))
     writeback.schedule(status, "v2", "off")
-    assert status.writeback["state"] == "superseded" and not writeback.unfinished(status)
+    assert status.writeback.state == "superseded" and not writeback.unfinished(status)
     assert TrainingStatus().writeback is None
     writeback.schedule(fresh := TrainingStatus(), "v2", "off")
     assert fresh.writeback is None
@@ -108,9 +107,9 @@ def test_a_write_back_killed_midway_resumes_after_the_last_task_written(tmp_path
     with pytest.raises(Died):
         writeback.run(access, str(project))
     wb = store.stored_status(access.settings.model_dir, project).writeback
-    assert wb["state"] == "running" and wb["after"] > 0 and 0 < wb["written"] < len(free)
+    assert wb.state == "running" and wb.after > 0 and 0 < wb.written < len(free)
     shown = store.read_status(access.settings.model_dir, project).writeback
-    assert shown["state"] == "interrupted", "/status tells a write-back whose process ended"
+    assert shown.state == "interrupted", "/status tells a write-back whose process ended"
     first = written(ls)
 
     monkeypatch.undo()
@@ -118,9 +117,9 @@ def test_a_write_back_killed_midway_resumes_after_the_last_task_written(tmp_path
     assert scheduler.resume() == [str(project)]
     scheduler.wait(60)
     assert sorted(written(ls)) == free, "every unlabelled task once: none repeated, none lost"
-    assert written(ls)[: len(first)] == first and min(written(ls)[len(first):]) > wb["after"]
+    assert written(ls)[: len(first)] == first and min(written(ls)[len(first):]) > wb.after
     wb = store.stored_status(access.settings.model_dir, project).writeback
-    assert wb["state"] == "done" and wb["written"] == len(free) and wb["version"] == version
+    assert wb.state == "done" and wb.written == len(free) and wb.version == version
     assert jobs.Scheduler(access).resume() == []
 
 
@@ -166,7 +165,7 @@ def test_a_task_that_cannot_be_read_gets_no_prediction_and_the_others_do(tmp_pat
     writeback.run(access, str(project))
     assert written(ls) == free and broken not in written(ls)
     wb = store.stored_status(access.settings.model_dir, project).writeback
-    assert (wb["state"], wb["seen"], wb["written"]) == ("done", 3, 2)
+    assert (wb.state, wb.seen, wb.written) == ("done", 3, 2)
 
 
 def test_a_damaged_write_back_record_reads_as_none(tmp_path):
@@ -183,8 +182,8 @@ def test_a_failing_label_studio_leaves_the_training_successful(tmp_path, ls):
     jobs.drain(str(project), access)
     status = store.stored_status(access.settings.model_dir, project)
     assert status.state.value == "idle" and status.version and status.last_error is None
-    assert status.writeback["state"] == "failed" and "500" in status.writeback["last_error"]
-    assert KEY not in status.writeback["last_error"]
+    assert status.writeback.state == "failed" and "500" in status.writeback.last_error
+    assert KEY not in status.writeback.last_error
     assert store.latest_version(access.settings.model_dir, project) == status.version
 
 
@@ -196,15 +195,15 @@ def test_a_training_request_stops_the_write_back_between_batches(tmp_path, ls, m
     seen_while_writing = []
 
     def request_training(seconds):
-        seen_while_writing.append(store.read_status(access.settings.model_dir, project).writeback["state"])
+        seen_while_writing.append(store.read_status(access.settings.model_dir, project).writeback.state)
         store.update_status(access.settings.model_dir, project, lambda s: setattr(s, "requests", s.requests + 1))
 
     monkeypatch.setattr(writeback.time, "sleep", request_training)
     writeback.run(access, str(project))
     assert seen_while_writing == ["running"], "a writer holding the lock reads as running"
     wb = store.stored_status(access.settings.model_dir, project).writeback
-    assert wb["state"] == "pending" and len(written(ls)) == 2, "stopped after one batch, to be resumed"
-    assert store.read_status(access.settings.model_dir, project).writeback["state"] == "pending"
+    assert wb.state == "pending" and len(written(ls)) == 2, "stopped after one batch, to be resumed"
+    assert store.read_status(access.settings.model_dir, project).writeback.state == "pending"
 
 
 def test_a_newer_version_supersedes_an_unfinished_write_back(tmp_path, ls, models):
@@ -212,7 +211,10 @@ def test_a_newer_version_supersedes_an_unfinished_write_back(tmp_path, ls, model
     access = LabelStudioAccess(settings_for(tmp_path, ls))
     old = saved(tmp_path, project, models)
     model_dir = access.settings.model_dir
-    store.update_status(model_dir, project, lambda s: s.writeback.update(state="running", after=free[0]))
+    def left_running(status):  # as a writer that died after its first task leaves it
+        status.writeback.state, status.writeback.after = WritebackState.RUNNING, free[0]
+
+    store.update_status(model_dir, project, left_running)
     new = saved(tmp_path, project, models)
     writeback.run(access, str(project))
     assert {p["model_version"] for batch in ls.imported for p in batch} == {new} != {old}
@@ -220,7 +222,7 @@ def test_a_newer_version_supersedes_an_unfinished_write_back(tmp_path, ls, model
 
     store.update_status(access.settings.model_dir, project, lambda s: writeback.schedule(s, old, "unlabelled"))
     writeback.run(access, str(project))  # not the newest stored version: never written
-    assert store.stored_status(access.settings.model_dir, project).writeback["state"] == "superseded"
+    assert store.stored_status(access.settings.model_dir, project).writeback.state == "superseded"
 
 
 def test_settings_read_and_check_the_write_back_variables():

@@ -1,2 +1,2 @@
-"""Label Studio access: the REST client, the connection a project keeps, fetching task data
-(with a download cache) and writing predictions back after a training."""
+"""Label Studio access: the REST client with its retry policy, which Label Studio and key a project
+uses, and fetching task data (with a download cache)."""

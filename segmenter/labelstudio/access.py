@@ -65,11 +65,12 @@ class LabelStudioAccess:
             return None
         return self.clients.get(url, key)
 
-    def fetcher_for(self, project: object) -> DataFetcher:
-        """The downloader of task data for one project, with the configured limits."""
+    def fetcher_for(self, project: object, client: LabelStudioClient | None = None) -> DataFetcher:
+        """The downloader of task data for one project, with the configured limits (``client``: the
+        project's, when the caller has it already)."""
         s = self.settings
         return DataFetcher(
-            self.client_for(project),
+            client or self.client_for(project),
             allowed_hosts=s.allowed_hosts,
             local_root=s.local_files_root,
             max_bytes=s.max_download_mb * 1024 * 1024,

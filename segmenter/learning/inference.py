@@ -12,19 +12,18 @@ from collections.abc import Callable
 
 import numpy as np
 
-from segmenter.config import TrainingSettings
 from segmenter.errors import SegmenterError
 from segmenter.learning.trained_model import TrainedModel
-from segmenter.reading.labelconfig import parse_label_config
-from segmenter.reading.project_settings import ProjectSettings, read_settings
+from segmenter.reading.project_config import ProjectConfig
+from segmenter.reading.project_settings import ProjectSettings
 from segmenter.reading.series import Series
 from segmenter.reading.task_series import Fetcher, read_task_series
 
 log = logging.getLogger(__name__)
 
 
-def fitting_models(models: list[TrainedModel], label_config: str) -> list[TrainedModel]:
-    """The models trained for a target of ``label_config`` exactly as it is now.
+def fitting_models(models: list[TrainedModel], config: ProjectConfig) -> list[TrainedModel]:
+    """The models trained for a target of ``config`` exactly as it is now.
 
     A model trained for other labels, channels or time handling, or under
     other training-time settings (``model_context``, ``model_max_epochs``), is
@@ -32,11 +31,9 @@ def fitting_models(models: list[TrainedModel], label_config: str) -> list[Traine
     One model per target: a version trained when a repeated ``toName`` made
     identical targets holds copies, which would predict every region again.
     """
-    wanted = {t.signature() for t in parse_label_config(label_config)}
-    settings = read_settings(label_config, TrainingSettings())
     fitting: dict[str, TrainedModel] = {}
     for m in models:
-        if m.target.signature() in wanted and m.trained_with() == settings[m.target.from_name].training_key():
+        if config.wants(m.target, m.trained_with()):
             fitting.setdefault(m.target.signature(), m)
     return list(fitting.values())
 

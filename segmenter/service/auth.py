@@ -1,7 +1,7 @@
 """Basic auth: which paths it guards and whether an ``Authorization`` header passes.
 
-One rule for the Flask app (``segmenter.service.app``, which answers 401 before a
-route runs) and for the gunicorn worker (``segmenter.service.buffering``, which answers
+One rule for the Flask app (``install``: a 401 before any blueprint's route
+runs) and for the gunicorn worker (``segmenter.service.buffering``, which answers
 401 before it reads a body), so the two can never disagree.  With
 ``BASIC_AUTH_USER`` set, every path is guarded except ``/webhook``: Label
 Studio sends no Basic auth on event webhooks (the app accepts those only for
@@ -14,6 +14,8 @@ import base64
 import binascii
 import hmac
 from dataclasses import dataclass
+
+from flask import Flask, Response, request
 
 from segmenter.config import Settings
 
@@ -59,3 +61,21 @@ class BasicAuth:
         user_ok = hmac.compare_digest(user, self.user.encode())
         password_ok = hmac.compare_digest(password, self.password.encode())
         return bool(sep) and user_ok and password_ok
+
+
+def install(app: Flask, basic_auth: BasicAuth) -> None:
+    """Guard every route of ``app`` (blueprints included) with ``basic_auth``: the app's one 401."""
+
+    @app.before_request
+    def require_auth() -> Response | None:
+        if basic_auth.guards(request.path) and not basic_auth.accepts(request.headers.get("Authorization")):
+            return Response(REFUSAL, 401, {"WWW-Authenticate": CHALLENGE})
+        return None
+
+    app.extensions["segmenter.auth"] = basic_auth
+
+
+def authenticated(app: Flask) -> bool:
+    """Whether the current request carries the credentials (always, with Basic auth off); for the open
+    ``/webhook``, which trusts an authenticated request more than an anonymous one."""
+    return app.extensions["segmenter.auth"].accepts(request.headers.get("Authorization"))

@@ -27,7 +27,7 @@ class BufferingWorker(ASGIWorker):
     def load_wsgi(self) -> None:
         """Load ``_wsgi:app`` and wrap it, with the body limits and Basic auth the app itself was configured with."""
         super().load_wsgi()
-        settings = self.asgi.config["SEGMENTER_SETTINGS"]  # set by create_app
+        settings = self.asgi.extensions["segmenter"].settings  # the runtime create_app keeps
         self.asgi = BufferedWSGI(self.asgi, threads=self.cfg.threads, max_request_mb=settings.max_request_mb,
                                  max_buffered_mb=settings.max_buffered_mb, auth=BasicAuth.of(settings))
 

@@ -12,7 +12,7 @@ Requests arriving during a training coalesce into at most one follow-up.  A
 failed training is recorded with its error and the previous model keeps serving.
 After the trainings, with the training lock released (a request arriving now
 trains at once), the same job writes the new version's predictions to Label
-Studio (``segmenter.labelstudio.writeback``).  A stopping service (``segmenter.shutdown``) ends a
+Studio (``segmenter.service.writeback``).  A stopping service (``segmenter.shutdown``) ends a
 training at its next batch and records it as interrupted; the next start runs
 it again (``Scheduler.resume``).
 """
@@ -26,40 +26,34 @@ import time
 
 from segmenter import shutdown, store
 from segmenter.config import Settings, bootstrap
-from segmenter.labelstudio import writeback
 from segmenter.labelstudio.access import LabelStudioAccess
+from segmenter.labelstudio.client import LabelStudioError
 from segmenter.learning.training import train_project
 from segmenter.redaction import redact
-from segmenter.service import metrics
+from segmenter.service import metrics, writeback
+from segmenter.service.draining import drain as drain_under_lock
 from segmenter.service.progress import StatusProgress
-from segmenter.store import TrainingState, TrainingStatus
+from segmenter.service.project import Project
+from segmenter.store import TrainingStatus
 
 log = logging.getLogger(__name__)
 
 
-def run_training(access: LabelStudioAccess, project: str) -> str:
+def run_training(project: Project) -> str:
     """Train a project from Label Studio's export and store it; returns the new version."""
-    settings = access.settings
-    client = access.client_for(project)
-    if client is None:
-        raise RuntimeError(
-            "no Label Studio URL: set LABEL_STUDIO_URL or connect the backend in Label Studio (/setup)"
-        )
-    label_studio_id = store.label_studio_id(project)
-    project_info = client.get_json(f"/api/projects/{label_studio_id}")
-    project_info = project_info if isinstance(project_info, dict) else {}
-    wrong = store.mismatch(settings.model_dir, project, project_info.get("created_at"))
-    if wrong:
-        raise RuntimeError(wrong)
-    label_config = project_info.get("label_config") or store.load_connection(settings.model_dir, project).get("schema")
-    tasks = client.export_tasks(label_studio_id)
-    log.info("project %s: training on %d exported tasks", project, len(tasks))
-    progress = StatusProgress(settings.model_dir, project)
-    models = train_project(label_config, tasks, access.fetcher_for(project), settings.training, progress)
+    settings = project.settings
+    client = project.require_client()
+    project.label_studio_project()  # its label config as it is now; refuses another Label Studio's project
+    if project.config is None:
+        raise LabelStudioError(f"project {project.key}: Label Studio sends no label config and /setup kept none")
+    tasks = client.export_tasks(store.label_studio_id(project.key))
+    log.info("project %s: training on %d exported tasks", project.key, len(tasks))
+    progress = StatusProgress(settings.model_dir, project.key)
+    models = train_project(project.label_config, tasks, project.fetcher, settings.training, progress)
     for model in models:  # every epoch's scores, for the dashboard's training curve
         model.info["curve"] = progress.curves.get(model.target.from_name, [])
-    version = store.save(settings.model_dir, project, models, keep=settings.keep_versions)
-    log.info("project %s: trained version %s", project, version)
+    version = store.save(settings.model_dir, project.key, models, keep=settings.keep_versions)
+    log.info("project %s: trained version %s", project.key, version)
     return version
 
 
@@ -77,58 +71,61 @@ def _summary(model_dir: object, project: str, version: str) -> dict:
     return {"version": version, "trained_at": store.now(), "targets": targets}
 
 
-def _train_once(access: LabelStudioAccess, project: str) -> None:
+def _train_once(project: Project) -> None:
     """One training, its outcome recorded in the status (and counted) either way."""
+    model_dir = project.settings.model_dir
     metrics.training_started()
     started = time.monotonic()
     try:
-        version = run_training(access, project)
+        version = run_training(project)
     except shutdown.Interrupted:
         log.warning("project %s: training interrupted: the service is stopping; it runs again at the next start",
-                    project)
-        outcome = TrainingStatus.interrupt
+                    project.key)
+        store.update_status(model_dir, project.key, TrainingStatus.interrupt)
+        return
     except Exception as exc:  # any failure is recorded; the old model keeps serving
-        log.exception("project %s: training failed", project)
+        log.exception("project %s: training failed", project.key)
         metrics.training_ended(False, time.monotonic() - started)
         error = redact(f"{type(exc).__name__}: {exc}")
+        store.update_status(model_dir, project.key, lambda status: status.fail(error))
+        return
+    metrics.training_ended(True, time.monotonic() - started)
+    store.remember_training(model_dir, project.key, _summary(model_dir, project.key, version))
+    mode = project.settings.predict_after_training
 
-        def outcome(status: TrainingStatus) -> None:
-            status.state, status.last_error, status.failed_at = TrainingState.FAILED, error, store.now()
-            status.progress = None
-    else:
-        metrics.training_ended(True, time.monotonic() - started)
+    def succeeded(status: TrainingStatus) -> None:
+        status.succeed(version)
+        status.schedule_writeback(version, mode)
 
-        summary = _summary(access.settings.model_dir, project, version)
-        mode = access.settings.predict_after_training
-
-        def outcome(status: TrainingStatus) -> None:
-            status.state, status.version, status.last_error = TrainingState.IDLE, version, None
-            status.last_trained_at, status.progress = store.now(), None
-            status.remember(summary)
-            writeback.schedule(status, version, mode)
-
-    store.update_status(access.settings.model_dir, project, outcome)
+    store.update_status(model_dir, project.key, succeeded)
 
 
 def drain(project: str, access: LabelStudioAccess) -> None:
     """Train ``project`` until no request is pending, then write the newest version's predictions
     to Label Studio; returns at once if another process trains it."""
     model_dir = access.settings.model_dir
+    latest: list[Project] = []  # the last training's handle: the write-back reuses its client and project record
+
+    def claim() -> bool | None:
+        return (not shutdown.requested() and store.update_status(model_dir, project, TrainingStatus.claim)) or None
+
+    def train(_: bool) -> bool:
+        latest[:] = [Project(project, store.load_connection(model_dir, project).get("label_config"), access)]
+        _train_once(latest[0])
+        return True
+
+    def again() -> bool:  # a request that came while the lock was being released found it taken
+        return store.stored_status(model_dir, project).pending and not shutdown.requested()
+
     while not shutdown.requested():
         # A few tries: /status probes the same lock for an instant to tell a live
         # training from one whose process died, and must not make a request be lost.
-        with store.training_lock(model_dir, project, tries=10) as mine:
-            if not mine:
-                return
-            while not shutdown.requested() and store.update_status(model_dir, project, TrainingStatus.claim):
-                _train_once(access, project)
-        # A request that came while the lock was being released found it taken: look again
-        # (a stopping service leaves it for its next start).
-        if store.stored_status(model_dir, project).pending or shutdown.requested():
-            continue
+        drain_under_lock(lambda: store.training_lock(model_dir, project, tries=10), claim, train, again)
+        if shutdown.requested():  # a stopping service leaves the rest for its next start
+            return
         # Outside the training lock: a request arriving now trains at once in another
         # thread, or (one RQ worker) after the write-back stops at its next batch.
-        writeback.run(access, project)
+        writeback.run(access, project, latest[0] if latest else None)
         if not store.stored_status(model_dir, project).pending:
             return
 
@@ -169,18 +166,7 @@ class Scheduler:
         counting is one locked read-modify-write of the status file.
         """
         key = store.project_key(project)
-
-        def ask(status: TrainingStatus) -> bool:
-            status.events += 1
-            if status.events < every:
-                return False
-            status.requests, status.events = status.requests + 1, 0
-            status.last_request = {"reason": reason, "at": store.now()}
-            if status.state is not TrainingState.TRAINING:
-                status.state = TrainingState.QUEUED
-            return True
-
-        if not store.update_status(self.access.settings.model_dir, key, ask):
+        if not store.update_status(self.access.settings.model_dir, key, lambda s: s.request(reason, every)):
             return False
         self._start(key)
         return True

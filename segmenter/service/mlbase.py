@@ -6,7 +6,7 @@ config, ``setup()`` runs when Label Studio connects, ``predict(tasks,
 context)`` returns one prediction per task and ``fit(event, data)`` reacts to
 webhook events.  What outlives a request (settings, the model cache, the
 training scheduler) is the ``Runtime`` (``segmenter.service.runtime``) the app hands to
-every model object.
+every model object; the object's ``project`` is the request's ``Project`` handle.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ class LabelStudioMLBase(ABC):
         self.project_id = store.project_key(project_id)
         self.label_config = label_config or ""
         self.runtime = runtime
+        self.project = runtime.project(self.project_id, self.label_config)
         self.setup()
 
     @property

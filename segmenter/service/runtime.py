@@ -1,41 +1,52 @@
 """What outlives a request in a service process, built once by ``Runtime.start``.
 
-The settings, the model class Label Studio talks to, the in-memory model
-cache, the training scheduler and the Label Studio clients: ``create_app``
-takes this one object, and every per-request model object reaches the rest
-through it.
+The settings, the in-memory model cache, the training scheduler, the Label
+Studio clients and the dashboard's task views and task reads with their
+background threads: ``create_app`` keeps this one object in
+``app.extensions["segmenter"]``, and every request reaches the rest through
+it, so two runtimes in one process (tests, an embedding app) share nothing.
+What stays process-wide is what the process itself is: its Prometheus
+registry (``service.metrics``), its stop request (``segmenter.shutdown``),
+its torch device and its log filter of secrets.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
 from segmenter import store
 from segmenter.config import Settings, bootstrap
 from segmenter.labelstudio.access import LabelStudioAccess
+from segmenter.service.dashboard.chart_worker import ChartWorker
+from segmenter.service.dashboard.task_reads import TaskReads
+from segmenter.service.dashboard.task_view import TaskViews
 from segmenter.service.jobs import Scheduler
-
-if TYPE_CHECKING:
-    from segmenter.service.mlbase import LabelStudioMLBase
+from segmenter.service.project import Project
 
 
 @dataclass
 class Runtime:
-    """Process-wide services shared by the model objects of all requests."""
+    """Process-wide services shared by the requests of one app."""
 
     settings: Settings
-    model_class: type[LabelStudioMLBase]
     cache: store.ModelCache
     access: LabelStudioAccess
     scheduler: Scheduler
+    chart_worker: ChartWorker
+    task_views: TaskViews = field(default_factory=TaskViews)
+    task_reads: TaskReads = field(default_factory=TaskReads)
 
     @classmethod
-    def start(cls, settings: Settings, model_class: type[LabelStudioMLBase]) -> Runtime:
+    def start(cls, settings: Settings) -> Runtime:
         """Bootstrap this process for ``settings`` and build its services."""
         bootstrap(settings)
         access = LabelStudioAccess(settings)
         cache = store.ModelCache(settings.model_dir, settings.model_cache_size)
         scheduler = Scheduler(access)
         scheduler.resume()  # write-backs of predictions a previous process left unfinished
-        return cls(settings, model_class, cache, access, scheduler)
+        # Half the request threads at most wait for charts: the others stay free for Label Studio.
+        return cls(settings, cache, access, scheduler, ChartWorker(waiting=settings.threads // 2))
+
+    def project(self, key: str, label_config: str | None = None) -> Project:
+        """The handle of one stored project for one request, with the label config it came with."""
+        return Project(key, label_config, self.access, self.cache)

@@ -5,7 +5,8 @@ Layout::
     model_project_{id}/v{N}-{UTC time}.pt     weights + metadata of every target   (models)
     model_project_{id}/v{N}-{UTC time}.json   the same metadata, readable twin     (models)
     model_project_{id}/broken/                model files that did not load         (models)
-    model_project_{id}/status.json            the TrainingStatus                    (records)
+    model_project_{id}/status.json            the TrainingStatus                    (records, status)
+    model_project_{id}/history.jsonl          one line per successful training, appended (records)
     model_project_{id}/connection.json        what /setup said, owner-only          (records)
     model_project_{id}/status.lock, train.lock, writeback.lock  locks shared by all processes (records)
     model_project_{id}/task_views/{version}/task_{id}.npz  a predicted task, reduced for the dashboard  (task_views)
@@ -15,9 +16,10 @@ Layout::
 
 ``layout`` parses project ids and names the folders, ``identity`` tells which
 folder a request's project is (two Label Studios' project 1 never share one),
-``files`` writes without ever exposing half a file, ``models`` keeps the versions, ``records`` the
-status and connection, ``task_views`` the dashboard's reduced view of each
-predicted task, ``chart_images`` the charts drawn of each version.  Callers import from ``segmenter.store`` only.
+``files`` writes without ever exposing half a file, ``models`` keeps the versions,
+``records`` the status (its types and transitions: ``status``), the history and the
+connection, ``task_views`` the dashboard's reduced view of each predicted task,
+``chart_images`` the charts drawn of each version.  Callers import from ``segmenter.store`` only.
 """
 
 from segmenter.store.chart_images import load_chart, save_chart
@@ -38,12 +40,11 @@ from segmenter.store.models import (
     versions,
 )
 from segmenter.store.records import (
-    TrainingState,
-    TrainingStatus,
+    history,
     load_connection,
-    now,
     queue,
     read_status,
+    remember_training,
     report,
     save_connection,
     stored_status,
@@ -51,13 +52,14 @@ from segmenter.store.records import (
     update_status,
     writeback_lock,
 )
+from segmenter.store.status import TrainingState, TrainingStatus, WritebackState, WritebackStatus, now
 from segmenter.store.task_views import load_view, save_view
 
 __all__ = [
     "BROKEN_DIR", "INITIAL_VERSION", "ModelCache", "StorageError", "TrainingState", "TrainingStatus",
-    "atomic_write", "broken", "created_epoch", "label_studio_id", "latest_version", "load", "load_chart",
-    "load_connection", "load_view", "metadata", "mismatch", "now", "project_dir", "project_key", "projects", "queue",
-    "read_json", "read_status", "report", "resolve", "save", "save_chart", "save_connection", "save_view",
-    "served_versions", "stored_status", "tidy", "training_lock", "update_status", "versions", "write_json",
-    "writeback_lock",
+    "WritebackState", "WritebackStatus", "atomic_write", "broken", "created_epoch", "history", "label_studio_id",
+    "latest_version", "load", "load_chart", "load_connection", "load_view", "metadata", "mismatch", "now",
+    "project_dir", "project_key", "projects", "queue", "read_json", "read_status", "remember_training", "report",
+    "resolve", "save", "save_chart", "save_connection", "save_view", "served_versions", "stored_status", "tidy",
+    "training_lock", "update_status", "versions", "write_json", "writeback_lock",
 ]

@@ -1,117 +1,34 @@
-"""A project's records beside its models: its training status, what ``/setup`` said,
-and the locks every process sharing MODEL_DIR respects.
+"""A project's records beside its models: its training status, its history of trainings, what
+``/setup`` said, and the locks every process sharing MODEL_DIR respects.
 
-``status.json`` holds a ``TrainingStatus`` (with the state of the write-back of
-predictions after a training); it is read and written here only,
-through ``update_status`` (a read-modify-write under ``status.lock``, whose
-change function may return a result to the caller) and ``read_status`` (which
-also tells a training whose process died from a live one by probing
-``train.lock``).  ``connection.json`` holds what ``/setup`` sent, owner-only.
+``status.json`` holds a ``TrainingStatus`` (``store.status``: the types and their
+transitions); it is read and written here only, through ``update_status`` (a
+read-modify-write under ``status.lock``, whose change function may return a
+result to the caller) and ``read_status`` (which also tells a training or a
+write-back whose process died from a live one by probing its lock).
+``history.jsonl`` gets one line per successful training, appended, never
+rewritten.  ``connection.json`` holds what ``/setup`` sent, owner-only.
 """
 
 from __future__ import annotations
 
-import time
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields
-from enum import StrEnum
 from pathlib import Path
 from typing import TypeVar
 
-from segmenter.store.files import flock, read_json, write_json
+from segmenter.store.files import StorageError, flock, read_json, write_json
 from segmenter.store.identity import belongs_to
 from segmenter.store.layout import project_dir, project_key
 from segmenter.store.models import INITIAL_VERSION, broken, latest_version, metadata
+from segmenter.store.status import TrainingState, TrainingStatus, WritebackState
 
 STATUS_FILE = "status.json"
+HISTORY_FILE = "history.jsonl"
 CONNECTION_FILE = "connection.json"
-INTERRUPTED = "training was interrupted: the process running it ended"
-STOPPED = "training was interrupted: the service stopped; it runs again at the next start"
-# A write-back is "running" only while its writer holds writeback.lock (it goes back to
-# "pending" when it stops for a training): one found running with the lock free had its process end.
-WRITEBACK_RUNNING, WRITEBACK_INTERRUPTED = "running", "interrupted"
+HISTORY_SHOWN = 500  # newest trainings /status and the dashboard show
 T = TypeVar("T")
-
-
-class TrainingState(StrEnum):
-    """Where a project's training stands."""
-
-    IDLE = "idle"
-    QUEUED = "queued"
-    TRAINING = "training"
-    FAILED = "failed"
-    INTERRUPTED = "interrupted"  # its process stopped it (SIGTERM); it runs again at the next start
-
-
-def now() -> str:
-    """The current UTC time as the records write it."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-@dataclass
-class TrainingStatus:
-    """The content of ``status.json``: requests counted, the training they started, its outcome."""
-
-    state: TrainingState = TrainingState.IDLE
-    events: int = 0  # annotation events since the last one that counted as a request
-    requests: int = 0  # training requests counted so far
-    started_request: int = 0  # the request the latest training started for
-    last_request: dict | None = None  # {"reason": event, "at": time}
-    started_at: str | None = None
-    version: str | None = None  # made by the latest successful training
-    last_trained_at: str | None = None
-    last_error: str | None = None
-    failed_at: str | None = None
-    progress: dict | None = None  # while training: epoch, best scores, time (segmenter.service.progress)
-    history: list = field(default_factory=list)  # one entry per successful training, oldest first
-    writeback: dict | None = None  # the newest version's predictions written back (labelstudio.writeback)
-
-    def remember(self, entry: dict, keep: int = 500) -> None:
-        """Add a successful training's summary to ``history`` (the newest ``keep`` are kept)."""
-        self.history = [*self.history, entry][-keep:]
-
-    @property
-    def pending(self) -> bool:
-        """Whether a request came after the latest training started."""
-        return self.requests > self.started_request
-
-    def claim(self) -> bool:
-        """Start training for the pending requests, if any; returns whether there were some."""
-        if not self.pending:
-            return False
-        self.state, self.started_request, self.started_at = TrainingState.TRAINING, self.requests, now()
-        self.progress = None
-        return True
-
-    def interrupt(self) -> None:
-        """The running training ends unfinished because the service stops: its request is pending
-        again, for the next start to run it (``Scheduler.resume``)."""
-        self.state, self.last_error, self.progress = TrainingState.INTERRUPTED, STOPPED, None
-        self.started_request = min(self.started_request, self.requests - 1)
-
-    @property
-    def left_waiting(self) -> bool:
-        """Whether a training request waits with no process working on it once the service
-        restarts: a training its service stopped, or a request queued as it stopped."""
-        return self.pending and self.state in (TrainingState.INTERRUPTED, TrainingState.QUEUED)
-
-    def to_json(self) -> dict:
-        return {**asdict(self), "state": self.state.value}
-
-    @classmethod
-    def from_json(cls, data: object) -> TrainingStatus:
-        """The status stored as ``data``; unknown keys and bad values fall back to the defaults."""
-        data = data if isinstance(data, dict) else {}
-        known = {f.name for f in fields(cls)} - {"state"}
-        status = cls(**{k: v for k, v in data.items() if k in known})
-        try:
-            status.state = TrainingState(data.get("state", "idle"))
-        except ValueError:
-            status.state = TrainingState.IDLE
-        if not isinstance(status.writeback, dict):
-            status.writeback = None
-        return status
 
 
 def _status_path(model_dir: Path, project: str) -> Path:
@@ -127,10 +44,46 @@ def update_status(model_dir: Path, project: object, change: Callable[[TrainingSt
     """Apply ``change`` to the project's status under a lock shared by all processes; returns its result."""
     key = project_key(project)
     with flock(project_dir(model_dir, key) / "status.lock"):
-        status = stored_status(model_dir, key)
+        raw = read_json(_status_path(model_dir, key))
+        if isinstance(raw, dict) and isinstance(raw.get("history"), list):
+            _append_history(model_dir, key, raw["history"])  # kept in status.json before history.jsonl
+        status = TrainingStatus.from_json(raw)
         result = change(status)
         write_json(_status_path(model_dir, key), status.to_json(), durable=False)
     return result
+
+
+def _append_history(model_dir: Path, key: str, entries: list[dict]) -> None:
+    lines = "".join(json.dumps(e, sort_keys=True) + "\n" for e in entries)
+    try:
+        with open(project_dir(model_dir, key) / HISTORY_FILE, "a", encoding="utf-8") as f:
+            f.write(lines)
+            f.flush()
+    except OSError as exc:
+        raise StorageError(f"cannot record the training history of project {key}: {exc}") from exc
+
+
+def remember_training(model_dir: Path, project: object, summary: dict) -> None:
+    """Append one successful training's summary to the project's history (``history.jsonl``)."""
+    _append_history(model_dir, project_key(project), [summary])
+
+
+def history(model_dir: Path, project: object, newest: int = HISTORY_SHOWN) -> list[dict]:
+    """The newest ``newest`` training summaries, oldest first (a torn last line, from a full disk, is skipped)."""
+    key = project_key(project)
+    path = project_dir(model_dir, key) / HISTORY_FILE
+    legacy = read_json(_status_path(model_dir, key), {})
+    entries = list(legacy.get("history") or []) if isinstance(legacy, dict) else []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    entries.append(json.loads(line))
+                except ValueError:
+                    continue
+    except FileNotFoundError:
+        pass
+    return [e for e in entries if isinstance(e, dict)][-newest:]
 
 
 @contextmanager
@@ -162,14 +115,14 @@ def read_status(model_dir: Path, project: object) -> TrainingStatus:
             if free:
                 status = stored_status(model_dir, key)
                 if status.state is TrainingState.TRAINING:
-                    status.state, status.last_error = TrainingState.FAILED, INTERRUPTED
-                    status.progress = None
-    if (status.writeback or {}).get("state") == WRITEBACK_RUNNING:
+                    status.died()
+    if status.writeback is not None and status.writeback.state is WritebackState.RUNNING:
         with writeback_lock(model_dir, key) as free:
             if free:
-                fresh = stored_status(model_dir, key).writeback or {}
-                if fresh.get("state") == WRITEBACK_RUNNING:
-                    status.writeback = {**fresh, "state": WRITEBACK_INTERRUPTED}
+                fresh = stored_status(model_dir, key).writeback
+                if fresh is not None and fresh.state is WritebackState.RUNNING:
+                    fresh.state = WritebackState.INTERRUPTED
+                    status.writeback = fresh
     return status
 
 
@@ -188,7 +141,7 @@ def queue(model_dir: Path, projects: list[str]) -> list[dict]:
 def report(model_dir: Path, project: object) -> dict:
     """What ``/status`` shows of a project: its status, the version served, its models' records."""
     key = project_key(project)
-    out = read_status(model_dir, key).to_json()
+    out = {**read_status(model_dir, key).to_json(), "history": history(model_dir, key)}
     version = latest_version(model_dir, key)
     out.update(project=key, model_version=version, label_studio_project=belongs_to(model_dir, key))
     set_aside = broken(model_dir, key)
@@ -212,6 +165,11 @@ def save_connection(model_dir: Path, project: object, connection: dict) -> None:
 
 
 def load_connection(model_dir: Path, project: object) -> dict:
-    """What ``/setup`` said for the project ({} if it never came)."""
+    """What ``/setup`` said for the project ({} if it never came); the label config last seen is its
+    ``label_config`` (files written before this name called it ``schema``, as ``/setup``'s body does)."""
     found = read_json(project_dir(model_dir, project) / CONNECTION_FILE, {})
-    return found if isinstance(found, dict) else {}
+    if not isinstance(found, dict):
+        return {}
+    if "schema" in found:
+        found.setdefault("label_config", found.pop("schema"))
+    return found

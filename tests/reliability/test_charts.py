@@ -20,7 +20,10 @@ from matplotlib.backends.backend_agg import RendererAgg
 from harness import synthetic
 from harness.many_labels import model_dir_with_labels
 from harness.processes import start_backend
+from segmenter.service.dashboard.task_view import TaskViews
 from tests.test_server import CONFIG, add_recordings, backend, fake_ls, trained_project  # noqa: F401  (fixtures)
+
+VIEWS = TaskViews()  # a runtime's task views, shared by this module's calls as one process's are
 
 PNG = b"\x89PNG\r\n\x1a\n"
 THREADS = 2  # gunicorn's request threads in the load test
@@ -178,7 +181,6 @@ class CountingFetcher:
 def test_concurrent_first_looks_at_one_task_compute_it_once(tmp_path):
     from segmenter.config import TrainingSettings
     from segmenter.learning.training import train_project
-    from segmenter.service.dashboard import task_view
 
     tasks, files = synthetic.annotated_tasks(2, 600, seed=4)
     [model] = train_project(synthetic.label_config(), tasks, files, TrainingSettings(epochs=1, patience=1))
@@ -187,7 +189,7 @@ def test_concurrent_first_looks_at_one_task_compute_it_once(tmp_path):
 
     def look() -> None:
         start.wait()
-        views.append(task_view.view("1", "v1-20260101T000000Z", {**tasks[0], "id": 71}, [model], fetcher))
+        views.append(VIEWS.view("1", "v1-20260101T000000Z", {**tasks[0], "id": 71}, [model], fetcher))
 
     lookers = [threading.Thread(target=look) for _ in range(4)]
     for thread in lookers:

@@ -131,8 +131,8 @@ def service(tmp_path):
 
     def start(model_dir=None, **changes):
         base = Settings(model_dir=Path(model_dir or tmp_path / "models"), cache_dir=tmp_path / "cache", training=TINY)
-        runtime = Runtime.start(replace(base, **changes), TimeSeriesSegmenter)
-        ctx = serve(create_app(runtime))
+        runtime = Runtime.start(replace(base, **changes))
+        ctx = serve(create_app(runtime, TimeSeriesSegmenter))
         running.append((runtime, ctx))
         return Client(ctx.__enter__(), runtime.settings.model_dir)
 

@@ -173,7 +173,7 @@ def test_flask_alone_answers_the_same_413(tmp_path):
     """The development server path (python _wsgi.py) has the same limit and answer."""
     settings = replace(Settings(model_dir=tmp_path / "models", cache_dir=tmp_path / "cache"),
                        max_request_mb=LIMIT_MB)
-    client = create_app(Runtime.start(settings, TimeSeriesSegmenter)).test_client()
+    client = create_app(Runtime.start(settings), TimeSeriesSegmenter).test_client()
     response = client.post("/predict", data=b"x" * (LIMIT_MB * 2**20 + 1), content_type="application/json")
     assert_too_large(response.status_code, response.get_json())
 

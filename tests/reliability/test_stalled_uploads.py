@@ -223,7 +223,7 @@ def test_non_ascii_password_is_checked_not_a_500(tmp_path):
     """The one credential check (segmenter.service.auth) compares bytes: a non-ASCII password works."""
     settings = replace(Settings(model_dir=tmp_path / "models", cache_dir=tmp_path / "cache"),
                        basic_auth_user="ml", basic_auth_pass="pässwörd")
-    client = create_app(Runtime.start(settings, TimeSeriesSegmenter)).test_client()
+    client = create_app(Runtime.start(settings), TimeSeriesSegmenter).test_client()
 
     def health(credentials: bytes):
         return client.get("/health", headers={"Authorization": "Basic " + base64.b64encode(credentials).decode()})

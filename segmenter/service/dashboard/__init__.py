@@ -1,5 +1,2 @@
-"""The dashboard for people: pages, charts drawn off Label Studio's threads, task views."""
-
-from segmenter.service.dashboard.pages import blueprint
-
-__all__ = ["blueprint"]
+"""The dashboard for people: its pages (``pages.blueprint``), charts drawn off Label Studio's threads
+(``chart_worker``), task views reduced for drawing and tasks read for a page."""

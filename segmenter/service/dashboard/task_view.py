@@ -25,12 +25,12 @@ import logging
 import queue
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from cachetools import LRUCache
 
 from segmenter import store
 from segmenter.learning.trained_model import TrainedModel
@@ -44,12 +44,7 @@ log = logging.getLogger(__name__)
 
 POINTS = 2000
 PENDING = 4  # predicted tasks waiting to be reduced and stored; more are dropped (computed when looked at)
-_CACHED = 8
-_views: OrderedDict[tuple, list] = OrderedDict()
-_lock = threading.Lock()
-_pending: queue.Queue = queue.Queue(PENDING)
-_writer: threading.Thread | None = None
-_computing = SingleFlight()
+CACHED = 8  # assembled views kept in memory
 _REDUCED = ("x", "low", "high", "predicted", "probabilities", "time")
 
 # A model, the series it predicted, its per-row probabilities, the project's settings for its target (if any)
@@ -190,100 +185,103 @@ def fingerprint(project: str, version: str, task: dict, models: list[TrainedMode
     return _digest(_key(project, version, task, models, points, settings or {}))
 
 
-def view(project: str, version: str, task: dict, models: list[TrainedModel], fetcher: Fetcher,
-         points: int = POINTS, model_dir: Path | None = None,
-         settings: dict[str, ProjectSettings] | None = None) -> list[TaskView]:
-    """The task's view for every target of the served models, cleaned up with the project's ``settings``.
+class TaskViews:
+    """A runtime's task views: the assembled views in memory, the predicted tasks waiting to be
+    reduced and stored, and the one background thread that stores them."""
 
-    With ``model_dir``, the view ``/predict`` stored is used when there is one,
-    and a computed one is stored for every process.  Kept in memory while the
-    task, its annotation, the settings and the version are unchanged; computed
-    once however many ask for it at the same time.
-    """
-    settings = settings or {}
-    key = _key(project, version, task, models, points, settings)
-    with _lock:
-        found = _views.get(key)
+    def __init__(self, cached: int = CACHED, pending: int = PENDING) -> None:
+        self._views: LRUCache[tuple, list[TaskView]] = LRUCache(maxsize=cached)
+        self._lock = threading.Lock()
+        self._pending: queue.Queue = queue.Queue(pending)
+        self._writer: threading.Thread | None = None
+        self._computing = SingleFlight()
+
+    def view(self, project: str, version: str, task: dict, models: list[TrainedModel], fetcher: Fetcher,
+             points: int = POINTS, model_dir: Path | None = None,
+             settings: dict[str, ProjectSettings] | None = None) -> list[TaskView]:
+        """The task's view for every target of the served models, cleaned up with the project's ``settings``.
+
+        With ``model_dir``, the view ``/predict`` stored is used when there is one,
+        and a computed one is stored for every process.  Kept in memory while the
+        task, its annotation, the settings and the version are unchanged; computed
+        once however many ask for it at the same time.
+        """
+        settings = settings or {}
+        key = _key(project, version, task, models, points, settings)
+        with self._lock:
+            found = self._views.get(key)
         if found is not None:
-            _views.move_to_end(key)
             return found
-    return _computing.run(key, lambda: _compute(key, project, version, task, models, fetcher, points, model_dir,
-                                                settings))
+        return self._computing.run(key, lambda: self._compute(key, project, version, task, models, fetcher, points,
+                                                              model_dir, settings))
 
+    def _compute(self, key: tuple, project: str, version: str, task: dict, models: list[TrainedModel],
+                 fetcher: Fetcher, points: int, model_dir: Path | None,
+                 settings: dict[str, ProjectSettings]) -> list[TaskView]:
+        """``view``'s work when the view is not in memory: read the stored one or compute it, then keep it."""
+        parts = _stored(model_dir, project, version, task, models, points, settings) if model_dir else None
+        if parts is None:
+            parts = []
+            for model in models:
+                series = read_task_series(task, model.target, fetcher)
+                own = settings.get(model.target.from_name)
+                parts.append((model, reduce_prediction(model, series, model.probabilities(series), own, points),
+                              series.time_kind))
+            if model_dir is not None and isinstance(task.get("id"), int):
+                try:
+                    _store(model_dir, project, version, task, parts, points, settings)
+                except OSError as exc:  # a full disk: the view is still served, only not kept
+                    log.warning("project %s: task %s view not stored: %s", project, task.get("id"), exc)
+        annotation = choose_annotation(task)
+        out = [_assemble(model, reduced, kind, task, annotation) for model, reduced, kind in parts]
+        with self._lock:
+            self._views[key] = out
+        return out
 
-def _compute(key: tuple, project: str, version: str, task: dict, models: list[TrainedModel], fetcher: Fetcher,
-             points: int, model_dir: Path | None, settings: dict[str, ProjectSettings]) -> list[TaskView]:
-    """``view``'s work when the view is not in memory: read the stored one or compute it, then keep it."""
-    parts = _stored(model_dir, project, version, task, models, points, settings) if model_dir is not None else None
-    if parts is None:
-        parts = []
-        for model in models:
-            series = read_task_series(task, model.target, fetcher)
-            own = settings.get(model.target.from_name)
-            parts.append((model, reduce_prediction(model, series, model.probabilities(series), own, points),
-                          series.time_kind))
-        if model_dir is not None and isinstance(task.get("id"), int):
+    def keeper(self, model_dir: Path, project: str, version: str) -> Callable[[dict, list[Part]], None]:
+        """What ``/predict`` calls with each predicted task: queue it to be reduced and stored in the background.
+
+        Only references are queued (no copy, no reduction on the request's
+        thread); a full queue drops the task, whose view is then computed when
+        someone looks at it.
+        """
+        def keep(task: dict, parts: list[Part]) -> None:
+            if not parts or not isinstance(task.get("id"), int):
+                return
+            self._start_writer()
             try:
-                _store(model_dir, project, version, task, parts, points, settings)
-            except OSError as exc:  # a full disk: the view is still served, only not kept
+                self._pending.put_nowait((Path(model_dir), project, version, task, parts))
+            except queue.Full:
+                log.debug("project %s: task %s view not stored (writer busy)", project, task.get("id"))
+
+        return keep
+
+    def _start_writer(self) -> None:
+        with self._lock:
+            if self._writer is None or not self._writer.is_alive():
+                self._writer = threading.Thread(target=self._write_views, name="task-views", daemon=True)
+                self._writer.start()
+
+    def _write_views(self) -> None:
+        """The background thread: reduce each predicted task and store its view; a failure costs only that view."""
+        while True:
+            model_dir, project, version, task, parts = self._pending.get()
+            try:
+                reduced = [
+                    (m, reduce_prediction(m, series, probs, own), series.time_kind) for m, series, probs, own in parts
+                ]
+                settings = {m.target.from_name: own for m, _, _, own in parts if own is not None}
+                _store(model_dir, project, version, task, reduced, POINTS, settings)
+            except Exception as exc:  # a full disk, a removed folder: the dashboard computes the view instead
                 log.warning("project %s: task %s view not stored: %s", project, task.get("id"), exc)
-    annotation = choose_annotation(task)
-    out = [_assemble(model, reduced, kind, task, annotation) for model, reduced, kind in parts]
-    with _lock:
-        _views[key] = out
-        while len(_views) > _CACHED:
-            _views.popitem(last=False)
-    return out
+            finally:
+                self._pending.task_done()
 
-
-def keeper(model_dir: Path, project: str, version: str) -> Callable[[dict, list[Part]], None]:
-    """What ``/predict`` calls with each predicted task: queue it to be reduced and stored in the background.
-
-    Only references are queued (no copy, no reduction on the request's
-    thread); a full queue drops the task, whose view is then computed when
-    someone looks at it.
-    """
-    def keep(task: dict, parts: list[Part]) -> None:
-        if not parts or not isinstance(task.get("id"), int):
-            return
-        _start_writer()
-        try:
-            _pending.put_nowait((Path(model_dir), project, version, task, parts))
-        except queue.Full:
-            log.debug("project %s: task %s view not stored (writer busy)", project, task.get("id"))
-
-    return keep
-
-
-def _start_writer() -> None:
-    global _writer
-    with _lock:
-        if _writer is None or not _writer.is_alive():
-            _writer = threading.Thread(target=_write_views, name="task-views", daemon=True)
-            _writer.start()
-
-
-def _write_views() -> None:
-    """The background thread: reduce each predicted task and store its view; a failure costs only that view."""
-    while True:
-        model_dir, project, version, task, parts = _pending.get()
-        try:
-            reduced = [
-                (m, reduce_prediction(m, series, probs, own), series.time_kind) for m, series, probs, own in parts
-            ]
-            settings = {m.target.from_name: own for m, _, _, own in parts if own is not None}
-            _store(model_dir, project, version, task, reduced, POINTS, settings)
-        except Exception as exc:  # a full disk, a removed folder: the dashboard computes the view instead
-            log.warning("project %s: task %s view not stored: %s", project, task.get("id"), exc)
-        finally:
-            _pending.task_done()
-
-
-def flush(timeout: float = 10.0) -> bool:
-    """Wait until every queued view is stored (tests, benchmarks); False if still busy after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while _pending.unfinished_tasks:
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every queued view is stored (tests, benchmarks); False if still busy after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while self._pending.unfinished_tasks:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+        return True

@@ -24,41 +24,29 @@ in Label Studio (Retrieve Predictions keeps them too).
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
 import time
 from dataclasses import dataclass
-from enum import StrEnum
 
 from segmenter import shutdown, store
 from segmenter.labelstudio.access import LabelStudioAccess
 from segmenter.labelstudio.client import Backoff, LabelStudioClient, LabelStudioError
-from segmenter.learning.inference import fitting_models, predict_task
+from segmenter.learning.inference import predict_task
 from segmenter.learning.trained_model import TrainedModel
-from segmenter.reading.project_settings import ProjectSettings, read_settings
+from segmenter.reading.project_settings import ProjectSettings
 from segmenter.reading.task_series import Fetcher
 from segmenter.redaction import redact
+from segmenter.service.draining import drain
+from segmenter.service.project import Project
 from segmenter.store import TrainingStatus
+from segmenter.store.status import Step
 
 log = logging.getLogger(__name__)
 
 OFF = "off"
 ALL = "all"
 UNLABELLED = "unlabelled"
-
-
-class WritebackState(StrEnum):
-    """Where a version's write-back stands."""
-
-    PENDING = "pending"  # scheduled, not started
-    RUNNING = "running"  # started; resumes after the last task written
-    DONE = "done"
-    FAILED = "failed"
-    SUPERSEDED = "superseded"  # a newer version was trained before it finished
-
-
-UNFINISHED = (WritebackState.PENDING.value, WritebackState.RUNNING.value)
 OUR_VERSION = re.compile(r"^v\d+-[0-9TZ]+$")  # as segmenter.store names versions
 # How many times one batch is sent again without the tasks deleted meanwhile before its 400 counts as a failure.
 GONE_ROUNDS = 5
@@ -67,20 +55,12 @@ GONE_ROUNDS = 5
 def schedule(status: TrainingStatus, version: str, mode: str) -> None:
     """Plan the write-back of ``version`` in ``status`` (in the same update that records the
     training), replacing any unfinished one of an older version; nothing when ``mode`` is off."""
-    previous = status.writeback or {}
-    if mode == OFF:
-        if previous.get("state") in UNFINISHED:
-            status.writeback = {**previous, "state": WritebackState.SUPERSEDED.value, "finished_at": store.now()}
-        return
-    status.writeback = {
-        "version": version, "mode": mode, "state": WritebackState.PENDING.value, "after": 0,
-        "total": None, "seen": 0, "written": 0, "started_at": None, "finished_at": None, "last_error": None,
-    }
+    status.schedule_writeback(version, mode)
 
 
 def unfinished(status: TrainingStatus) -> bool:
     """Whether a write-back waits to be started or resumed."""
-    return (status.writeback or {}).get("state") in UNFINISHED
+    return status.writeback_unfinished
 
 
 def unlabelled(task: dict) -> bool:
@@ -107,30 +87,29 @@ class _Job:
     seen: int
 
 
-def run(access: LabelStudioAccess, project: str) -> None:
+def run(access: LabelStudioAccess, project: str, handle: Project | None = None) -> None:
     """Write the project's unfinished write-back, if any, and any that a newer training schedules
     meanwhile; returns at once if another thread or process is writing it, and between batches
-    when a training request is pending."""
+    when a training request is pending.  ``handle``: the training job's, whose Label Studio
+    client and project record it reuses."""
     model_dir = access.settings.model_dir
-    while True:
-        with store.writeback_lock(model_dir, project, tries=10) as mine:
-            if not mine:
-                return
-            while (job := _claim(model_dir, project)) is not None:
-                if not _write(access, project, job):
-                    store.update_status(model_dir, project, functools.partial(_pause, version=job.version))
-                    return
-        # A training that ended while the lock was being released found it taken: look again.
+
+    def again() -> bool:  # a training that ended while the lock was being released found it taken
         status = store.stored_status(model_dir, project)
-        if status.pending or not unfinished(status):
-            return
+        return not status.pending and status.writeback_unfinished
+
+    def write(job: _Job) -> bool:
+        if _write(handle or Project(project, None, access), job):
+            return True
+        store.update_status(model_dir, project, lambda s: s.writeback.pause() if _is(s, job.version) else None)
+        return False
+
+    drain(lambda: store.writeback_lock(model_dir, project, tries=10), lambda: _claim(model_dir, project), write,
+          again)
 
 
-def _pause(status: TrainingStatus, version: str) -> None:
-    """Back to pending while a training goes first: "running" means a writer holds the lock."""
-    wb = status.writeback or {}
-    if wb.get("version") == version and wb.get("state") == WritebackState.RUNNING.value:
-        wb["state"] = WritebackState.PENDING.value
+def _is(status: TrainingStatus, version: str) -> bool:
+    return status.writeback is not None and status.writeback.version == version
 
 
 def _claim(model_dir: object, project: str) -> _Job | None:
@@ -140,81 +119,62 @@ def _claim(model_dir: object, project: str) -> _Job | None:
 
     def claim(status: TrainingStatus) -> _Job | None:
         wb = status.writeback
-        if not unfinished(status) or status.pending:
+        if not status.writeback_unfinished or status.pending:
             return None
-        if wb.get("version") != newest:  # its models were replaced or set aside
-            wb.update(state=WritebackState.SUPERSEDED.value, finished_at=store.now())
+        if wb.version != newest:  # its models were replaced or set aside
+            wb.supersede()
             return None
-        wb.update(state=WritebackState.RUNNING.value, started_at=wb.get("started_at") or store.now())
-        return _Job(wb["version"], wb.get("mode", UNLABELLED), int(wb.get("after") or 0), int(wb.get("seen") or 0))
+        wb.start()
+        return _Job(wb.version, wb.mode, wb.after, wb.seen)
 
     return store.update_status(model_dir, project, claim)
 
 
-def _write(access: LabelStudioAccess, project: str, job: _Job) -> bool:
+def _write(project: Project, job: _Job) -> bool:
     """Write ``job`` batch by batch; returns whether to look for more work (False: a training is
     pending).  Any failure is recorded in the status, never raised."""
-    settings, model_dir = access.settings, access.settings.model_dir
+    settings, model_dir, key = project.settings, project.settings.model_dir, project.key
     try:
-        client = access.client_for(project)
-        if client is None:
-            raise LabelStudioError("no Label Studio URL: set LABEL_STUDIO_URL or connect the backend in Label Studio")
-        label_studio_id = store.label_studio_id(project)
+        client = project.require_client()
+        label_studio_id = store.label_studio_id(key)
         backoff = Backoff(settings.predict_retries, settings.predict_retry_wait)
-        info = backoff.call(f"reading project {project}", lambda: client.get_json(f"/api/projects/{label_studio_id}"))
-        info = info if isinstance(info, dict) else {}
-        wrong = store.mismatch(model_dir, project, info.get("created_at"))
-        if wrong:
-            raise LabelStudioError(wrong)
-        label_config = info.get("label_config")
-        models: list[TrainedModel] = store.load(model_dir, project, job.version)
-        cleanup: dict[str, ProjectSettings] = {}
-        if label_config:  # the models that fit the config, cleaned up with its model_* settings, as /predict does
-            models = fitting_models(models, label_config)
-            cleanup = read_settings(label_config, settings.training)
-        fetcher = access.fetcher_for(project)
+        info = project.label_studio_project(backoff)
+        # The models that fit the config Label Studio has now, cleaned up with its model_* settings, as /predict does.
+        models: list[TrainedModel] = project.models_of(job.version)
         current = info.get("model_version")
-        log.info("project %s: writing predictions of %s (%s tasks) after task %d",
-                 project, job.version, job.mode, job.after)
+        log.info("project %s: writing predictions of %s (%s tasks) after task %d", key, job.version, job.mode,
+                 job.after)
         while True:
             tasks, above = backoff.call(
-                f"listing the tasks of project {project}",
+                f"listing the tasks of project {key}",
                 lambda: client.tasks_page(label_studio_id, 1, settings.predict_batch_size, after=job.after),
             )
             chosen = [t for t in tasks if (job.mode == ALL or unlabelled(t)) and not has_version(t, job.version)]
             written = 0
-            batch = _predictions(models, chosen, fetcher, job.version, cleanup) if models else []
+            batch = _predictions(models, chosen, project.fetcher, job.version, project.project_settings) \
+                if models else []
             if batch:
                 written = _import(client, label_studio_id, batch, job.version, backoff)
             job.after = max([job.after, *(t["id"] for t in tasks)])
             job.seen += len(tasks)
             last = len(tasks) >= above  # nothing after this page: no further request, no pause
-            step = _advance(model_dir, project, job, written, job.seen + above - len(tasks), done=last)
-            if step == "done":
-                _point_project(client, project, job.version, current, backoff)
-            if step in ("done", "superseded"):
+            step = _advance(model_dir, key, job, written, job.seen + above - len(tasks), done=last)
+            if step is Step.DONE:
+                _point_project(client, key, job.version, current, backoff)
+            if step in (Step.DONE, Step.SUPERSEDED):
                 return True
-            if step == "go on":
+            if step is Step.GO_ON:
                 time.sleep(settings.predict_batch_pause)
-            if step == "yield" or store.stored_status(model_dir, project).pending:
-                log.info("project %s: write-back of %s yields to a training request", project, job.version)
+            if step is Step.YIELD or store.stored_status(model_dir, key).pending:
+                log.info("project %s: write-back of %s yields to a training request", key, job.version)
                 return False
             if shutdown.requested():  # pending again; the next start resumes it (Scheduler.resume)
-                log.info("project %s: write-back of %s stops with the service", project, job.version)
+                log.info("project %s: write-back of %s stops with the service", key, job.version)
                 return False
     except Exception as exc:  # Label Studio down, bad models: recorded; the training stays good
-        log.exception("project %s: writing the predictions of %s failed", project, job.version)
+        log.exception("project %s: writing the predictions of %s failed", key, job.version)
         error = redact(f"{type(exc).__name__}: {exc}")
-
-        def failed(status: TrainingStatus) -> None:
-            wb = status.writeback or {}
-            if wb.get("version") != job.version:
-                return
-            if wb.get("state") == WritebackState.RUNNING.value:
-                wb.update(state=WritebackState.FAILED.value, finished_at=store.now())
-            wb["last_error"] = error  # a done write-back whose project could not be pointed at it
-
-        store.update_status(model_dir, project, failed)
+        store.update_status(model_dir, key, lambda s: s.writeback.fail(error) if _is(s, job.version) else None)
         return True
 
 
@@ -311,19 +271,15 @@ def _point_project(client: LabelStudioClient, project: str, version: str, curren
                      lambda: client.set_model_version(label_studio_id, version))
 
 
-def _advance(model_dir: object, project: str, job: _Job, written: int, total: int, done: bool) -> str:
-    """Record a batch; returns what comes next: "done", "superseded" (a newer training replaced
-    the job), "yield" (a training request is pending) or "go on"."""
+def _advance(model_dir: object, project: str, job: _Job, written: int, total: int, done: bool) -> Step:
+    """Record a batch; returns what comes next."""
 
-    def record(status: TrainingStatus) -> str:
-        wb = status.writeback or {}
-        if wb.get("version") != job.version or wb.get("state") != WritebackState.RUNNING.value:
-            return "superseded"
-        wb.update(after=job.after, seen=job.seen, written=int(wb.get("written") or 0) + written, total=total)
-        if done:
-            wb.update(state=WritebackState.DONE.value, finished_at=store.now(), last_error=None)
-            log.info("project %s: wrote %d predictions of %s", project, wb["written"], job.version)
-            return "done"
-        return "yield" if status.pending else "go on"
+    def record(status: TrainingStatus) -> Step:
+        if status.writeback is None:
+            return Step.SUPERSEDED
+        step = status.writeback.advance(job.version, job.after, job.seen, written, total, done, status.pending)
+        if step is Step.DONE:
+            log.info("project %s: wrote %d predictions of %s", project, status.writeback.written, job.version)
+        return step
 
     return store.update_status(model_dir, project, record)
