@@ -122,7 +122,7 @@ class TimeSeriesSegmenter(LabelStudioMLBase):
                 settings=self.project.project_settings, keep=keep,
             )
         metrics.predicted(len(tasks), rows[0], time.monotonic() - started)
-        metrics.models_in_memory(len(self.runtime.cache.cached_projects()))
+        metrics.models_in_memory(len(self.runtime.versions.cached_projects()))
         return [{**p, "model_version": version} for p in predictions]
 
     def fit(self, event: str, data: dict, **kwargs: object) -> dict:

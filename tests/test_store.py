@@ -114,7 +114,7 @@ def test_a_save_removes_what_interrupted_saves_left_but_not_live_writes(tmp_path
     first = store.save(tmp_path, 1, [model()])
     folder = tmp_path / "model_project_1"
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    origin = store.files.origin()
+    origin = store.files.pid_scope()
     debris = [f".v2-20260101T000000Z.pt.{dead.stdout.strip()}@{origin}.abc123.tmp", "v2-20260101T000000Z.json"]
     live = f".status.json.{os.getpid()}@{origin}.def456.tmp"  # another thread of this process is writing it
     foreign = ".status.json.1@elsewhere.ghi789.tmp"  # another host's write: only removed when old
@@ -142,7 +142,7 @@ def test_files_load_with_weights_only(tmp_path):
 
 
 def test_cache_is_bounded_and_sees_new_versions(tmp_path):
-    cache = store.ModelCache(tmp_path, capacity=2)
+    cache = store.VersionCache(tmp_path, capacity=2)
     assert cache.get(9) == (store.INITIAL_VERSION, [])
     for project in (1, 2, 3):
         store.save(tmp_path, project, [model(project)])

@@ -47,7 +47,7 @@ _PID_FILE = re.compile(r"_(\d+)\.db$")
 
 def host_folder() -> str:
     """This host's subfolder name: its host name and PID namespace, the scope in which a pid names one process."""
-    return files.origin()
+    return files.pid_scope()
 
 
 def remove_dead(folder: Path) -> list[str]:

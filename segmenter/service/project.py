@@ -44,12 +44,12 @@ class Project:
     """A project's config, settings, served models, Label Studio access and status, each read once."""
 
     def __init__(self, key: str, label_config: str | None, access: LabelStudioAccess,
-                 cache: store.ModelCache | None = None) -> None:
+                 versions: store.VersionCache | None = None) -> None:
         self.key = key
         self.label_config = label_config or ""
         self.access = access
         self.settings = access.settings
-        self._cache = cache
+        self._versions = versions
         self._info: dict | None = None
 
     @cached_property
@@ -69,8 +69,8 @@ class Project:
     @cached_property
     def served(self) -> Served:
         """The newest version that loads and its models that fit the config (the process's model cache)."""
-        cache = self._cache or store.ModelCache(self.settings.model_dir, 1)
-        version, models = cache.get(self.key)
+        versions = self._versions or store.VersionCache(self.settings.model_dir, 1)
+        version, models = versions.get(self.key)
         fitting = self.fitting(models)
         return Served(version, fitting, len(models) - len(fitting))
 

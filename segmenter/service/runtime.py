@@ -29,7 +29,7 @@ class Runtime:
     """Process-wide services shared by the requests of one app."""
 
     settings: Settings
-    cache: store.ModelCache
+    versions: store.VersionCache  # the newest version of recently used projects, loaded
     access: LabelStudioAccess
     scheduler: Scheduler
     chart_worker: ChartWorker
@@ -41,12 +41,12 @@ class Runtime:
         """Bootstrap this process for ``settings`` and build its services."""
         bootstrap(settings)
         access = LabelStudioAccess(settings)
-        cache = store.ModelCache(settings.model_dir, settings.model_cache_size)
+        versions = store.VersionCache(settings.model_dir, settings.model_cache_size)
         scheduler = Scheduler(access)
         scheduler.resume()  # write-backs of predictions a previous process left unfinished
         # Half the request threads at most wait for charts: the others stay free for Label Studio.
-        return cls(settings, cache, access, scheduler, ChartWorker(waiting=settings.threads // 2))
+        return cls(settings, versions, access, scheduler, ChartWorker(waiting=settings.threads // 2))
 
     def project(self, key: str, label_config: str | None = None) -> Project:
         """The handle of one stored project for one request, with the label config it came with."""
-        return Project(key, label_config, self.access, self.cache)
+        return Project(key, label_config, self.access, self.versions)

@@ -2,9 +2,9 @@
 
 Layout::
 
-    model_project_{id}/v{N}-{UTC time}.pt     weights + metadata of every target   (models)
-    model_project_{id}/v{N}-{UTC time}.json   the same metadata, readable twin     (models)
-    model_project_{id}/broken/                model files that did not load         (models)
+    model_project_{id}/v{N}-{UTC time}.pt     weights + metadata of every target   (versions)
+    model_project_{id}/v{N}-{UTC time}.json   the same metadata, readable twin     (versions)
+    model_project_{id}/broken/                model files that did not load         (versions)
     model_project_{id}/status.json            the TrainingStatus                    (records, status)
     model_project_{id}/history.jsonl          one line per successful training, appended (records)
     model_project_{id}/connection.json        what /setup said, owner-only          (records)
@@ -16,7 +16,7 @@ Layout::
 
 ``layout`` parses project ids and names the folders, ``identity`` tells which
 folder a request's project is (two Label Studios' project 1 never share one),
-``files`` writes without ever exposing half a file, ``models`` keeps the versions,
+``files`` writes without ever exposing half a file, ``versions`` keeps the stored versions,
 ``records`` the status (its types and transitions: ``status``), the history and the
 connection, ``task_views`` the dashboard's reduced view of each predicted task,
 ``chart_images`` the charts drawn of each version.  Callers import from ``segmenter.store`` only.
@@ -26,19 +26,6 @@ from segmenter.store.chart_images import load_chart, save_chart
 from segmenter.store.files import StorageError, atomic_write, read_json, write_json
 from segmenter.store.identity import created_epoch, mismatch, resolve
 from segmenter.store.layout import label_studio_id, project_dir, project_key, projects
-from segmenter.store.models import (
-    BROKEN_DIR,
-    INITIAL_VERSION,
-    ModelCache,
-    broken,
-    latest_version,
-    load,
-    metadata,
-    save,
-    served_versions,
-    tidy,
-    versions,
-)
 from segmenter.store.records import (
     history,
     load_connection,
@@ -54,9 +41,22 @@ from segmenter.store.records import (
 )
 from segmenter.store.status import TrainingState, TrainingStatus, WritebackState, WritebackStatus, now
 from segmenter.store.task_views import load_view, save_view
+from segmenter.store.versions import (
+    BROKEN_DIR,
+    INITIAL_VERSION,
+    VersionCache,
+    broken,
+    latest_version,
+    load,
+    metadata,
+    save,
+    served_versions,
+    tidy,
+    versions,
+)
 
 __all__ = [
-    "BROKEN_DIR", "INITIAL_VERSION", "ModelCache", "StorageError", "TrainingState", "TrainingStatus",
+    "BROKEN_DIR", "INITIAL_VERSION", "VersionCache", "StorageError", "TrainingState", "TrainingStatus",
     "WritebackState", "WritebackStatus", "atomic_write", "broken", "created_epoch", "history", "label_studio_id",
     "latest_version", "load", "load_chart", "load_connection", "load_view", "metadata", "mismatch", "now",
     "project_dir", "project_key", "projects", "queue", "read_json", "read_status", "remember_training", "report",

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from segmenter.store.files import abandoned, atomic_write
 from segmenter.store.layout import project_dir
-from segmenter.store.models import versions
+from segmenter.store.versions import versions
 
 CHARTS_DIR = "charts"
 KEEP = 32  # charts per version, newest first (a version has 4 per target, plus the learning curve)

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 STALE_AFTER = 3600.0  # seconds after which a temp file written on another host counts as abandoned
-_TEMP_FILE = re.compile(r"^\..+\.(?P<pid>\d+)@(?P<origin>[^@/]+)\.[^.]+\.tmp$")
+_TEMP_FILE = re.compile(r"^\..+\.(?P<pid>\d+)@(?P<scope>[^@/]+)\.[^.]+\.tmp$")
 _FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
@@ -33,7 +33,7 @@ class StorageError(OSError):
 
 
 @functools.cache
-def origin() -> str:
+def pid_scope() -> str:
     """This host and PID namespace: the scope in which a pid names one process (temp files, metric files)."""
     try:
         namespace = os.readlink("/proc/self/ns/pid").strip("pid:[]")
@@ -56,7 +56,7 @@ def alive(pid: int) -> bool:
 def abandoned(path: Path, now: float) -> bool:
     """Whether a temp file's writer is gone: its process ended, or (elsewhere) it is over an hour old."""
     found = _TEMP_FILE.match(path.name)
-    if found and found["origin"] == origin():
+    if found and found["scope"] == pid_scope():
         return not alive(int(found["pid"]))
     try:
         return now - path.stat().st_mtime > STALE_AFTER
@@ -78,7 +78,7 @@ def stage(path: Path, write: Callable[[Path], None], mode: int, durable: bool) -
     temp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}@{origin()}.", suffix=".tmp")
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}@{pid_scope()}.", suffix=".tmp")
         os.close(fd)
         temp = Path(name)
         write(temp)

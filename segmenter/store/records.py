@@ -21,8 +21,8 @@ from typing import TypeVar
 from segmenter.store.files import StorageError, flock, read_json, write_json
 from segmenter.store.identity import belongs_to
 from segmenter.store.layout import project_dir, project_key
-from segmenter.store.models import INITIAL_VERSION, broken, latest_version, metadata
 from segmenter.store.status import TrainingState, TrainingStatus, WritebackState
+from segmenter.store.versions import INITIAL_VERSION, broken, latest_version, metadata
 
 STATUS_FILE = "status.json"
 HISTORY_FILE = "history.jsonl"

@@ -23,7 +23,7 @@ import numpy as np
 
 from segmenter.store.files import abandoned, atomic_write
 from segmenter.store.layout import project_dir, project_key
-from segmenter.store.models import versions
+from segmenter.store.versions import versions
 
 log = logging.getLogger(__name__)
 

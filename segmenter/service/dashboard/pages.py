@@ -220,7 +220,7 @@ def task(project: str, task_id: int) -> str | tuple[Response, int]:
 def task_chart(project: str, task_id: int, index: int) -> Response | tuple[Response, int]:
     handle = known(project)
     k = handle.key
-    version, models = runtime().cache.get(k)
+    version, models = runtime().versions.get(k)
     if not models:
         return jsonify({"error": f"project {k} has no trained model yet"}), 404
     found, error = read_task(handle, task_id)

@@ -22,10 +22,10 @@ import os
 import re
 import threading
 import time
-from collections import OrderedDict
 from pathlib import Path
 
 import torch
+from cachetools import LRUCache
 
 from segmenter.learning.trained_model import TrainedModel
 from segmenter.store.files import StorageError, abandoned, json_text, read_json, stage, write_json
@@ -155,10 +155,10 @@ def metadata(model_dir: Path, project: object, version: str) -> dict:
 
 
 # What this process learnt about model files, by (path, inode, size, ctime): None when the
-# file loads, else why not.  A file is only loaded again when it changed.
-_verdicts: OrderedDict[tuple, str | None] = OrderedDict()
+# file loads, else why not.  A file is only loaded again when it changed.  Process-wide on
+# purpose: these are facts about files, true for every runtime of the process.
+_verdicts: LRUCache[tuple, str | None] = LRUCache(maxsize=4096)
 _verdicts_lock = threading.Lock()
-_VERDICTS_KEPT = 4096
 _UNKNOWN, _GONE = object(), object()
 
 
@@ -170,9 +170,6 @@ def _reason(exc: BaseException) -> str:
 def _remember(identity: tuple, verdict: str | None) -> None:
     with _verdicts_lock:
         _verdicts[identity] = verdict
-        _verdicts.move_to_end(identity)
-        while len(_verdicts) > _VERDICTS_KEPT:
-            _verdicts.popitem(last=False)
 
 
 def _set_aside(model_dir: Path, key: str, version: str, reason: str) -> None:
@@ -289,7 +286,7 @@ def broken(model_dir: Path, project: object) -> list[dict]:
     return out
 
 
-class ModelCache:
+class VersionCache:
     """The newest loadable models of recently used projects, in memory, least recently used dropped.
 
     Every lookup lists the project's directory, so a version saved by another
@@ -299,7 +296,7 @@ class ModelCache:
     def __init__(self, model_dir: Path, capacity: int = 8) -> None:
         self.model_dir = Path(model_dir)
         self.capacity = capacity
-        self._items: OrderedDict[str, tuple[str, list[TrainedModel]]] = OrderedDict()
+        self._items: LRUCache[str, tuple[str, list[TrainedModel]]] = LRUCache(maxsize=capacity)
         self._lock = threading.Lock()
 
     def get(self, project: object) -> tuple[str, list[TrainedModel]]:
@@ -309,21 +306,17 @@ class ModelCache:
         if version == INITIAL_VERSION:
             return version, []
         with self._lock:
-            cached = self._items.get(key)
+            cached = self._items.get(key)  # a hit makes it the most recently used
             if cached is not None and cached[0] == version:
-                self._items.move_to_end(key)
                 return cached
         version, models = _newest(self.model_dir, key, keep_models=True)
         if version == INITIAL_VERSION:
             return version, []
         with self._lock:
             self._items[key] = (version, models)
-            self._items.move_to_end(key)
-            while len(self._items) > self.capacity:
-                self._items.popitem(last=False)
         return version, models
 
     def cached_projects(self) -> list[str]:
-        """Projects currently held in memory, least recently used first."""
+        """Projects currently held in memory."""
         with self._lock:
             return list(self._items)
