@@ -16,6 +16,8 @@ with our own token.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from segmenter import store
@@ -23,7 +25,9 @@ from segmenter.reading.project_settings import settings_report
 from segmenter.service import metrics
 from segmenter.service.auth import authenticated
 from segmenter.service.bodies import BadRequest, json_body, member, named_project, runtime, stored_project, text
-from segmenter.service.mlbase import LabelStudioMLBase
+
+if TYPE_CHECKING:
+    from segmenter.service.mlbase import LabelStudioMLBase
 
 blueprint = Blueprint("labelstudio_api", __name__)
 

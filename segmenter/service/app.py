@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from flask import Flask, Response, g, jsonify, request
 
@@ -16,8 +17,10 @@ from segmenter.service import api, auth, headers, metrics
 from segmenter.service.bodies import BadRequest
 from segmenter.service.buffering import too_large_message
 from segmenter.service.dashboard import pages
-from segmenter.service.mlbase import LabelStudioMLBase
-from segmenter.service.runtime import Runtime
+
+if TYPE_CHECKING:
+    from segmenter.service.mlbase import LabelStudioMLBase
+    from segmenter.service.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

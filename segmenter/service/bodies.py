@@ -6,10 +6,14 @@ Shared by the blueprints; a body that is not what a route expects raises
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from flask import current_app, request
 
 from segmenter import store
-from segmenter.service.runtime import Runtime
+
+if TYPE_CHECKING:
+    from segmenter.service.runtime import Runtime
 
 
 class BadRequest(Exception):

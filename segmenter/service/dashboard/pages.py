@@ -28,6 +28,7 @@ import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flask import Blueprint, Response, abort, jsonify, redirect, render_template, request
 
@@ -36,7 +37,9 @@ from segmenter.errors import SegmenterError
 from segmenter.service.bodies import runtime, stored_project
 from segmenter.service.dashboard import charts, task_view
 from segmenter.service.dashboard.chart_worker import Busy
-from segmenter.service.project import Project
+
+if TYPE_CHECKING:
+    from segmenter.service.project import Project
 
 log = logging.getLogger(__name__)
 
