@@ -26,7 +26,8 @@ from harness import DriverError
 from harness.processes import Service
 from harness.synthetic import INSTANT_LABEL, LABELS, RecordingFile, project_config, write_recordings
 from harness.waiting import backend_status, wait_for, wait_until_idle
-from segmenter.labelstudio.client import LabelStudioClient, LabelStudioError
+from segmenter.labelstudio.client import LabelStudioClient
+from segmenter.labelstudio.errors import LabelStudioError
 from segmenter.learning.evaluation import match_events
 
 # --------------------------------------------------------------------------- REST

@@ -24,7 +24,6 @@ import numpy as np
 from segmenter import store
 from segmenter.config import Settings, bootstrap
 from segmenter.errors import SegmenterError
-from segmenter.labelstudio.client import LabelStudioClient
 from segmenter.labelstudio.fetching import DataFetcher
 from segmenter.learning.inference import fitting_models, predict_tasks
 from segmenter.reading.annotations import choose_annotation
@@ -47,6 +46,9 @@ def _read_tasks(path: Path) -> list[dict]:
 
 
 def _fetcher(settings: Settings, data_root: Path) -> DataFetcher:
+    # label-studio-sdk only where a Label Studio is named: it takes a second to import.
+    from segmenter.labelstudio.client import LabelStudioClient
+
     client = (
         LabelStudioClient(settings.label_studio_url, settings.label_studio_api_key)
         if settings.label_studio_url

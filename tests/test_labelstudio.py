@@ -11,7 +11,8 @@ import pytest
 
 from harness.fakels import KEY, LEGACY_DISABLED, FakeLabelStudio
 from segmenter.errors import DownloadError
-from segmenter.labelstudio.client import LabelStudioClient, LabelStudioClients, LabelStudioError
+from segmenter.labelstudio.client import LabelStudioClient, LabelStudioClients
+from segmenter.labelstudio.errors import LabelStudioError
 from segmenter.labelstudio.fetching import DataFetcher
 
 CONFIG = (

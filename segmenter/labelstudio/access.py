@@ -16,8 +16,9 @@ import logging
 
 from segmenter import store
 from segmenter.config import Settings
-from segmenter.labelstudio.client import LabelStudioClient, LabelStudioClients, same_origin
+from segmenter.labelstudio.client import LabelStudioClient, LabelStudioClients
 from segmenter.labelstudio.fetching import DataFetcher
+from segmenter.labelstudio.origins import same_origin
 from segmenter.redaction import without_credentials
 
 log = logging.getLogger(__name__)

@@ -18,9 +18,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TypeVar
-from urllib.parse import urlencode, urljoin, urlsplit
+from urllib.parse import urlencode, urljoin
 
 import httpx
 from label_studio_sdk import LabelStudio
@@ -29,7 +28,8 @@ from label_studio_sdk.tokens.client_ext import TokensClientExt
 from label_studio_sdk.types.token_refresh_response import TokenRefreshResponse
 
 from segmenter import redaction
-from segmenter.errors import SegmenterError
+from segmenter.labelstudio.errors import TRANSIENT_STATUSES, LabelStudioError
+from segmenter.labelstudio.origins import same_origin
 
 logger = logging.getLogger(__name__)
 
@@ -41,72 +41,9 @@ LEGACY_DISABLED_HINT = (
     "organization: use a Personal Access Token (Account & Settings) instead, or enable legacy tokens"
 )
 EXCERPT_CHARS = 200
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 _T = TypeVar("_T")
 
 
-# Answers that say Label Studio (or a proxy before it) failed for a passing reason: worth a retry.
-TRANSIENT_STATUSES = frozenset({500, 502, 503, 504})
-# The longest single wait between two tries, whatever the backoff's first wait.
-MAX_RETRY_WAIT_S = 30.0
-
-
-class LabelStudioError(SegmenterError):
-    """Label Studio could not be reached, refused the key or answered something unusable.
-
-    ``status`` is the HTTP status Label Studio answered (None when there was no answer);
-    ``transient`` says whether the same request may well succeed a little later (a 5xx
-    from a server or proxy, a refused connection, a timeout).
-    """
-
-    def __init__(self, message: str, status: int | None = None, transient: bool = False) -> None:
-        super().__init__(message)
-        self.status = status
-        self.transient = transient
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """How a caller that can wait (the write-back, never a web request) retries a Label Studio call
-    that failed for a passing reason: ``retries`` more tries, the first after ``first_wait`` seconds,
-    each wait twice the one before and at most ``MAX_RETRY_WAIT_S``, so the total wait is bounded."""
-
-    retries: int = 4
-    first_wait: float = 1.0
-
-    def waits(self) -> list[float]:
-        """The waits before each retry, in order."""
-        return [min(self.first_wait * 2**n, MAX_RETRY_WAIT_S) for n in range(self.retries)]
-
-    def call(self, what: str, call: Callable[[], _T], sleep: Callable[[float], None] = time.sleep) -> _T:
-        """``call()``, tried again after each wait while it raises a transient ``LabelStudioError``;
-        the last error is raised when the retries are spent, any other error at once."""
-        for wait in self.waits():
-            try:
-                return call()
-            except LabelStudioError as exc:
-                if not exc.transient:
-                    raise
-                logger.warning("%s failed, trying again in %.1f s: %s", what, wait, exc)
-            sleep(wait)
-        return call()
-
-
-def origin(url: str) -> tuple[str, str, int | None]:
-    """The scheme, lower-case host and port (default ports filled in) of ``url``."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    try:
-        port = parts.port or _DEFAULT_PORTS.get(scheme)
-    except ValueError:
-        port = None
-    return scheme, (parts.hostname or "").lower(), port
-
-
-def same_origin(a: str, b: str) -> bool:
-    """Whether two URLs name the same scheme, host and port (never true for an empty host)."""
-    first = origin(a)
-    return bool(first[1]) and first == origin(b)
 
 
 def _body_text(body: object) -> str:

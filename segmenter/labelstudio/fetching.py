@@ -15,12 +15,17 @@ import re
 import threading
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 
 import requests
 
 from segmenter.errors import DownloadError
-from segmenter.labelstudio.client import LabelStudioClient, LabelStudioError, origin
+from segmenter.labelstudio.errors import LabelStudioError
+from segmenter.labelstudio.origins import origin
+
+if TYPE_CHECKING:
+    from segmenter.labelstudio.client import LabelStudioClient
 from segmenter.labelstudio.download_cache import DownloadCache
 
 logger = logging.getLogger(__name__)

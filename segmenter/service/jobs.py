@@ -27,7 +27,7 @@ import time
 from segmenter import shutdown, store
 from segmenter.config import Settings, bootstrap
 from segmenter.labelstudio.access import LabelStudioAccess
-from segmenter.labelstudio.client import LabelStudioError
+from segmenter.labelstudio.errors import LabelStudioError
 from segmenter.learning.training import train_project
 from segmenter.redaction import redact
 from segmenter.service import metrics, writeback

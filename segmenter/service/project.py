@@ -18,7 +18,8 @@ from functools import cached_property
 
 from segmenter import store
 from segmenter.labelstudio.access import LabelStudioAccess
-from segmenter.labelstudio.client import Backoff, LabelStudioClient, LabelStudioError
+from segmenter.labelstudio.client import LabelStudioClient
+from segmenter.labelstudio.errors import Backoff, LabelStudioError
 from segmenter.labelstudio.fetching import DataFetcher
 from segmenter.learning.inference import fitting_models
 from segmenter.learning.trained_model import TrainedModel

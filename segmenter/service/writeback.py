@@ -31,7 +31,8 @@ from dataclasses import dataclass
 
 from segmenter import shutdown, store
 from segmenter.labelstudio.access import LabelStudioAccess
-from segmenter.labelstudio.client import Backoff, LabelStudioClient, LabelStudioError
+from segmenter.labelstudio.client import LabelStudioClient
+from segmenter.labelstudio.errors import Backoff, LabelStudioError
 from segmenter.learning.inference import predict_task
 from segmenter.learning.trained_model import TrainedModel
 from segmenter.reading.project_settings import ProjectSettings

@@ -140,7 +140,7 @@ def test_a_label_studio_that_keeps_failing_ends_the_write_back_failed_after_boun
 
 
 def test_the_backoff_is_bounded_and_read_from_the_environment():
-    from segmenter.labelstudio.client import MAX_RETRY_WAIT_S, Backoff
+    from segmenter.labelstudio.errors import MAX_RETRY_WAIT_S, Backoff
 
     assert Backoff(4, 1.0).waits() == [1.0, 2.0, 4.0, 8.0]
     assert Backoff(10, 30.0).waits() == [MAX_RETRY_WAIT_S] * 10
