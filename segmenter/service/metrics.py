@@ -115,7 +115,7 @@ def _m() -> SimpleNamespace:
 def _make() -> SimpleNamespace:
     from prometheus_client import Counter, Gauge, Histogram, values
 
-    if shared():  # files backed before they are mapped: a full disk delays counts, never kills (metricfiles)
+    if shared():  # files backed before they are mapped: a full disk delays counts, never kills (metric_files)
         from segmenter.service.metric_files import FileValue
 
         values.ValueClass = FileValue
