@@ -13,6 +13,7 @@ for a layered model each label's sigmoid), so the runner adds nothing to it.
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import math
@@ -163,6 +164,9 @@ def export(settings: Settings, project: str, out: Path, version: str | None = No
     the project's last ``/setup``, and without that the automatic clean-up.
     Raises ``ExportError`` naming the project and version when it cannot be exported.
     """
+    if importlib.util.find_spec("onnx") is None:  # torch's exporter writes the graph with it
+        raise ExportError(f"cannot export version {version or 'served'} of project {project}: exporting needs "
+                          "the onnx package (requirements.txt pins it), which is not installed here", 503)
     if label_config is None:
         label_config = store.load_connection(settings.model_dir, project).get("schema") or None
     version, models, project_settings = _models(settings, project, version, label_config)

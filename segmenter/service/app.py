@@ -22,7 +22,7 @@ from flask import Flask, Response, g, jsonify, request
 
 from segmenter import store
 from segmenter.reading.project_settings import settings_report
-from segmenter.service import dashboard, headers, metrics
+from segmenter.service import dashboard, export_routes, headers, metrics
 from segmenter.service.auth import CHALLENGE, REFUSAL, BasicAuth
 from segmenter.service.buffering import too_large_message
 from segmenter.service.runtime import Runtime
@@ -85,6 +85,7 @@ def create_app(runtime: Runtime) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_mb * 2**20
     # The gunicorn worker takes its body limits and Basic auth from here (segmenter.service.gunicorn_worker).
     app.config["SEGMENTER_SETTINGS"] = settings
+    app.extensions["segmenter"] = runtime
 
     basic_auth = BasicAuth.of(settings)
 
@@ -204,6 +205,7 @@ def create_app(runtime: Runtime) -> Flask:
         return jsonify(report(key(project)))
 
     app.register_blueprint(dashboard.blueprint(runtime, key))
+    app.register_blueprint(export_routes.blueprint)
 
     @app.get("/metrics")
     def metrics_page() -> Response:
