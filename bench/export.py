@@ -111,25 +111,27 @@ def _measure(command: list[str], cwd: Path, env: dict) -> tuple[float, float]:
     return seconds, int(done.stderr.rsplit("VmHWM:", 1)[1].split()[0]) / 1024
 
 
-def network_stage(folder: str) -> None:
-    """(run in a child) The network stage alone, torch and onnxruntime, on the same normalised rows."""
+def network_stage(folder: str, which: str) -> None:
+    """(run in a child of its own) The network stage alone: ``torch`` or ``onnxruntime-N`` (N threads)."""
     from segmenter import store
+    from segmenter.config import Settings, bootstrap
     from segmenter.export.runner import Runner
     from segmenter.learning.trained_model import window_probabilities
     from segmenter.reading.series import load_series
 
+    bootstrap(Settings.from_env())  # torch's threads as the backend sets them (TORCH_THREADS)
     base = Path(folder)
     [model] = store.load(base / "models", "1", store.latest_version(base / "models", "1"))
     series = load_series((base / "series.csv").read_bytes(), model.target)
-    runner = Runner(base / "export")
-    values = model.normalise(series.values)
-    t0 = time.perf_counter()
-    torch_probs = window_probabilities(model.net, values, model.sequence_size, sigmoid=model.multi_label)
-    t1 = time.perf_counter()
-    onnx_probs = runner.probabilities(series.values)
-    t2 = time.perf_counter()
-    print(json.dumps({"torch_network_s": round(t1 - t0, 2), "onnxruntime_network_s": round(t2 - t1, 2),
-                      "max_dp": float(np.abs(torch_probs - onnx_probs).max())}))
+    if which == "torch":
+        values = model.normalise(series.values)
+        started = time.perf_counter()
+        window_probabilities(model.net, values, model.sequence_size, sigmoid=model.multi_label)
+    else:
+        runner = Runner(base / "export", threads=int(which.rsplit("-", 1)[1]))
+        started = time.perf_counter()
+        runner.probabilities(series.values)
+    print(f"{time.perf_counter() - started:.2f}")
 
 
 def speed(rows: int) -> None:
@@ -155,15 +157,21 @@ def speed(rows: int) -> None:
             [sys.executable, "-c", CLI, "predict", "--label-config", str(base / "config.xml"), "--tasks",
              str(base / "tasks.json"), "--model-dir", str(base / "models"), "--project", "1",
              "--out", str(base / "out.json")], ROOT, env)
-        runner_s, runner_mb = _measure(
-            [sys.executable, "-c", NO_TORCH, str(base / "export"), str(base / "series.csv")], base / "export", env)
         csv_mb = (base / "series.csv").stat().st_size / 1e6
         print(f"{rows:,} rows x 2 channels ({csv_mb:.0f} MB CSV), whole process, CSV to regions:")
-        print(f"  torch path  (python -m segmenter predict): {torch_s:6.2f} s, peak RSS {torch_mb:5.0f} MB")
-        print(f"  ONNX runner (python runner.py, no torch):  {runner_s:6.2f} s, peak RSS {runner_mb:5.0f} MB")
-        stage = subprocess.run([sys.executable, "-m", "bench.export", "--network-stage", str(base)], cwd=ROOT,
-                               env=env, capture_output=True, text=True, check=True)
-        print(f"  network stage alone, same process: {stage.stdout.strip().splitlines()[-1]}")
+        print(f"  torch path  (python -m segmenter predict, TORCH_THREADS=1): {torch_s:6.2f} s, "
+              f"peak RSS {torch_mb:5.0f} MB", flush=True)
+        for threads in (1, 0):
+            runner_s, runner_mb = _measure([sys.executable, "-c", NO_TORCH, str(base / "export"),
+                                            str(base / "series.csv"), "--threads", str(threads)], base / "export", env)
+            print(f"  ONNX runner (python runner.py --threads {threads}, no torch): {runner_s:6.2f} s, "
+                  f"peak RSS {runner_mb:5.0f} MB", flush=True)
+        stages = []
+        for which in ("torch", "onnxruntime-1", "onnxruntime-2"):
+            stage = subprocess.run([sys.executable, "-m", "bench.export", "--network-stage", str(base), which],
+                                   cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+            stages.append(f"{which} {stage.stdout.strip().splitlines()[-1]} s")
+        print(f"  network stage alone, each in its own process: {', '.join(stages)}")
 
 
 def main() -> None:
@@ -171,10 +179,10 @@ def main() -> None:
     parser.add_argument("--parity", action="store_true", help="only the parity on the benchmark sets")
     parser.add_argument("--speed", action="store_true", help="only the speed comparison")
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--network-stage", help=argparse.SUPPRESS)
+    parser.add_argument("--network-stage", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.network_stage:
-        network_stage(args.network_stage)
+        network_stage(*args.network_stage)
         return
     if args.parity or not args.speed:
         parity()

@@ -198,20 +198,22 @@ class Runner:
             names = [n.strip().strip('"').strip().lower() for n in header.rstrip("\r\n").split(sep)]
             channel_cols = [_column(names, c) for c in self.channels]
             time_col = None if t["column"] is None else _column(names, t["column"])
-            values, times = [], []
+            numeric_time = time_col is not None and t["kind"] != "datetime"  # parsed with the channels
+            columns = channel_cols + ([time_col] if numeric_time else [])
+            values, texts = [], []
             while lines := list(islice(f, CSV_CHUNK_ROWS)):
-                values.append(_numbers(lines, sep, channel_cols))
-                if time_col is not None:
-                    times.append(np.loadtxt(lines, delimiter=sep, usecols=[time_col], dtype=str, ndmin=1,
+                values.append(_numbers(lines, sep, columns))
+                if time_col is not None and not numeric_time:
+                    texts.append(np.loadtxt(lines, delimiter=sep, usecols=[time_col], dtype=str, ndmin=1,
                                             quotechar='"', comments=None))
-        data = _filled(np.concatenate(values) if values else np.zeros((0, len(channel_cols)), np.float32))
+        table = np.concatenate(values) if values else np.zeros((0, len(columns)), np.float64)
+        data = _filled(table[:, : len(channel_cols)].astype(np.float32))
         if time_col is None:
             return data, None, None
-        text = np.char.strip(np.concatenate(times))
-        if t["kind"] == "datetime":
-            stamps = np.array(text, dtype="datetime64[ms]")
-            return data, stamps.astype(np.int64).astype(np.float64), text
-        return data, text.astype(np.float64), None
+        if numeric_time:
+            return data, table[:, -1], None
+        text = np.char.strip(np.concatenate(texts))
+        return data, np.array(text, dtype="datetime64[ms]").astype(np.int64).astype(np.float64), text
 
     def predict_csv(self, path: str | Path) -> tuple[list[dict], float]:
         """Regions and task score of a CSV file (see ``read_csv``)."""
@@ -262,12 +264,11 @@ def _column(names: list[str], wanted: str) -> int:
 
 
 def _numbers(lines: list[str], sep: str | None, columns: list[int]) -> np.ndarray:
-    """The channel columns of some lines as float32; empty or ``NaN``-like cells as NaN."""
+    """Some columns of some lines as float64; empty or ``NaN``-like cells as NaN."""
     try:
-        return np.loadtxt(lines, delimiter=sep, usecols=columns, ndmin=2, quotechar='"', comments=None,
-                          dtype=np.float32)
+        return np.loadtxt(lines, delimiter=sep, usecols=columns, ndmin=2, quotechar='"', comments=None)
     except ValueError:  # empty cells: the slower parser that reads them as missing
-        return np.genfromtxt(lines, delimiter=sep, usecols=columns, dtype=np.float32, comments=None,
+        return np.genfromtxt(lines, delimiter=sep, usecols=columns, dtype=np.float64, comments=None,
                              missing_values=("", "null", "None", "NA", "N/A"), filling_values=np.nan, ndmin=2)
 
 
@@ -289,9 +290,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("export", type=Path, help="the export folder (holds manifest.json)")
     parser.add_argument("csv", type=Path, help="a CSV file with a header row")
     parser.add_argument("--target", help="the control (from_name) to predict when the export holds several")
+    parser.add_argument("--threads", type=int, default=0, help="onnxruntime's threads (default 0: its choice)")
     args = parser.parse_args(argv)
     try:
-        runner = Runner(args.export, args.target)
+        runner = Runner(args.export, args.target, args.threads)
         found, score = runner.predict_csv(args.csv)
     except (OSError, ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
