@@ -51,9 +51,14 @@ _SNIFFED = (",", ";", "\t", "|", " ")
 
 
 class Runner:
-    """One target of an export: its network, normalisation, windows and clean-up."""
+    """One target of an export: its network, normalisation, windows and clean-up.
 
-    def __init__(self, folder: str | Path, target: str | None = None, threads: int = 0) -> None:
+    ``threads``: onnxruntime's intra-op threads; one by default, as the backend gives
+    torch (``TORCH_THREADS``): on busy cores more threads spin and slow it down
+    (``python -m bench.export``); 0 lets onnxruntime use every core.
+    """
+
+    def __init__(self, folder: str | Path, target: str | None = None, threads: int = 1) -> None:
         folder = Path(folder)
         manifest = json.loads((folder / "manifest.json").read_text())
         specs = manifest["targets"]
@@ -290,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("export", type=Path, help="the export folder (holds manifest.json)")
     parser.add_argument("csv", type=Path, help="a CSV file with a header row")
     parser.add_argument("--target", help="the control (from_name) to predict when the export holds several")
-    parser.add_argument("--threads", type=int, default=0, help="onnxruntime's threads (default 0: its choice)")
+    parser.add_argument("--threads", type=int, default=1, help="onnxruntime's threads (default 1; 0: every core)")
     args = parser.parse_args(argv)
     try:
         runner = Runner(args.export, args.target, args.threads)
