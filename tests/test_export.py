@@ -28,7 +28,7 @@ from segmenter.reading.task_series import read_task_series
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from segmenter.export.bundle import export  # noqa: E402  (after the skips: needs onnx at export time)
+from segmenter.export.bundle import ExportError, export  # noqa: E402  (after the skips: needs onnx at export time)
 from segmenter.export.runner import Runner  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,6 +153,12 @@ def test_cli_refuses_a_version_that_does_not_exist_naming_project_and_version(si
     assert done.returncode == 2
     assert "project 1" in done.stderr and "v99-x" in done.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_a_version_trained_for_another_config_is_refused_as_predict_would_not_serve_it(single, tmp_path):
+    with pytest.raises(ExportError, match="version v1-.* of project 1 was trained for another label config") as err:
+        export(single[0], "1", tmp_path / "x", label_config=synthetic.layered_config())
+    assert err.value.status == 409 and not (tmp_path / "x").exists()
 
 
 def test_export_route_is_guarded_and_downloads_the_archive_or_refuses(single, tmp_path):
