@@ -3,6 +3,7 @@
     python -m segmenter train    --label-config C.xml --export E.json --model-dir DIR
     python -m segmenter predict  --label-config C.xml --tasks T.json --model-dir DIR --out P.json
     python -m segmenter evaluate --label-config C.xml --export E.json [--test-export T.json | --test-fraction 0.3]
+    python -m segmenter export   --project N [--version V] --out DIR   (segmenter.export.command)
 
 Task data may be URLs or paths relative to ``--data-root`` (default: the
 export's directory).  Training settings come from the same environment
@@ -24,6 +25,7 @@ import numpy as np
 from segmenter import store
 from segmenter.config import Settings, bootstrap
 from segmenter.errors import SegmenterError
+from segmenter.export import command as export_command
 from segmenter.labelstudio.fetching import DataFetcher
 from segmenter.learning.inference import fitting_models, predict_tasks
 from segmenter.reading.annotations import choose_annotation
@@ -173,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     held_out.add_argument("--test-export", type=Path)
     held_out.add_argument("--test-fraction", type=float, default=0.3)
     evaluate_p.add_argument("--seed", type=int, default=0)
+    export_command.add_parser(sub)
     return parser
 
 
@@ -182,8 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = bootstrap(Settings.from_env())
         source = getattr(args, "export", None) or getattr(args, "tasks", None)
-        args.data_root = (args.data_root or source.parent).resolve()
-        handler = {"train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate}[args.command]
+        if source is not None:
+            args.data_root = (args.data_root or source.parent).resolve()
+        handler = {"train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate,
+                   "export": export_command.run}[args.command]
         return handler(args, settings)
     except (SegmenterError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

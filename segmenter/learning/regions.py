@@ -1,158 +1,61 @@
-"""Per-row class probabilities -> Label Studio ``timeserieslabels`` regions.
+"""Per-row class probabilities of a series -> Label Studio ``timeserieslabels`` regions.
 
-All steps are whole-array operations: run-length encoding of the per-row
-classes, the clean-up (``RowCleanup``: short background gaps inside a label
-filled, runs shorter than their class's minimum dropped, regions scored below
-a threshold left out), per-segment mean probabilities from a cumulative sum.
-The only Python loops run over segments, never over rows.
+The numerics (run lengths, gap merging, short-run dropping, scores, instants,
+layered labels) live in ``segmenter.postprocess``, which the exported runner
+shares; this module adds what the backend knows: the ``Series`` and its time
+axis in the form the UI writes, the ``Target`` and the project's settings.
 """
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass, replace
-
 import numpy as np
 
+from segmenter import postprocess
+from segmenter.postprocess import (
+    BOUNDARY_MARGIN,
+    LOW_CONFIDENCE_FRACTION,
+    Segments,
+    drop_short_runs,
+    merge_gaps,
+    run_lengths,
+    task_score,
+)
 from segmenter.reading.labelconfig import Target
-from segmenter.reading.project_settings import ProjectSettings
+from segmenter.reading.project_settings import ProjectSettings, row_spacing
 from segmenter.reading.series import Series
 from segmenter.reading.timeformat import format_time
 
-LOW_CONFIDENCE_FRACTION = 0.05
-BOUNDARY_MARGIN = 2
+__all__ = [
+    "BOUNDARY_MARGIN", "LOW_CONFIDENCE_FRACTION", "RowCleanup", "Segments", "drop_short_runs", "layered_results",
+    "merge_gaps", "run_lengths", "task_score", "to_results",
+]
 
 
-@dataclass
-class Segments:
-    """Runs of equal class: first row, last row (inclusive) and class of each run."""
-
-    starts: np.ndarray
-    ends: np.ndarray
-    classes: np.ndarray
-
-    @property
-    def lengths(self) -> np.ndarray:
-        return self.ends - self.starts + 1
-
-
-@dataclass(frozen=True)
-class RowCleanup:
-    """The clean-up of one series' per-row classes, in rows, indexed by class (0: background).
-
-    ``min_rows[c]``: runs of class c shorter than this are dropped (``drop_short_runs``);
-    ``merge_gap_rows[c]``: background runs shorter than this between two runs of c become c;
-    ``score_threshold``: regions whose score is below are not proposed.
-    """
-
-    min_rows: np.ndarray
-    merge_gap_rows: np.ndarray
-    score_threshold: float = 0.0
-
-    @classmethod
-    def uniform(cls, min_rows: int, n_classes: int) -> RowCleanup:
-        """The automatic clean-up: one minimum for every class, no gap merging, no threshold."""
-        return cls(np.full(n_classes, min_rows, np.int64), np.zeros(n_classes, np.int64))
+class RowCleanup(postprocess.RowCleanup):
+    """``postprocess.RowCleanup`` made from a project's settings."""
 
     @classmethod
     def of(cls, settings: ProjectSettings, labels: tuple[str, ...], series: Series, auto_rows: int) -> RowCleanup:
         """The clean-up the project's ``model_*`` settings ask for on ``series`` (``auto_rows``: the automatic one)."""
-        min_rows, gaps = settings.cleanup_rows(labels, series, auto_rows)
-        return cls(np.asarray(min_rows, np.int64), np.asarray(gaps, np.int64), settings.score_threshold)
-
-    def apply(self, classes: np.ndarray, keep: frozenset[int]) -> np.ndarray:
-        """Gaps merged, then short runs dropped (runs of classes in ``keep`` stay)."""
-        return drop_short_runs(merge_gaps(classes, self.merge_gap_rows), self.min_rows, keep)
+        return cls.of_rules(settings.rules(labels), row_spacing(series), auto_rows, settings.score_threshold)
 
 
-def run_lengths(classes: np.ndarray) -> Segments:
-    """Run-length encode a per-row class array."""
-    if len(classes) == 0:
-        empty = np.zeros(0, dtype=np.int64)
-        return Segments(empty, empty, empty)
-    change = np.flatnonzero(classes[1:] != classes[:-1]) + 1
-    starts = np.concatenate([[0], change]).astype(np.int64)
-    ends = np.concatenate([change - 1, [len(classes) - 1]]).astype(np.int64)
-    return Segments(starts, ends, classes[starts].astype(np.int64))
-
-
-def drop_short_runs(classes: np.ndarray, min_rows: int | np.ndarray, keep: frozenset[int]) -> np.ndarray:
-    """Give runs shorter than ``min_rows`` the class of the previous long run.
-
-    ``min_rows`` is one minimum for all classes or one per class.  Runs of
-    classes in ``keep`` (those labelled with instants) stay whatever their
-    length.  Runs before the first long run take the next long run's class.
-    This removes the flicker that over-segments a recording.
-    """
-    minimum = np.asarray(min_rows)
-    if (minimum <= 1).all() or len(classes) == 0:
-        return classes
-    seg = run_lengths(classes)
-    kept = np.isin(seg.classes, list(keep))
-    needed = minimum if minimum.ndim == 0 else minimum[seg.classes]
-    short = (seg.lengths < needed) & ~kept
-    donor = ~short & ~kept
-    if not short.any() or not donor.any():
-        return classes
-    order = np.arange(len(short))
-    previous_long = np.maximum.accumulate(np.where(donor, order, -1))
-    next_long = np.minimum.accumulate(np.where(donor, order, len(short))[::-1])[::-1]
-    source = np.where(previous_long >= 0, previous_long, next_long)
-    new = np.where(short, seg.classes[source], seg.classes)
-    return np.repeat(new, seg.lengths)
-
-
-def merge_gaps(classes: np.ndarray, gap_rows: np.ndarray) -> np.ndarray:
-    """Background runs shorter than ``gap_rows[c]`` between two runs of class c become c."""
-    if len(classes) == 0 or (gap_rows <= 0).all():
-        return classes
-    seg = run_lengths(classes)
-    before = np.concatenate([[0], seg.classes[:-1]])
-    after = np.concatenate([seg.classes[1:], [0]])
-    fill = (seg.classes == 0) & (before == after) & (before != 0) & (seg.lengths < gap_rows[before])
-    if not fill.any():
-        return classes
-    return np.repeat(np.where(fill, before, seg.classes), seg.lengths)
-
-
-def task_score(confidence: np.ndarray, classes: np.ndarray | None = None) -> float:
-    """Mean top-class probability over the least confident 5% of rows (at least one row).
-
-    A recording that is clear everywhere scores near 1; one with any stretch
-    the model hesitates on scores low, so sorting the Data Manager by
-    prediction score ascending brings the tasks that need a human first.
-    Given the per-row ``classes``, rows within ``BOUNDARY_MARGIN`` of a class
-    change are left out: every boundary is a little uncertain, and counting
-    them would rank recordings by their number of events instead.
-    """
-    if classes is not None and len(classes) > 1:
-        change = np.flatnonzero(classes[1:] != classes[:-1])
-        near = np.zeros(len(classes) + 1, dtype=np.int64)
-        np.add.at(near, np.clip(change - BOUNDARY_MARGIN + 1, 0, None), 1)
-        np.add.at(near, np.minimum(change + BOUNDARY_MARGIN + 1, len(classes)), -1)
-        interior = np.cumsum(near[:-1]) == 0
-        if interior.any():
-            confidence = confidence[interior]
-    if len(confidence) == 0:
-        return 0.0
-    k = max(1, int(len(confidence) * LOW_CONFIDENCE_FRACTION))
-    lowest = np.partition(confidence, k - 1)[:k]
-    return float(lowest.mean())
-
-
-def _axis_value(series: Series, row: int, target: Target) -> object:
+def _axis(series: Series, target: Target) -> postprocess.Axis:
     """A row's position in the form the Label Studio UI writes it."""
-    t = float(series.time[row])
-    if series.time_kind == "index":
-        return int(row)
-    if series.time_kind == "datetime" and target.time_format:
-        return format_time(t, target.time_format)
-    return int(t) if t.is_integer() else t
+
+    def value(row: int) -> object:
+        t = float(series.time[row])
+        if series.time_kind == "index":
+            return int(row)
+        if series.time_kind == "datetime" and target.time_format:
+            return format_time(t, target.time_format)
+        return int(t) if t.is_integer() else t
+
+    return value
 
 
-def _region_id(target: Target, start: int, end: int, label: str) -> str:
-    key = f"{target.from_name}|{start}|{end}|{label}".encode()
-    return hashlib.sha1(key).hexdigest()[:10]
+def _control(target: Target) -> postprocess.Control:
+    return postprocess.Control(target.from_name, target.to_name, target.labels)
 
 
 def to_results(
@@ -160,48 +63,16 @@ def to_results(
     probs: np.ndarray,
     target: Target,
     instant_classes: frozenset[int],
-    cleanup: int | RowCleanup,
+    cleanup: int | postprocess.RowCleanup,
 ) -> tuple[list[dict], float]:
-    """Regions for one series and its task score (see ``task_score``).
+    """Regions for one series and its task score (``postprocess.regions``).
 
     ``probs`` is (rows, classes) with class 0 background.  ``cleanup`` is a
-    ``RowCleanup`` or one minimum run length for all classes.  Segments of a
-    class labelled with instants become one instant at their most probable row.
+    ``RowCleanup`` or one minimum run length for all classes.
     """
-    if not isinstance(cleanup, RowCleanup):
+    if not isinstance(cleanup, postprocess.RowCleanup):
         cleanup = RowCleanup.uniform(cleanup, probs.shape[1])
-    classes = cleanup.apply(probs.argmax(axis=1), instant_classes)
-    own = probs[np.arange(len(classes)), classes]
-    cumulative = np.concatenate([[0.0], np.cumsum(own, dtype=np.float64)])
-    seg = run_lengths(classes)
-    foreground = seg.classes != 0
-    starts, ends, labels = seg.starts[foreground], seg.ends[foreground], seg.classes[foreground]
-    scores = (cumulative[ends + 1] - cumulative[starts]) / (ends - starts + 1)
-    results = []
-    for start, end, cls, score in zip(starts.tolist(), ends.tolist(), labels.tolist(), scores.tolist()):
-        instant = cls in instant_classes
-        if instant and end > start:
-            start = end = start + int(np.argmax(own[start : end + 1]))
-            score = float(own[start])
-        if score < cleanup.score_threshold:
-            continue
-        label = target.labels[cls - 1]
-        results.append(
-            {
-                "id": _region_id(target, start, end, label),
-                "from_name": target.from_name,
-                "to_name": target.to_name,
-                "type": "timeserieslabels",
-                "value": {
-                    "start": _axis_value(series, start, target),
-                    "end": _axis_value(series, end, target),
-                    "instant": bool(instant and start == end),
-                    "timeserieslabels": [label],
-                },
-                "score": round(float(score), 4),
-            }
-        )
-    return results, task_score(probs.max(axis=1), classes)
+    return postprocess.regions(probs, _control(target), instant_classes, cleanup, _axis(series, target))
 
 
 def layered_results(
@@ -209,27 +80,10 @@ def layered_results(
     probs: np.ndarray,
     target: Target,
     instant_classes: frozenset[int],
-    cleanup: int | RowCleanup,
+    cleanup: int | postprocess.RowCleanup,
 ) -> tuple[list[dict], float]:
-    """Regions of a multi-label model, whose labels may overlap, and the task score.
-
-    ``probs`` is (rows, labels), each column one label's presence probability.
-    Every label is segmented on its own, as a two-class problem (absent /
-    present), by ``to_results`` with that label's clean-up (``cleanup`` indexed
-    by class as for a single-label model: 0 background, k label k); the task
-    score is the lowest over labels.
-    """
-    if not isinstance(cleanup, RowCleanup):
+    """Regions of a multi-label model, whose labels may overlap, and the task score
+    (``postprocess.layered_regions``); ``probs`` is (rows, labels) of presence probabilities."""
+    if not isinstance(cleanup, postprocess.RowCleanup):
         cleanup = RowCleanup.uniform(cleanup, len(target.labels) + 1)
-    results: list[dict] = []
-    scores: list[float] = []
-    for k, label in enumerate(target.labels):
-        p = probs[:, k : k + 1]
-        two = np.concatenate([1.0 - p, p], axis=1)
-        instant = frozenset({1}) if k + 1 in instant_classes else frozenset()
-        own = RowCleanup(cleanup.min_rows[[0, k + 1]], np.array([0, cleanup.merge_gap_rows[k + 1]]),
-                         cleanup.score_threshold)
-        regions, score = to_results(series, two, replace(target, labels=(label,)), instant, own)
-        results.extend(regions)
-        scores.append(score)
-    return results, min(scores) if scores else 0.0
+    return postprocess.layered_regions(probs, _control(target), instant_classes, cleanup, _axis(series, target))

@@ -35,9 +35,8 @@ import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, replace
 
-import numpy as np
-
 from segmenter.config import TrainingSettings
+from segmenter.postprocess import MAX_DURATION_ROWS, Duration, Rule, rule_rows, spacing_of
 from segmenter.reading.series import Series
 
 PREFIX = "model_"
@@ -48,46 +47,14 @@ LABEL_ATTRIBUTES = (MIN_DURATION, MERGE_GAP)
 MAX_EPOCHS_LIMIT = 100_000
 MIN_CONTEXT_ROWS = 2
 MAX_CONTEXT_ROWS = 4096  # the automatic context's cap too: the strided convolution's kernel grows with it
-MAX_DURATION_ROWS = 1_000_000_000  # more rows than any series a backend can hold in memory
 MAX_TIME_AMOUNT = 1e15  # in the time column's units: 31 million years of seconds, 11 days of nanoseconds
 AUTO = "auto"
 _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(rows?)?\s*$", re.IGNORECASE)
 
 
-@dataclass(frozen=True)
-class Duration:
-    """A length of time: ``amount`` rows, or ``amount`` in the time column's units."""
-
-    amount: float
-    in_rows: bool
-
-    def rows(self, spacing: float) -> int:
-        """Whole rows for a series whose rows are ``spacing`` time units apart, at most ``MAX_DURATION_ROWS``.
-
-        The cap keeps the count a small int64 whatever the spacing (a tiny one
-        would make any time a huge or infinite number of rows).
-        """
-        amount = self.amount if self.in_rows or spacing <= 0 else self.amount / spacing
-        return int(round(amount)) if amount < MAX_DURATION_ROWS else MAX_DURATION_ROWS
-
-    def __str__(self) -> str:
-        amount = int(self.amount) if float(self.amount).is_integer() else self.amount
-        return f"{amount} rows" if self.in_rows else str(amount)
-
-
 def row_spacing(series: Series) -> float:
     """Time units per row: the typical step of the time column (seconds for datetimes), 1 for row indices."""
-    if series.time_kind == "index" or len(series) < 2:
-        return 1.0
-    steps = np.diff(series.time)
-    steps = steps[steps > 0]
-    if len(steps) == 0:
-        return 1.0
-    median = np.median(steps)
-    # The mean of the steps near the median: gaps do not count, and epoch-ms steps rounded
-    # to the float grid (0.2 ms reads as 0.19995 or 0.20019) average out.
-    spacing = float(steps[np.abs(steps - median) <= 0.5 * median].mean())
-    return spacing / 1000.0 if series.time_kind == "datetime" else spacing  # datetimes are epoch ms
+    return spacing_of(series.time, series.time_kind)
 
 
 @dataclass(frozen=True)
@@ -140,13 +107,13 @@ class ProjectSettings:
 
         ``auto_rows`` is the model's automatic minimum (half the shortest annotated range).
         """
-        spacing = row_spacing(series)
+        return rule_rows(self.rules(labels), row_spacing(series), auto_rows)
+
+    def rules(self, labels: tuple[str, ...]) -> list[Rule]:
+        """Per class, its (minimum duration, merged gap): class 0 (background) the control's, class k label k's."""
         by_label = dict(self.labels)
-        rules = [self.control, *(by_label.get(label, self.control) for label in labels)]
-        min_rows = [auto_rows if r.min_duration is None else r.min_duration.rows(spacing) for r in rules]
-        gaps = [0 if r.merge_gap is None else r.merge_gap.rows(spacing) for r in rules]
-        gaps[0] = 0  # background is what gets merged, never the merging label
-        return min_rows, gaps
+        chosen = (self.control, *(by_label.get(label, self.control) for label in labels))
+        return [(r.min_duration, r.merge_gap) for r in chosen]
 
 
 def default_settings(from_name: str, labels: tuple[str, ...], defaults: TrainingSettings) -> ProjectSettings:

@@ -1,8 +1,8 @@
 """The Flask app: ``create_app(runtime, backend)`` puts the runtime in ``app.extensions``, guards
 every route with Basic auth (``service.auth``), counts every request (``/metrics``), adds the
 defensive headers, answers bad bodies, a full ``MODEL_DIR`` and oversized bodies with JSON, and
-registers the two blueprints: the Label Studio API (``service.api``) and the dashboard
-(``service.dashboard.pages``)."""
+registers the blueprints: the Label Studio API (``service.api``), the dashboard
+(``service.dashboard.pages``) and the export (``service.export_routes``)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from flask import Flask, Response, g, jsonify, request
 
 from segmenter import store
-from segmenter.service import api, auth, headers, metrics
+from segmenter.service import api, auth, export_routes, headers, metrics
 from segmenter.service.bodies import BadRequest
 from segmenter.service.buffering import too_large_message
 from segmenter.service.dashboard import pages
@@ -46,6 +46,7 @@ def create_app(runtime: Runtime, backend: type[LabelStudioMLBase]) -> Flask:
     app.register_error_handler(413, _too_large)
     app.register_blueprint(api.blueprint)
     app.register_blueprint(pages.blueprint)
+    app.register_blueprint(export_routes.blueprint)
     return app
 
 
