@@ -2,7 +2,9 @@
 
 import re
 
-from tests.test_server import CONFIG, add_recordings, backend, fake_ls  # noqa: F401  (fixtures)
+from support import CONFIG, add_recordings
+
+from harness.fakels import KEY
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -13,14 +15,14 @@ def cell(html: str, cls: str) -> str:
     return match.group(1).strip()
 
 
-def test_dashboard_shows_what_status_says_after_two_trainings(backend, fake_ls):  # noqa: F811
+def test_dashboard_shows_what_status_says_after_two_trainings(backend, ls):
     b = backend()
-    project = fake_ls.add_project(CONFIG)
-    tasks = add_recordings(fake_ls, project, 2)
-    b.setup(project, fake_ls)
+    project = ls.add_project(CONFIG)
+    tasks = add_recordings(ls, project, 2)
+    b.setup(project, ls)
     b.webhook("START_TRAINING", project)
     assert b.wait_idle(project)["state"] == "idle"
-    add_recordings(fake_ls, project, 2, seed=5)
+    add_recordings(ls, project, 2, seed=5)
     b.webhook("START_TRAINING", project)
     status = b.wait_idle(project, 120)
     assert status["state"] == "idle" and status["dashboard"] == f"/dashboard/project/{project}"
@@ -41,7 +43,7 @@ def test_dashboard_shows_what_status_says_after_two_trainings(backend, fake_ls):
     assert re.search(r'id="state">idle<', html)
     assert f'id="version">{status["model_version"]}<' in html
     assert cell(html, "minf1") == str(model["validation"]["min_class_f1"])
-    assert model["stopped_because"] in html and "ls-token" not in html
+    assert model["stopped_because"] in html and KEY not in html
     assert html.count("<tr><td>v") == 2  # one row per training
     for kind in ("learning", "f1", "balance", "epochs", "confusion"):
         chart = b.get(f"/dashboard/project/{project}/chart/{kind}/0.png")
@@ -59,43 +61,43 @@ def test_dashboard_shows_what_status_says_after_two_trainings(backend, fake_ls):
     assert b.get(f"/dashboard/project/{project}/task/999999").status_code == 404
 
 
-def test_a_task_only_predicted_shows_and_the_project_lists_its_tasks(backend, fake_ls):  # noqa: F811
+def test_a_task_only_predicted_shows_and_the_project_lists_its_tasks(backend, ls):
     """Tasks come from Label Studio's task list with review=true (never /api/tasks/<id>, never one that
     makes Label Studio call /predict), once per page view; a predicted task's view is the one /predict stored."""
     from segmenter import store
     from segmenter.service.dashboard import task_view
 
     b = backend()
-    project = fake_ls.add_project(CONFIG)
-    add_recordings(fake_ls, project, 2)
-    b.setup(project, fake_ls)
+    project = ls.add_project(CONFIG)
+    add_recordings(ls, project, 2)
+    b.setup(project, ls)
     b.webhook("START_TRAINING", project)
     version = b.wait_idle(project)["model_version"]
-    [fresh] = add_recordings(fake_ls, project, 1, seed=9, annotate=False)
+    [fresh] = add_recordings(ls, project, 1, seed=9, annotate=False)
     [prediction] = b.predict(project, [fresh]).json()["results"]
-    fake_ls.tasks[fresh["id"]]["predictions"].append({**prediction, "model_version": version})
+    ls.tasks[fresh["id"]]["predictions"].append({**prediction, "model_version": version})
     assert task_view.flush(30)
     assert store.load_view(b.runtime.settings.model_dir, str(project), version, fresh["id"]) is not None
-    fake_ls.clear_requests()
+    ls.clear_requests()
 
     html = b.get(f"/dashboard/project/{project}/task/{fresh['id']}").text
     assert cell(html, "annotated") == "not annotated" and cell(html, "score") == str(prediction["score"])
     chart = b.get(f"/dashboard/project/{project}/task/{fresh['id']}/0.png")
     assert chart.status_code == 200 and chart.content.startswith(PNG)
-    reads = [r for r in fake_ls.requests if r.path.startswith("/api/")]
+    reads = [r for r in ls.requests if r.path.startswith("/api/")]
     assert [r.path for r in reads] == ["/api/tasks/"]  # one read for the page and its chart
-    assert "review=true" in reads[0].query and fake_ls.evaluations == []
+    assert "review=true" in reads[0].query and ls.evaluations == []
 
     html = b.get(f"/dashboard/project/{project}").text
     listed = re.findall(r'<tr data-task="(\d+)">', html)
-    assert listed == [str(t["id"]) for t in fake_ls.tasks.values() if t["project"] == project]
+    assert listed == [str(t["id"]) for t in ls.tasks.values() if t["project"] == project]
     assert f'href="/dashboard/project/{project}/task/{fresh["id"]}"' in html
     assert html.count(str(prediction["score"])) >= 1 and "yes (1)" in html
-    assert fake_ls.evaluations == [] and not any(r.path.startswith("/api/tasks/") and r.path != "/api/tasks/"
-                                                 for r in fake_ls.requests)
+    assert ls.evaluations == [] and not any(r.path.startswith("/api/tasks/") and r.path != "/api/tasks/"
+                                                 for r in ls.requests)
 
 
-def test_dashboard_bad_input_is_a_clear_4xx(backend):  # noqa: F811
+def test_dashboard_bad_input_is_a_clear_4xx(backend):
     b = backend()
     assert b.get("/dashboard").status_code == 200  # no project yet
     assert b.get("/dashboard/project/abc").status_code == 400
@@ -110,7 +112,7 @@ def test_dashboard_bad_input_is_a_clear_4xx(backend):  # noqa: F811
     assert "failed" in html
 
 
-def test_dashboard_is_behind_basic_auth(backend):  # noqa: F811
+def test_dashboard_is_behind_basic_auth(backend):
     b = backend(basic_auth_user="u", basic_auth_pass="p")
     assert b.get("/dashboard").status_code == 401
     assert b.get("/dashboard/project/1").status_code == 401

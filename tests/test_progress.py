@@ -3,13 +3,13 @@
 import time
 
 import requests
+from support import CONFIG, add_recordings
 
 from harness.waiting import wait_until_idle
 from segmenter import store
 from segmenter.learning.training import EpochReport, Validation
 from segmenter.service.progress import StatusProgress
 from segmenter.store import TrainingStatus
-from tests.test_server import CONFIG, add_recordings, backend, fake_ls  # noqa: F401  (fixtures)
 
 
 def report(epoch, loss, bacc, f1, left=10, target="label"):
@@ -74,13 +74,13 @@ def test_queue_lists_waiting_projects_oldest_request_first(tmp_path):
         ("2", "training"), ("1", "queued")]
 
 
-def test_status_shows_progress_while_a_training_runs_and_clears_it_after(backend, fake_ls):  # noqa: F811
+def test_status_shows_progress_while_a_training_runs_and_clears_it_after(backend, ls):
     from segmenter.config import TrainingSettings
 
     b = backend(training=TrainingSettings(epochs=400, patience=400, batch_size=32))
-    project = fake_ls.add_project(CONFIG)
-    add_recordings(fake_ls, project, 3, rows=600)
-    b.setup(project, fake_ls)
+    project = ls.add_project(CONFIG)
+    add_recordings(ls, project, 3, rows=600)
+    b.setup(project, ls)
     b.webhook("START_TRAINING", project)
     seen, deadline = None, time.monotonic() + 60
     while seen is None and time.monotonic() < deadline:

@@ -2,7 +2,7 @@
 
 import logging
 
-from test_server import CONFIG, backend, fake_ls, trained_project  # noqa: F401  (fixtures)
+from support import CONFIG, trained_project
 
 from segmenter import store
 
@@ -12,11 +12,11 @@ WITH_SETTINGS = CONFIG.replace(
 ).replace('<Label value="Run"/>', '<Label value="Run" model_min_duration="12 rows"/>')
 
 
-def test_status_shows_the_settings_in_force_and_every_problem(backend, fake_ls, caplog):  # noqa: F811
+def test_status_shows_the_settings_in_force_and_every_problem(backend, ls, caplog):
     b = backend()
-    project = fake_ls.add_project(WITH_SETTINGS)
+    project = ls.add_project(WITH_SETTINGS)
     with caplog.at_level(logging.WARNING):
-        b.setup(project, fake_ls, schema=WITH_SETTINGS)
+        b.setup(project, ls, schema=WITH_SETTINGS)
     status = b.get(f"/status/{project}").json()
     settings = status["settings"]["label"]
     assert settings["model_max_epochs"] == 3 and settings["model_context"] == "auto"
@@ -29,9 +29,9 @@ def test_status_shows_the_settings_in_force_and_every_problem(backend, fake_ls, 
     assert listed[0]["settings_problems"] == [problem]
 
 
-def test_a_score_threshold_applies_to_the_served_model_without_retraining(backend, fake_ls):  # noqa: F811
+def test_a_score_threshold_applies_to_the_served_model_without_retraining(backend, ls):
     b = backend()
-    project, tasks = trained_project(b, fake_ls)
+    project, tasks = trained_project(b, ls)
     before = b.get(f"/status/{project}").json()
     plain = b.predict(project, tasks).json()["results"]
     assert any(r["result"] for r in plain)
@@ -42,14 +42,14 @@ def test_a_score_threshold_applies_to_the_served_model_without_retraining(backen
     assert after["requests"] == before["requests"] and after["settings"]["label"]["model_score_threshold"] == 1.0
 
 
-def test_a_training_time_change_trains_at_once_and_only_once(backend, fake_ls):  # noqa: F811
+def test_a_training_time_change_trains_at_once_and_only_once(backend, ls):
     b = backend(start_training_each_n_updates=5)
-    project, tasks = trained_project(b, fake_ls)
+    project, tasks = trained_project(b, ls)
     old = b.get(f"/status/{project}").json()
     assert old["models"][0]["trained_with"] == {"context": "auto", "max_epochs": None}
     changed = CONFIG.replace('toName="ts">', 'toName="ts" model_max_epochs="2" model_context="20 rows">')
-    fake_ls.projects[project]["label_config"] = changed  # Label Studio's config, which the training reads
-    fake_ls.export_delay = 1.0  # the training is still on its way while the next predictions come
+    ls.projects[project]["label_config"] = changed  # Label Studio's config, which the training reads
+    ls.export_delay = 1.0  # the training is still on its way while the next predictions come
     first = b.predict(project, tasks, label_config=changed).json()["results"]
     assert all(r["result"] == [] for r in first)  # the old model is not applied to the changed config
     b.predict(project, tasks, label_config=changed)
@@ -68,27 +68,27 @@ def test_a_training_time_change_trains_at_once_and_only_once(backend, fake_ls): 
     assert saved == changed  # /status reads the config /predict came with
 
 
-def test_an_annotation_event_under_a_changed_config_trains_without_waiting_for_more(backend, fake_ls):  # noqa: F811
+def test_an_annotation_event_under_a_changed_config_trains_without_waiting_for_more(backend, ls):
     b = backend(start_training_each_n_updates=5)
-    project, _ = trained_project(b, fake_ls)
+    project, _ = trained_project(b, ls)
     event = {"action": "ANNOTATION_CREATED", "project": {"id": project, "label_config": CONFIG}}
     assert b.post("/webhook", event).json()["scheduled"] is False  # counted: 1 of 5
     changed = CONFIG.replace('toName="ts">', 'toName="ts" model_max_epochs="2">')
-    fake_ls.projects[project]["label_config"] = changed
+    ls.projects[project]["label_config"] = changed
     event["project"]["label_config"] = changed
     assert b.post("/webhook", event).json()["scheduled"] is True
     status = b.wait_idle(project)
     assert status["models"][0]["trained_with"]["max_epochs"] == 2
 
 
-def test_saving_a_changed_config_in_label_studio_trains_once(backend, fake_ls):  # noqa: F811
+def test_saving_a_changed_config_in_label_studio_trains_once(backend, ls):
     b = backend()
-    project, _ = trained_project(b, fake_ls)
+    project, _ = trained_project(b, ls)
     event = {"action": "PROJECT_UPDATED", "project": {"id": project, "label_config": CONFIG}}
     assert b.post("/webhook", event).json()["scheduled"] is False  # nothing changed
     changed = CONFIG.replace('toName="ts">', 'toName="ts" model_context="30 rows">')
-    fake_ls.projects[project]["label_config"] = changed
-    fake_ls.export_delay = 1.0
+    ls.projects[project]["label_config"] = changed
+    ls.export_delay = 1.0
     event["project"]["label_config"] = changed
     assert b.post("/webhook", event).json()["scheduled"] is True
     assert b.post("/webhook", event).json()["scheduled"] is False  # already on its way

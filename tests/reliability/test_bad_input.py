@@ -7,10 +7,9 @@ import logging
 import numpy as np
 import pytest
 import requests
-from test_server import CONFIG, add_recordings, backend, trained_project  # noqa: F401  (backend is a fixture)
+from support import CONFIG, trained_project
 
 from harness import synthetic
-from harness.fakels import FakeLabelStudio
 from segmenter.reading.annotations import row_labels
 from segmenter.reading.labelconfig import parse_label_config
 from segmenter.reading.series import load_series
@@ -22,13 +21,7 @@ NON_OBJECTS = ["ctx", 7, 1.5, True, [], ["x"]]
 
 
 @pytest.fixture
-def ls():
-    with FakeLabelStudio(legacy_token="ls-token") as server:
-        yield server
-
-
-@pytest.fixture
-def b(backend):  # noqa: F811
+def b(backend):
     return backend()
 
 

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 import requests
 from matplotlib.backends.backend_agg import RendererAgg
+from support import add_recordings, trained_project
 
 from harness import synthetic
 from harness.many_labels import model_dir_with_labels
 from harness.processes import start_backend
-from tests.test_server import CONFIG, add_recordings, backend, fake_ls, trained_project  # noqa: F401  (fixtures)
 
 PNG = b"\x89PNG\r\n\x1a\n"
 THREADS = 2  # gunicorn's request threads in the load test
@@ -64,11 +64,11 @@ def drawn_text(monkeypatch):
     return seen
 
 
-def test_names_with_dollars_are_drawn_as_written_on_every_chart(backend, fake_ls, drawn_text):  # noqa: F811
+def test_names_with_dollars_are_drawn_as_written_on_every_chart(backend, ls, drawn_text):
     b = backend()
-    project = fake_ls.add_project(DOLLAR_CONFIG)
-    tasks = add_dollar_recordings(fake_ls, project, 2)
-    b.setup(project, fake_ls, schema=DOLLAR_CONFIG)
+    project = ls.add_project(DOLLAR_CONFIG)
+    tasks = add_dollar_recordings(ls, project, 2)
+    b.setup(project, ls, schema=DOLLAR_CONFIG)
     b.post("/webhook", {"action": "START_TRAINING", "project": {"id": project, "label_config": DOLLAR_CONFIG}})
     status = b.wait_idle(project, 120)
     assert status["state"] == "idle", status
@@ -88,11 +88,11 @@ def test_names_with_dollars_are_drawn_as_written_on_every_chart(backend, fake_ls
     assert [s for s, ismath in drawn_text if ismath] == []  # nothing went through mathtext or TeX
 
 
-def test_a_versions_chart_is_drawn_once(backend, fake_ls, monkeypatch):  # noqa: F811
+def test_a_versions_chart_is_drawn_once(backend, ls, monkeypatch):
     from matplotlib.figure import Figure
 
     b = backend()
-    project, _ = trained_project(b, fake_ls)
+    project, _ = trained_project(b, ls)
     version = b.get(f"/status/{project}").json()["model_version"]
     drawn = []
     savefig = Figure.savefig
@@ -198,11 +198,11 @@ def test_concurrent_first_looks_at_one_task_compute_it_once(tmp_path):
     assert all(np.array_equal(v[0].predicted, views[0][0].predicted) for v in views)
 
 
-def test_concurrent_first_looks_over_http_read_the_task_once(backend, fake_ls):  # noqa: F811
+def test_concurrent_first_looks_over_http_read_the_task_once(backend, ls):
     b = backend()
-    project, _ = trained_project(b, fake_ls)
-    [fresh] = add_recordings(fake_ls, project, 1, seed=9, rows=20_000)
-    fake_ls.clear_requests()
+    project, _ = trained_project(b, ls)
+    [fresh] = add_recordings(ls, project, 1, seed=9, rows=20_000)
+    ls.clear_requests()
     answers = []
     path = f"/dashboard/project/{project}/task/{fresh['id']}/0.png"
     lookers = [threading.Thread(target=lambda: answers.append(b.get(path))) for _ in range(4)]
@@ -212,13 +212,13 @@ def test_concurrent_first_looks_over_http_read_the_task_once(backend, fake_ls): 
         thread.join(120)
     assert [a.status_code for a in answers] == [200] * 4
     assert len({a.content for a in answers}) == 1
-    reads = [r.path for r in fake_ls.requests]
+    reads = [r.path for r in ls.requests]
     assert reads.count("/api/tasks/") == 1 and reads.count(fresh["data"]["csv_url"]) == 1, reads
 
 
-def test_html_pages_forbid_inline_script_framing_and_referrers(backend, fake_ls):  # noqa: F811
+def test_html_pages_forbid_inline_script_framing_and_referrers(backend, ls):
     b = backend()
-    project, tasks = trained_project(b, fake_ls)
+    project, tasks = trained_project(b, ls)
     pages = ["/dashboard", f"/dashboard/project/{project}", f"/dashboard/project/{project}/task/{tasks[0]['id']}",
              "/dashboard/project/77"]  # an error page too
     for path in pages:

@@ -14,27 +14,21 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import requests
 import torch
 from flask import Response, request
+from support import CONFIG, ROOT, TINY_ENV, Client, fill
 
-from harness import synthetic
 from harness.disks import small_tmpfs
-from harness.fakels import FakeLabelStudio
+from harness.fakels import KEY, FakeLabelStudio
 from harness.processes import start_backend
 from harness.served import serve
-from harness.waiting import wait_until_idle
 from model import TimeSeriesSegmenter
 from segmenter import store
 from segmenter.config import Settings, TrainingSettings
 from segmenter.service.app import create_app
 from segmenter.service.runtime import Runtime
 
-ROOT = Path(__file__).resolve().parents[2]
-TOKEN = "ls-token"
-CONFIG = synthetic.label_config()
 TINY = TrainingSettings(epochs=3, patience=1, batch_size=32, hidden_size=8)
-TINY_ENV = {"TRAIN_EPOCHS": "3", "EARLY_STOPPING_PATIENCE": "1", "HIDDEN_SIZE": "8", "LOG_LEVEL": "WARNING"}
 
 
 class FaultyLabelStudio(FakeLabelStudio):
@@ -69,59 +63,13 @@ class FaultyLabelStudio(FakeLabelStudio):
 
 @pytest.fixture
 def ls():
-    with FaultyLabelStudio(legacy_token=TOKEN) as server:
+    """Here the shared ``ls`` fixture is the faulty fake, with the same key."""
+    with FaultyLabelStudio(legacy_token=KEY) as server:
         yield server
 
 
 def add_recordings(ls, project, n=2, seed=0, rows=200):
     return ls.add_recordings(project, n, seed=seed, rows=rows)
-
-
-class Client:
-    """HTTP access to one running backend."""
-
-    def __init__(self, url, model_dir):
-        self.url, self.model_dir = url, Path(model_dir)
-        self.hostnames = {}
-
-    def get(self, path, **kw):
-        return requests.get(self.url + path, timeout=10, **kw)
-
-    def post(self, path, body):
-        return requests.post(self.url + path, json=body, timeout=10)
-
-    def setup(self, project, hostname):
-        self.hostnames[project] = hostname
-        body = {"project": f"{project}.1795697041", "schema": CONFIG, "hostname": hostname, "access_token": TOKEN}
-        return self.post("/setup", body)
-
-    def webhook(self, action, project):
-        return self.post("/webhook", {"action": action, "project": {"id": project, "label_config": CONFIG}})
-
-    def predict(self, project, tasks):
-        body = {"tasks": tasks, "project": f"{project}.1795697041", "label_config": CONFIG}
-        return self.post("/predict", body)
-
-    def status(self, project):
-        return self.get(f"/status/{project}").json()
-
-    def versions(self, project):
-        return self.get("/versions", params={"project": project}).json()["versions"]
-
-    def wait_idle(self, project, timeout=60):
-        return wait_until_idle(self.url, project, timeout)
-
-    def serves(self, project, tasks):
-        """The one version all of /setup, /predict, /versions and /status report, checked to be applied."""
-        response = self.predict(project, tasks)
-        assert response.status_code == 200, response.text
-        results = response.json()["results"]
-        [version] = {r["model_version"] for r in results}
-        assert all(r["score"] > 0 for r in results), results  # the model really ran
-        assert self.setup(project, self.hostnames[project]).json()["model_version"] == version
-        assert self.versions(project)[-1] == version
-        assert self.status(project)["model_version"] == version
-        return version
 
 
 @pytest.fixture
@@ -222,21 +170,6 @@ def small_disk(tmp_path):
         yield mount
 
 
-def fill(mount, leave_pages):
-    """Fill the file system but ``leave_pages`` 4 KiB pages."""
-    filler = mount / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    try:
-        for _ in range(4096):  # at most 16 MiB, well past the 2 MiB disk
-            os.write(fd, b"\0" * 4096)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-    os.truncate(filler, max(0, filler.stat().st_size // 4096 - leave_pages) * 4096)
-    return filler
-
-
 def test_a_full_disk_fails_the_training_clearly_and_leaves_nothing_half_written(service, ls, small_disk):
     c = service(model_dir=small_disk)
     project, tasks, v1 = trained(c, ls)
@@ -299,7 +232,7 @@ def test_kill_9_during_a_training_or_its_save(service, ls, tmp_path, stage):
     if stage == "training":
         ls.export_delay = 15  # the killed training sits in the export
     env = {**os.environ, **TINY_ENV, "PYTHONPATH": str(ROOT), "MODEL_DIR": str(c.model_dir),
-           "CACHE_DIR": str(tmp_path / "cache"), "LABEL_STUDIO_URL": ls.url, "LABEL_STUDIO_API_KEY": TOKEN}
+           "CACHE_DIR": str(tmp_path / "cache"), "LABEL_STUDIO_URL": ls.url, "LABEL_STUDIO_API_KEY": KEY}
     proc = subprocess.Popen([sys.executable, "-c", TRAINER, str(marker), stage, str(project)], cwd=ROOT, env=env)
     try:
         deadline = time.monotonic() + 30
@@ -346,7 +279,7 @@ def test_label_studio_faults_fail_the_training_clearly(service, ls, fault):
     assert slowest < 0.5
     status = c.wait_idle(project, timeout=30)
     assert status["state"] == "failed" and expected in status["last_error"], status
-    assert TOKEN not in status["last_error"]
+    assert KEY not in status["last_error"]
     assert c.serves(project, tasks) == v1
 
 
@@ -356,7 +289,7 @@ def test_label_studio_faults_fail_the_training_clearly(service, ls, fault):
 @pytest.fixture
 def gunicorn(tmp_path, ls):
     env = {**TINY_ENV, "WORKERS": "2", "THREADS": "4", "CACHE_DIR": str(tmp_path / "cache")}
-    backend = start_backend(tmp_path / "models", tmp_path / "gunicorn.log", label_studio_url=ls.url, api_key=TOKEN,
+    backend = start_backend(tmp_path / "models", tmp_path / "gunicorn.log", label_studio_url=ls.url, api_key=KEY,
                             host="127.0.0.1", timeout=60, extra_env=env)
     yield Client(backend.url, tmp_path / "models")
     backend.stop()
@@ -389,6 +322,6 @@ def test_two_workers_never_train_one_project_twice_at_once(gunicorn, ls):
 def test_files_holding_the_token_are_owner_only(service, ls):
     c = service()
     project, _, _ = trained(c, ls)
-    holding = [p for p in c.model_dir.rglob("*") if p.is_file() and TOKEN.encode() in p.read_bytes()]
+    holding = [p for p in c.model_dir.rglob("*") if p.is_file() and KEY.encode() in p.read_bytes()]
     assert [p.name for p in holding] == ["connection.json"]
     assert all(p.stat().st_mode & 0o077 == 0 for p in holding)

@@ -15,21 +15,15 @@ from pathlib import Path
 
 import pytest
 import requests
+from support import CONFIG, ROOT, TINY_ENV, Client, fill
 
 from harness.disks import small_tmpfs
-from harness.fakels import FakeLabelStudio
+from harness.fakels import KEY
 from harness.processes import start_backend
 from harness.waiting import wait_for
 from segmenter import store
-from tests.reliability.test_faults import CONFIG, ROOT, TINY_ENV, TOKEN, Client, fill
 
 ABORTS = ("terminate called", "SIGABRT", "SIGBUS", "SIGSEGV", "was sent SIGKILL")
-
-
-@pytest.fixture
-def ls():
-    with FakeLabelStudio(legacy_token=TOKEN) as server:
-        yield server
 
 
 @pytest.fixture
@@ -54,7 +48,7 @@ def children(pid):
 
 
 def backend(model_dir, log, ls, **env):
-    started = start_backend(model_dir, log, label_studio_url=ls.url, api_key=TOKEN, host="127.0.0.1", timeout=60,
+    started = start_backend(model_dir, log, label_studio_url=ls.url, api_key=KEY, host="127.0.0.1", timeout=60,
                             extra_env={**TINY_ENV, "LOG_LEVEL": "INFO", "WORKERS": "1", "THREADS": "4",
                                        "CACHE_DIR": str(Path(log).parent / "cache"), **env})
     return started, Client(started.url, model_dir)

@@ -3,7 +3,7 @@ outside keeps its default and is reported, and a repeated target is trained and 
 
 import numpy as np
 import pytest
-from test_server import CONFIG, add_recordings, backend, fake_ls, trained_project  # noqa: F401  (fixtures)
+from support import CONFIG, add_recordings, trained_project
 
 from harness import synthetic
 from segmenter import store
@@ -98,9 +98,9 @@ def predict_and_status(b, project, tasks, config):
     return results, b.get(f"/status/{project}").json()
 
 
-def test_huge_durations_are_reported_and_predict_keeps_the_defaults(backend, fake_ls):  # noqa: F811
+def test_huge_durations_are_reported_and_predict_keeps_the_defaults(backend, ls):
     b = backend()
-    project, tasks = trained_project(b, fake_ls)
+    project, tasks = trained_project(b, ls)
     plain = b.predict(project, tasks).json()["results"]
     assert any(r["result"] for r in plain) and all(r["score"] > 0 for r in plain)
     task_id = tasks[0]["id"]
@@ -123,26 +123,26 @@ def model_bytes(b, project) -> int:
     return path.stat().st_size
 
 
-def train_with(b, fake_ls, config: str) -> tuple[int, list[dict], dict]:  # noqa: F811
+def train_with(b, ls, config: str) -> tuple[int, list[dict], dict]:
     """A project of three annotated 300-row recordings under ``config``, trained once."""
-    project = fake_ls.add_project(config)
-    tasks = add_recordings(fake_ls, project, 3)
-    b.setup(project, fake_ls, schema=config)
+    project = ls.add_project(config)
+    tasks = add_recordings(ls, project, 3)
+    b.setup(project, ls, schema=config)
     b.webhook("START_TRAINING", project)
     status = b.wait_idle(project)
     assert status["state"] == "idle", status
     return project, tasks, status
 
 
-def test_a_huge_context_trains_a_bounded_model_and_is_reported(backend, fake_ls):  # noqa: F811
+def test_a_huge_context_trains_a_bounded_model_and_is_reported(backend, ls):
     b = backend()
-    auto, _, _ = train_with(b, fake_ls, CONFIG)
+    auto, _, _ = train_with(b, ls, CONFIG)
     auto_bytes = model_bytes(b, auto)
     # "20000 rows" is over the cap in rows; "5000" (time units, one row each here) only
     # becomes too many rows for these 300-row series at training
     for value, found_at in (("20000 rows", "setup"), ("5000", "training")):
         config = with_control(f'model_context="{value}"')
-        project, tasks, status = train_with(b, fake_ls, config)
+        project, tasks, status = train_with(b, ls, config)
         [model] = status["models"]
         assert model["context"]["sequence_size"] <= 300 and model["context"]["chosen_by"] == "annotations", model
         assert model["trained_with"]["context"] == ("auto" if found_at == "setup" else value)
@@ -154,10 +154,10 @@ def test_a_huge_context_trains_a_bounded_model_and_is_reported(backend, fake_ls)
         assert b.get(f"/status/{project}").json()["requests"] == status["requests"]  # the model fits: no retraining
 
 
-def test_a_repeated_to_name_trains_and_predicts_one_target(backend, fake_ls):  # noqa: F811
+def test_a_repeated_to_name_trains_and_predicts_one_target(backend, ls):
     b = backend()
     config = CONFIG.replace('toName="ts"', 'toName="ts,ts,ts"')
-    project, tasks, status = train_with(b, fake_ls, config)
+    project, tasks, status = train_with(b, ls, config)
     assert len(status["models"]) == 1
     key = store.project_key(project)
     assert len(store.metadata(b.runtime.settings.model_dir, key, status["model_version"])["targets"]) == 1

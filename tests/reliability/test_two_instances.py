@@ -9,7 +9,7 @@ import logging
 from datetime import datetime
 
 import pytest
-from test_server import CONFIG, add_recordings, backend  # noqa: F401  (backend is a fixture)
+from support import CONFIG, add_recordings
 
 from harness.fakels import FakeLabelStudio
 from harness.waiting import wait_until_idle
@@ -62,7 +62,7 @@ def two():
                Instance(b, CREATED_B, "token-b", annotated=3, unlabelled=2, seed=20))
 
 
-def test_two_label_studios_without_a_url_never_share_a_model_a_status_or_a_write_back(backend, two, caplog):  # noqa: F811
+def test_two_label_studios_without_a_url_never_share_a_model_a_status_or_a_write_back(backend, two, caplog):
     caplog.set_level(logging.WARNING)
     a, b = two
     assert a.project == b.project == 1
@@ -106,7 +106,7 @@ def test_two_label_studios_without_a_url_never_share_a_model_a_status_or_a_write
     assert {p["label_studio_project"]["created_at"] for p in listed} == {CREATED_A[:19] + "Z", CREATED_B[:19] + "Z"}
 
 
-def test_with_label_studio_url_another_instance_is_kept_apart_and_never_trained_from_it(backend, two):  # noqa: F811
+def test_with_label_studio_url_another_instance_is_kept_apart_and_never_trained_from_it(backend, two):
     a, b = two
     backend_ = backend(label_studio_url=a.ls.url, label_studio_api_key="token-a", basic_auth_user="u",
                        basic_auth_pass="p")
@@ -129,7 +129,7 @@ def test_with_label_studio_url_another_instance_is_kept_apart_and_never_trained_
     assert a.setup(backend_).json() == {"model_version": a_status["model_version"]}
 
 
-def test_a_model_dir_of_an_older_backend_is_adopted_by_the_first_project_that_claims_it(backend, two, caplog):  # noqa: F811
+def test_a_model_dir_of_an_older_backend_is_adopted_by_the_first_project_that_claims_it(backend, two, caplog):
     caplog.set_level(logging.INFO)
     a, b = two
     backend_ = backend()
