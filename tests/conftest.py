@@ -26,6 +26,13 @@ def load_payload(name: str) -> dict:
     return json.loads((PAYLOADS / name).read_text())["json"]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The real Label Studio and container suites are slow as well: ``-m "not slow"`` leaves them out too."""
+    for item in items:
+        if item.get_closest_marker("labelstudio") or item.get_closest_marker("containers"):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture
 def payload():
     return load_payload

@@ -12,6 +12,7 @@ from harness import synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "TRAIN_EPOCHS": "40", "EARLY_STOPPING_PATIENCE": "5", "LOG_LEVEL": "WARNING"}
+pytestmark = pytest.mark.slow  # each test runs CLI processes that train for 40 epochs
 
 
 def run(*args, check=True):

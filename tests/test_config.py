@@ -64,6 +64,7 @@ def test_describe_masks_secrets():
     assert "secret" not in text and "pw" not in text
 
 
+@pytest.mark.slow
 def test_wsgi_refuses_to_start_on_a_bad_value(tmp_path):
     import subprocess
     import sys

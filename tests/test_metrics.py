@@ -76,6 +76,7 @@ def value(samples, name, **labels) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
+@pytest.mark.slow
 def test_metrics_count_requests_trainings_and_predictions_of_both_workers(deployment):
     url, ls, metrics_dir = deployment
     assert requests.get(url + "/metrics", timeout=10).status_code == 401  # behind Basic auth
@@ -150,6 +151,7 @@ print(len(errors), errors[:1])
 """
 
 
+@pytest.mark.slow
 def test_metrics_made_on_first_use_by_many_threads_at_once_register_once():
     """Request threads and a training thread may count their first event together."""
     import subprocess

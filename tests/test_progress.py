@@ -2,6 +2,7 @@
 
 import time
 
+import pytest
 import requests
 from support import CONFIG, add_recordings
 
@@ -74,6 +75,7 @@ def test_queue_lists_waiting_projects_oldest_request_first(tmp_path):
         ("2", "training"), ("1", "queued")]
 
 
+@pytest.mark.slow
 def test_status_shows_progress_while_a_training_runs_and_clears_it_after(backend, ls):
     from segmenter.config import TrainingSettings
 

@@ -19,7 +19,8 @@ from segmenter.service.jobs import Scheduler
 from segmenter.store import TrainingState
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
+pytestmark = [pytest.mark.slow,  # redis-server and an RQ worker process that trains
+              pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")]
 
 
 @pytest.fixture

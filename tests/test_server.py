@@ -79,6 +79,7 @@ def test_webhook_trains_then_predictions_carry_the_new_version(backend, ls):
     assert all(c.path == "/api/tasks/" and "review=true" in c.query for c in ls.calls(prefix="/api/tasks"))
 
 
+@pytest.mark.slow
 def test_events_during_a_training_coalesce_into_one_follow_up(backend, ls):
     b = backend()
     project = ls.add_project(CONFIG)

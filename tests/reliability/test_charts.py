@@ -128,6 +128,7 @@ def many_labels(tmp_path_factory):
         service.stop()
 
 
+@pytest.mark.slow
 def test_health_and_predict_do_not_wait_for_charts(many_labels):
     """As many chart requests as threads, each needing a fresh 200-label drawing, then /health and
     /predict: both answered before any of those charts (before: the charts held every thread, and

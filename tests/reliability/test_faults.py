@@ -223,6 +223,7 @@ scheduler.wait(60)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", ["training", "save"])
 def test_kill_9_during_a_training_or_its_save(service, ls, tmp_path, stage):
     c = service()
@@ -257,6 +258,7 @@ def test_kill_9_during_a_training_or_its_save(service, ls, tmp_path, stage):
 # --- Label Studio down, slow, failing --------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", ["down", "slow", "http_500"])
 def test_label_studio_faults_fail_the_training_clearly(service, ls, fault):
     c = service(label_studio_timeout=1.0)  # a small client timeout instead of the 30 s default
@@ -295,6 +297,7 @@ def gunicorn(tmp_path, ls):
     backend.stop()
 
 
+@pytest.mark.slow
 def test_two_workers_never_train_one_project_twice_at_once(gunicorn, ls):
     c = gunicorn
     projects = [ls.add_project(CONFIG), ls.add_project(CONFIG)]

@@ -24,6 +24,7 @@ from harness.waiting import wait_for
 from segmenter import store
 
 ABORTS = ("terminate called", "SIGABRT", "SIGBUS", "SIGSEGV", "was sent SIGKILL")
+pytestmark = pytest.mark.slow  # gunicorn processes, a tmpfs, signals during trainings
 
 
 @pytest.fixture

@@ -31,6 +31,7 @@ def sent_keys(server: FakeLabelStudio) -> set[str]:
     return {r.headers.get("Authorization", "") for r in server.calls()} - {""}
 
 
+@pytest.mark.slow
 def test_a_key_without_its_url_stops_start_up(tmp_path):
     with pytest.raises(ConfigError, match="LABEL_STUDIO_API_KEY.*LABEL_STUDIO_URL"):
         Settings.from_env({"LABEL_STUDIO_API_KEY": "operator-key", "MODEL_DIR": str(tmp_path)})
@@ -132,6 +133,7 @@ def test_refused_task_data_is_reported_in_the_training_without_the_other_export(
     assert "secret_field_xyz" not in text and "may only name files" in text
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("var", ["LABEL_STUDIO_URL", "LABEL_STUDIO_HOST"])
 def test_password_in_the_label_studio_url_is_refused_without_showing_it(var, tmp_path):
     env = {var: "http://admin:hunter2-pass@ls.example:8080", "MODEL_DIR": str(tmp_path)}

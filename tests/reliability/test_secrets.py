@@ -20,6 +20,7 @@ from harness.waiting import wait_until_idle
 
 BASIC = ("ml", "basic-pass-9f3c2e")
 URL_PASSWORD = "url-pass-5be6c0"
+pytestmark = pytest.mark.slow  # gunicorn with two workers, a training and failed downloads
 
 
 @pytest.fixture

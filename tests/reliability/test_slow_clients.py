@@ -101,12 +101,14 @@ def assert_served_meanwhile(url: str, auth=None) -> None:
     assert len(response.json()["results"]) == 1
 
 
+@pytest.mark.slow
 def test_slow_clients_do_not_stall_health_or_predict(backend):
     url, port = backend
     with slow_clients(port, SLOW_CLIENTS):
         assert_served_meanwhile(url)
 
 
+@pytest.mark.slow
 def test_slow_clients_do_not_stall_health_with_basic_auth(backend_with_auth):
     url, port = backend_with_auth
     with slow_clients(port, SLOW_CLIENTS):
@@ -136,6 +138,7 @@ def assert_too_large(status: int, body: dict) -> None:
     assert f"{LIMIT_MB} MB" in body["error"] and "MAX_REQUEST_MB" in body["error"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", ["/predict", "/webhook"])
 def test_announced_body_over_the_limit_is_a_413_before_it_is_read(backend_with_auth, path):
     url, port = backend_with_auth
@@ -148,6 +151,7 @@ def test_announced_body_over_the_limit_is_a_413_before_it_is_read(backend_with_a
     assert requests.get(url + "/health", timeout=2, auth=AUTH).ok
 
 
+@pytest.mark.slow
 def test_chunked_body_over_the_limit_is_a_413(backend):
     url, port = backend
     chunk = b"x" * 65536
@@ -161,6 +165,7 @@ def test_chunked_body_over_the_limit_is_a_413(backend):
     assert requests.get(url + "/health", timeout=2).ok
 
 
+@pytest.mark.slow
 def test_chunked_body_under_the_limit_is_served(backend):
     url, port = backend
     body = json.dumps(predict_body()).encode()

@@ -141,6 +141,7 @@ def worker_rss_mb(master_pid: int) -> float:
     raise AssertionError("no VmRSS")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", ["/predict", "/setup", "/status"])
 @pytest.mark.parametrize("length", [2**20, BODY * 4])
 def test_unauthenticated_body_gets_401_before_it_is_sent(backend, path, length):
@@ -149,6 +150,7 @@ def test_unauthenticated_body_gets_401_before_it_is_sent(backend, path, length):
     assert body == b"authentication required"  # the same answer as the app's own
 
 
+@pytest.mark.slow
 def test_wrong_password_gets_401_before_the_body(backend):
     wrong = base64.b64encode(b"ml:wrong").decode()
     with socket.create_connection(("127.0.0.1", backend.port), timeout=ANSWER_S) as s:
@@ -157,6 +159,7 @@ def test_wrong_password_gets_401_before_the_body(backend):
         assert answer(s)[0] == 401
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", ["/predict", "/webhook"])
 def test_authenticated_body_over_max_request_mb_gets_413_at_once(backend, path):
     status, _, body = headers_only(backend.port, path, BODY + 1, auth=True)
@@ -170,6 +173,7 @@ def assert_busy(port: int, path: str, auth: bool) -> None:
     assert int(headers[b"retry-after"]) > 0 and "MAX_BUFFERED_MB" in json.loads(body)["error"]
 
 
+@pytest.mark.slow
 def test_stalled_uploads_past_max_buffered_mb_get_503_while_health_and_predict_go_on(backend):
     url, port = backend.url, backend.port
     # Strangers' bodies (no credentials) may take half the budget: one 16 MB body of 32 MB.
@@ -188,6 +192,7 @@ def test_stalled_uploads_past_max_buffered_mb_get_503_while_health_and_predict_g
     assert len(predict(url).json()["results"]) == 1
 
 
+@pytest.mark.slow
 def test_chunked_body_past_the_budget_gets_503_as_it_arrives(backend):
     url, port = backend.url, backend.port
     with stalled(port, 1):  # the strangers' half is taken
@@ -200,6 +205,7 @@ def test_chunked_body_past_the_budget_gets_503_as_it_arrives(backend):
     assert served_again(url)
 
 
+@pytest.mark.slow
 def test_worker_memory_with_stalled_uploads_stays_within_max_buffered_mb(backend):
     url = backend.url
     assert served_again(url)  # a served /predict first: its one-off allocations are in the baseline
