@@ -53,7 +53,8 @@ def test_every_captured_request_is_answered(backend, name):
         assert scheduled == (captured["json"]["action"] not in ("TASKS_CREATED", "PROJECT_UPDATED"))
         if scheduled:
             status = b.wait_idle(captured["json"]["project"]["id"])
-            assert status["state"] == "failed" and "127.0.0.1:9" in status["last_error"]
+            assert status["state"] == "failed"
+            assert "127.0.0.1:9" in status["last_error"]
 
 
 def test_webhook_trains_then_predictions_carry_the_new_version(backend, ls):
@@ -62,16 +63,20 @@ def test_webhook_trains_then_predictions_carry_the_new_version(backend, ls):
     tasks = add_recordings(ls, project, 3)
     assert b.setup(project, ls).json()["model_version"] == "untrained"
     ack = b.webhook("ANNOTATION_CREATED", project, annotation={"id": 1}, task=tasks[0])
-    assert ack.status_code == 200 and ack.json()["scheduled"] is True
+    assert ack.status_code == 200
+    assert ack.json()["scheduled"] is True
     status = b.wait_idle(project)
     assert status["state"] == "idle", status
     version = status["model_version"]
-    assert version.startswith("v1-") and status["models"][0]["validation"]["balanced_accuracy"] is not None
-    assert status["models"][0]["context"]["sequence_size"] >= 2 and status["models"][0]["device"] == "cpu"
+    assert version.startswith("v1-")
+    assert status["models"][0]["validation"]["balanced_accuracy"] is not None
+    assert status["models"][0]["context"]["sequence_size"] >= 2
+    assert status["models"][0]["device"] == "cpu"
     assert b.setup(project, ls).json()["model_version"] == version
     assert b.get("/versions", params={"project": project}).json()["versions"] == [version]
     results = b.predict(project, tasks).json()["results"]
-    assert len(results) == 3 and all(r["model_version"] == version for r in results)
+    assert len(results) == 3
+    assert all(r["model_version"] == version for r in results)
     assert all(isinstance(r["score"], float) for r in results)
     # training data came from the export API, never from /api/tasks/<id>; the write-back after
     # it lists tasks only with review=true, which never makes Label Studio call /predict
@@ -118,7 +123,8 @@ def test_failed_training_is_recorded_and_previous_model_keeps_serving(backend, l
         ls.tasks[task["id"]]["annotations"] = []  # nothing usable is left
     b.webhook("START_TRAINING", project)
     status = b.wait_idle(project)
-    assert status["state"] == "failed" and "no task" in status["last_error"]
+    assert status["state"] == "failed"
+    assert "no task" in status["last_error"]
     assert status["model_version"] == good
     results = b.predict(project, tasks).json()["results"]
     assert all(r["model_version"] == good for r in results)
@@ -139,7 +145,8 @@ def test_two_projects_train_concurrently_and_stay_isolated(backend, ls):
     assert s1["state"] == s2["state"] == "idle", (s1.get("last_error"), s2.get("last_error"))
     m1 = store.load(b.runtime.settings.model_dir, p1, s1["model_version"])[0]
     m2 = store.load(b.runtime.settings.model_dir, p2, s2["model_version"])[0]
-    assert m1.target.labels == ("Run", "Walk") and m2.target.labels == ("Walk",)
+    assert m1.target.labels == ("Run", "Walk")
+    assert m2.target.labels == ("Walk",)
     # each project's prediction uses its own model and config
     r2 = b.predict(p2, t2, label_config=walk_only).json()["results"]
     assert all(r["model_version"] == s2["model_version"] for r in r2)
@@ -164,7 +171,8 @@ def test_a_broken_task_gets_an_empty_result_not_a_500(backend, ls):
     response = b.predict(project, batch)
     assert response.status_code == 200
     results = response.json()["results"]
-    assert len(results) == 3 and results[1]["result"] == []
+    assert len(results) == 3
+    assert results[1]["result"] == []
 
 
 def test_a_label_studio_without_key_gives_empty_predictions_not_a_500(backend, ls, caplog):
@@ -180,10 +188,12 @@ def test_a_label_studio_without_key_gives_empty_predictions_not_a_500(backend, l
 def test_bad_bodies_get_400_with_a_message(backend):
     b = backend()
     r = requests.post(b.url + "/predict", data="not json", headers={"Content-Type": "application/json"}, timeout=5)
-    assert r.status_code == 400 and "JSON object" in r.json()["error"]
+    assert r.status_code == 400
+    assert "JSON object" in r.json()["error"]
     assert b.post("/predict", {"tasks": "x", "project": "1.2"}).status_code == 400
     r = b.post("/predict", {"tasks": [{"id": 1, "data": {}}]})
-    assert r.status_code == 400 and "names no project" in r.json()["error"]
+    assert r.status_code == 400
+    assert "names no project" in r.json()["error"]
     assert b.post("/webhook", {"project": {"id": 1}}).status_code == 400
     assert b.post("/setup", {"project": "abc"}).status_code == 400
     assert b.get("/versions", params={"project": "../etc"}).status_code == 400

@@ -19,11 +19,14 @@ def test_status_shows_the_settings_in_force_and_every_problem(backend, ls, caplo
         b.setup(project, ls, schema=WITH_SETTINGS)
     status = b.get(f"/status/{project}").json()
     settings = status["settings"]["label"]
-    assert settings["model_max_epochs"] == 3 and settings["model_context"] == "auto"
-    assert settings["model_score_threshold"] == 0.0 and settings["model_merge_gap"] == "4"
+    assert settings["model_max_epochs"] == 3
+    assert settings["model_context"] == "auto"
+    assert settings["model_score_threshold"] == 0.0
+    assert settings["model_merge_gap"] == "4"
     assert settings["labels"]["Run"] == {"model_min_duration": "12 rows", "model_merge_gap": "4"}
     [problem] = status["settings_problems"]
-    assert "model_score_threshold='2'" in problem and "between 0 and 1" in problem
+    assert "model_score_threshold='2'" in problem
+    assert "between 0 and 1" in problem
     assert any("model_score_threshold='2'" in r.getMessage() for r in caplog.records)
     listed = [p for p in b.get("/status").json()["projects"] if p["project"] == str(project)]
     assert listed[0]["settings_problems"] == [problem]
@@ -39,7 +42,8 @@ def test_a_score_threshold_applies_to_the_served_model_without_retraining(backen
     results = b.predict(project, tasks, label_config=strict).json()["results"]
     assert all(r["result"] == [] and r["model_version"] == before["model_version"] for r in results)
     after = b.get(f"/status/{project}").json()
-    assert after["requests"] == before["requests"] and after["settings"]["label"]["model_score_threshold"] == 1.0
+    assert after["requests"] == before["requests"]
+    assert after["settings"]["label"]["model_score_threshold"] == 1.0
 
 
 def test_a_training_time_change_trains_at_once_and_only_once(backend, ls):
@@ -59,10 +63,12 @@ def test_a_training_time_change_trains_at_once_and_only_once(backend, ls):
     assert status["last_request"]["reason"].startswith("label config changed")
     model = status["models"][0]
     assert model["trained_with"] == {"context": "20 rows", "max_epochs": 2}
-    assert model["epochs"] <= 2 and model["context"]["sequence_size"] == 20
+    assert model["epochs"] <= 2
+    assert model["context"]["sequence_size"] == 20
     assert model["context"]["chosen_by"] == "model_context"
     results = b.predict(project, tasks, label_config=changed).json()["results"]
-    assert all(r["model_version"] == status["model_version"] for r in results) and any(r["result"] for r in results)
+    assert all(r["model_version"] == status["model_version"] for r in results)
+    assert any(r["result"] for r in results)
     assert b.get(f"/status/{project}").json()["requests"] == status["requests"]  # the new model fits: no request
     saved = store.load_connection(b.runtime.settings.model_dir, project)["schema"]
     assert saved == changed  # /status reads the config /predict came with

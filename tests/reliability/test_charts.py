@@ -79,7 +79,8 @@ def test_names_with_dollars_are_drawn_as_written_on_every_chart(backend, ls, dra
     paths.append(f"/dashboard/project/{project}/task/{tasks[0]['id']}/0.png")
     for path in paths:
         answer = b.get(path)
-        assert answer.status_code == 200 and answer.content.startswith(PNG), (path, answer.text[:200])
+        assert answer.status_code == 200, (path, answer.text[:200])
+        assert answer.content.startswith(PNG), (path, answer.text[:200])
 
     texts = [s for s, _ in drawn_text]
     for name in (*RENAMED.values(), CHANNEL):
@@ -100,19 +101,28 @@ def test_a_versions_chart_is_drawn_once(backend, ls, monkeypatch):
     path = f"/dashboard/project/{project}/chart/confusion/0.png"
 
     first = b.get(path)
-    assert first.status_code == 200 and first.content.startswith(PNG) and len(drawn) == 1
+    assert first.status_code == 200
+    assert first.content.startswith(PNG)
+    assert len(drawn) == 1
     etag = first.headers["ETag"]
     assert "no-store" not in first.headers["Cache-Control"]
     again = b.get(path)  # a browser without the chart: served, not drawn
-    assert again.status_code == 200 and again.content == first.content and len(drawn) == 1
+    assert again.status_code == 200
+    assert again.content == first.content
+    assert len(drawn) == 1
     kept = b.get(path, headers={"If-None-Match": etag})
-    assert kept.status_code == 304 and kept.content == b"" and kept.headers["ETag"] == etag
+    assert kept.status_code == 304
+    assert kept.content == b""
+    assert kept.headers["ETag"] == etag
     versioned = b.get(f"{path}?v={version}")
-    assert "immutable" in versioned.headers["Cache-Control"] and len(drawn) == 1
+    assert "immutable" in versioned.headers["Cache-Control"]
+    assert len(drawn) == 1
 
     other = backend()  # another process sharing MODEL_DIR: the chart kept beside the version
     elsewhere = other.get(path)
-    assert elsewhere.status_code == 200 and elsewhere.content == first.content and len(drawn) == 1
+    assert elsewhere.status_code == 200
+    assert elsewhere.content == first.content
+    assert len(drawn) == 1
 
 
 @pytest.fixture(scope="module")
@@ -152,16 +162,19 @@ def test_health_and_predict_do_not_wait_for_charts(many_labels):
     ask("predict", "POST", "/predict", json=predict)
     for thread in charts:
         thread.join(300)
-    assert done["health"][1] == 200 and done["predict"][1] == 200
+    assert done["health"][1] == 200
+    assert done["predict"][1] == 200
     drawn = [done[p][0] for p in paths if done[p][1] == 200]
-    assert drawn and done["predict"][0] < min(drawn), done  # a chart was drawn meanwhile, and waited for
+    assert drawn, done  # a chart was drawn meanwhile, and waited for
+    assert done["predict"][0] < min(drawn), done
     for path in paths:
         for _ in range(60):
             answer = requests.get(url + path, timeout=60)
             if answer.status_code != 503:
                 break
             time.sleep(float(answer.headers["Retry-After"]))
-        assert answer.status_code == 200 and answer.content.startswith(PNG)
+        assert answer.status_code == 200
+        assert answer.content.startswith(PNG)
 
 
 class CountingFetcher:
@@ -195,7 +208,8 @@ def test_concurrent_first_looks_at_one_task_compute_it_once(tmp_path):
         thread.start()
     for thread in lookers:
         thread.join(60)
-    assert len(views) == 4 and fetcher.reads == 1
+    assert len(views) == 4
+    assert fetcher.reads == 1
     assert all(np.array_equal(v[0].predicted, views[0][0].predicted) for v in views)
 
 
@@ -214,7 +228,8 @@ def test_concurrent_first_looks_over_http_read_the_task_once(backend, ls):
     assert [a.status_code for a in answers] == [200] * 4
     assert len({a.content for a in answers}) == 1
     reads = [r.path for r in ls.requests]
-    assert reads.count("/api/tasks/") == 1 and reads.count(fresh["data"]["csv_url"]) == 1, reads
+    assert reads.count("/api/tasks/") == 1, reads
+    assert reads.count(fresh["data"]["csv_url"]) == 1, reads
 
 
 def test_html_pages_forbid_inline_script_framing_and_referrers(backend, ls):
@@ -226,8 +241,10 @@ def test_html_pages_forbid_inline_script_framing_and_referrers(backend, ls):
         answer = b.get(path)
         assert "text/html" in answer.headers["Content-Type"], path
         csp = {d.split()[0]: d.split()[1:] for d in answer.headers["Content-Security-Policy"].split("; ")}
-        assert csp["default-src"] == ["'none'"] and csp["script-src"] == ["'self'"], csp
-        assert csp["style-src"] == ["'self'"] and csp["frame-ancestors"] == ["'none'"], csp
+        assert csp["default-src"] == ["'none'"], csp
+        assert csp["script-src"] == ["'self'"], csp
+        assert csp["style-src"] == ["'self'"], csp
+        assert csp["frame-ancestors"] == ["'none'"], csp
         assert answer.headers["X-Frame-Options"] == "DENY"
         assert answer.headers["Referrer-Policy"] == "no-referrer"
         assert answer.headers["X-Content-Type-Options"] == "nosniff"
@@ -236,7 +253,8 @@ def test_html_pages_forbid_inline_script_framing_and_referrers(backend, ls):
         assert not re.search(r"<style|\sstyle=|\son[a-z]+=", html, re.I), path  # no inline style or handler
         for asset in re.findall(r'(?:src|href)="(/dashboard/static/[^"]+)"', html):
             served = b.get(asset)
-            assert served.status_code == 200 and served.headers["X-Content-Type-Options"] == "nosniff", asset
+            assert served.status_code == 200, asset
+            assert served.headers["X-Content-Type-Options"] == "nosniff", asset
     for path in ("/health", "/status", "/metrics", f"/dashboard/project/{project}/chart/f1/0.png",
                  "/dashboard/project/abc"):
         assert b.get(path).headers["X-Content-Type-Options"] == "nosniff", path

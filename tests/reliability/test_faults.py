@@ -152,12 +152,14 @@ def test_a_corrupt_newest_model_is_set_aside_and_the_previous_one_serves(service
     assert not broken.exists(), "the broken file must be set aside, not retried on every request"
     assert c.versions(project) == [v1]
     status = c.status(project)
-    assert [b["version"] for b in status["broken"]] == [v2] and status["broken"][0]["error"], status
+    assert [b["version"] for b in status["broken"]] == [v2], status
+    assert status["broken"][0]["error"], status
     logged = [r for r in caplog.records if v2 in r.getMessage() and r.levelname == "ERROR"]
     assert len(logged) == 1, [r.getMessage() for r in logged]
     # the next training is numbered past the broken one and serves
     v3 = train(c, ls, project)
-    assert v3.startswith("v3-") and c.serves(project, tasks) == v3
+    assert v3.startswith("v3-")
+    assert c.serves(project, tasks) == v3
 
 
 # --- full disk (issue 7, finding 9) ----------------------------------------------------------------------
@@ -177,9 +179,11 @@ def test_a_full_disk_fails_the_training_clearly_and_leaves_nothing_half_written(
     c.webhook("START_TRAINING", project)
     status = c.wait_idle(project)
     assert status["state"] == "failed", status
-    assert "no space left on device" in status["last_error"] and str(small_disk) in status["last_error"], status
+    assert "no space left on device" in status["last_error"], status
+    assert str(small_disk) in status["last_error"], status
     assert leftovers(c.model_dir, project) == []
-    assert c.versions(project) == [v1] and c.serves(project, tasks) == v1
+    assert c.versions(project) == [v1]
+    assert c.serves(project, tasks) == v1
 
 
 def test_the_webhook_answers_when_a_full_disk_cannot_record_it(service, ls, small_disk):
@@ -190,13 +194,16 @@ def test_the_webhook_answers_when_a_full_disk_cannot_record_it(service, ls, smal
         response = c.webhook(action, project)
         assert response.status_code == 503, response.text
         error = response.json()["error"]
-        assert "no space left on device" in error and str(small_disk) in error, error
-    assert c.get("/health").status_code == 200 and c.status(project)["model_version"] == v1
+        assert "no space left on device" in error, error
+        assert str(small_disk) in error, error
+    assert c.get("/health").status_code == 200
+    assert c.status(project)["model_version"] == v1
     assert leftovers(c.model_dir, project) == []
     filler.unlink()  # space again: the next webhook trains
     assert c.webhook("START_TRAINING", project).json()["scheduled"] is True
     v2 = c.wait_idle(project)["model_version"]
-    assert v2.startswith("v2-") and c.serves(project, tasks) == v2
+    assert v2.startswith("v2-")
+    assert c.serves(project, tasks) == v2
 
 
 # --- kill -9 during a training and during its save -----------------------------------------------------
@@ -238,7 +245,8 @@ def test_kill_9_during_a_training_or_its_save(service, ls, tmp_path, stage):
     try:
         deadline = time.monotonic() + 30
         while not (marker.exists() if stage == "save" else ls.exports(project) > exports):
-            assert proc.poll() is None and time.monotonic() < deadline, "the training never got there"
+            assert proc.poll() is None, "the training never got there"
+            assert time.monotonic() < deadline, "the training never got there"
             time.sleep(0.02)
         assert c.status(project)["state"] == "training"
     finally:
@@ -247,11 +255,14 @@ def test_kill_9_during_a_training_or_its_save(service, ls, tmp_path, stage):
     ls.export_delay = 0
 
     status = c.status(project)
-    assert status["state"] == "failed" and "interrupted" in status["last_error"], status
-    assert c.versions(project) == [v1] and c.serves(project, tasks) == v1
+    assert status["state"] == "failed", status
+    assert "interrupted" in status["last_error"], status
+    assert c.versions(project) == [v1]
+    assert c.serves(project, tasks) == v1
     # the next training succeeds and cleans what the killed one left behind
     v2 = train(c, ls, project)
-    assert v2.startswith("v2-") and c.serves(project, tasks) == v2
+    assert v2.startswith("v2-")
+    assert c.serves(project, tasks) == v2
     assert leftovers(c.model_dir, project) == []
 
 
@@ -280,7 +291,8 @@ def test_label_studio_faults_fail_the_training_clearly(service, ls, fault):
         time.sleep(0.05)
     assert slowest < 0.5
     status = c.wait_idle(project, timeout=30)
-    assert status["state"] == "failed" and expected in status["last_error"], status
+    assert status["state"] == "failed", status
+    assert expected in status["last_error"], status
     assert KEY not in status["last_error"]
     assert c.serves(project, tasks) == v1
 
@@ -311,9 +323,11 @@ def test_two_workers_never_train_one_project_twice_at_once(gunicorn, ls):
     assert unscheduled == []
     for project in projects:
         status = c.wait_idle(project, timeout=60)
-        assert status["state"] == "idle" and not status.get("last_error"), status
+        assert status["state"] == "idle", status
+        assert not status.get("last_error"), status
         assert status["requests"] == status["started_request"] == 12
-        assert status["model_version"].startswith("v") and c.versions(project)[-1] == status["model_version"]
+        assert status["model_version"].startswith("v")
+        assert c.versions(project)[-1] == status["model_version"]
         assert ls.most_in_flight[f"/api/projects/{project}/export"] == 1
         assert 1 <= ls.exports(project) <= 12
         assert leftovers(c.model_dir, project) == []

@@ -41,7 +41,8 @@ def test_a_key_without_its_url_stops_start_up(tmp_path):
         capture_output=True, text=True, cwd=ROOT, timeout=60,
     )
     assert r.returncode != 0
-    assert "LABEL_STUDIO_URL" in r.stderr and "LABEL_STUDIO_API_KEY" in r.stderr
+    assert "LABEL_STUDIO_URL" in r.stderr
+    assert "LABEL_STUDIO_API_KEY" in r.stderr
     assert "operator-key" not in r.stderr
 
 
@@ -56,7 +57,8 @@ def test_setup_from_another_host_cannot_repoint_a_project_or_lend_its_token(back
     status = b.wait_idle(project)
     assert attacker.calls() == []  # never re-pointed
     assert "Token attacker-token" not in sent_keys(ls)  # the /setup token never left for another host
-    assert status["state"] == "failed" and "no API key" in status["last_error"]
+    assert status["state"] == "failed"
+    assert "no API key" in status["last_error"]
     connection = store.read_json(store.project_dir(b.runtime.settings.model_dir, project) / "connection.json")
     assert connection["access_token"] == ""
 
@@ -78,7 +80,8 @@ def test_operator_key_goes_only_to_the_operator_url(backend, ls, attacker):
     b.setup(project, attacker, token="attacker-token")
     b.webhook("START_TRAINING", project)
     assert b.wait_idle(project)["state"] == "idle"
-    assert attacker.calls() == [] and sent_keys(ls) == {f"Token {KEY}"}
+    assert attacker.calls() == []
+    assert sent_keys(ls) == {f"Token {KEY}"}
     connection = store.read_json(store.project_dir(b.runtime.settings.model_dir, project) / "connection.json")
     assert connection["access_token"] == ""  # no second secret kept on disk
 
@@ -130,7 +133,8 @@ def test_refused_task_data_is_reported_in_the_training_without_the_other_export(
     assert not ls.calls(path=f"/api/projects/{other}/export")
     text = b.get(f"/status/{project}").text + str(store.metadata(b.runtime.settings.model_dir, project,
                                                                   status["model_version"]))
-    assert "secret_field_xyz" not in text and "may only name files" in text
+    assert "secret_field_xyz" not in text
+    assert "may only name files" in text
 
 
 @pytest.mark.slow
@@ -139,10 +143,13 @@ def test_password_in_the_label_studio_url_is_refused_without_showing_it(var, tmp
     env = {var: "http://admin:hunter2-pass@ls.example:8080", "MODEL_DIR": str(tmp_path)}
     with pytest.raises(ConfigError) as info:
         Settings.from_env(env)
-    assert var in str(info.value) and "hunter2-pass" not in str(info.value)
+    assert var in str(info.value)
+    assert "hunter2-pass" not in str(info.value)
     r = subprocess.run([sys.executable, "-c", "import _wsgi"], env={**env, "PATH": os.environ["PATH"]},
                        capture_output=True, text=True, cwd=ROOT, timeout=60)
-    assert r.returncode != 0 and var in r.stderr and "hunter2-pass" not in r.stderr
+    assert r.returncode != 0
+    assert var in r.stderr
+    assert "hunter2-pass" not in r.stderr
 
 
 def test_password_in_the_setup_hostname_is_dropped_and_the_token_still_works(backend, ls, caplog):
@@ -184,4 +191,5 @@ def test_download_errors_never_show_url_passwords(ls):
     fetcher = DataFetcher(LabelStudioClient(ls.url, KEY), allowed_hosts=("*",))
     with pytest.raises(DownloadError) as info:
         fetcher.fetch("http://user:hunter2-pass@127.0.0.1:9/a.csv", task_id=3)
-    assert "hunter2-pass" not in str(info.value) and "task 3" in str(info.value)
+    assert "hunter2-pass" not in str(info.value)
+    assert "task 3" in str(info.value)

@@ -63,7 +63,8 @@ def test_no_secret_reaches_a_log_a_response_or_a_file(deployment):
     body = {"project": f"{project}.1", "label_config": CONFIG,
             "tasks": tasks + [{"id": 99, "data": {"csv_url": f"{with_password}/x.csv"}, "project": project}]}
     results = requests.post(f"{url}/predict", json=body, auth=BASIC, timeout=60).json()["results"]
-    assert results[0]["result"] and results[-1]["result"] == []
+    assert results[0]["result"]
+    assert results[-1]["result"] == []
 
     ls.revoke_access_tokens()  # an expired access token: refreshed with the key
     ls.legacy_enabled = False
@@ -85,7 +86,8 @@ def test_no_secret_reaches_a_log_a_response_or_a_file(deployment):
         for path in root.rglob("*"):
             if path.is_file():
                 readable[str(path)] = path.read_bytes().decode("utf-8", "replace")
-    assert len(readable) > 8 and "training failed" in readable["log"]
+    assert len(readable) > 8
+    assert "training failed" in readable["log"]
     for where, text in readable.items():
         for secret in secrets:
             assert secret not in text, f"a secret ({secret[:4]}...) is in {where}"
