@@ -53,8 +53,11 @@ def foreign() -> Iterator[FakeLabelStudio]:
 
 
 @pytest.fixture
-def backend(tmp_path):
-    """Start the app over HTTP: ``backend(**settings changes)`` gives a ``support.Backend``; all stop at the end."""
+def backend(tmp_path, ls):
+    """Start the app over HTTP: ``backend(**settings changes)`` gives a ``support.Backend``; all stop at the end.
+
+    It asks for ``ls`` so that the fake Label Studio outlives the backends: a training or write-back still
+    running at the end finishes against it instead of retrying a closed port (15 s of backoff)."""
     runtimes, contexts = [], []
 
     def start(**changes):
