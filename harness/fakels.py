@@ -33,11 +33,10 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Self
 
-import pytest
 from flask import Flask, Response, jsonify, request
 
 from harness import synthetic
@@ -84,7 +83,7 @@ def _b64(data: bytes) -> str:
 
 
 class FakeLabelStudio:
-    """A fake Label Studio on a free port; use as a context manager or via the ``ls`` fixture."""
+    """A fake Label Studio on a free port; use as a context manager or via the ``ls`` fixture of tests/conftest.py."""
 
     def __init__(
         self,
@@ -511,21 +510,5 @@ class FakeLabelStudio:
         return Response(served.content, 200, headers=headers, mimetype="application/octet-stream")
 
 
-# A legacy key of the fake's own Label Studio, and a fake "foreign host" with another key:
-# the fixtures the Label Studio client and download tests share.
+# The legacy key the tests give the fake (the ``ls`` fixture in tests/conftest.py).
 KEY = "0123456789abcdef0123456789abcdef01234567"
-
-
-@pytest.fixture
-def ls() -> Iterator[FakeLabelStudio]:
-    """A running fake whose legacy key is ``KEY``; register with ``pytest_plugins =
-    ["harness.fakels"]`` in a conftest (tests/conftest.py does)."""
-    with FakeLabelStudio(legacy_token=KEY) as server:
-        yield server
-
-
-@pytest.fixture
-def foreign() -> Iterator[FakeLabelStudio]:
-    """A second fake standing in for a host that is not Label Studio."""
-    with FakeLabelStudio(legacy_token="other-key") as server:
-        yield server

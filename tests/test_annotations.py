@@ -48,7 +48,8 @@ def test_numeric_float_time_ranges_and_instants_between_samples():
     s = series([0.0, 0.5, 1.0, 1.5, 2.0, 2.5], "numeric")
     rows = row_labels(s, [region(0.4, 1.6), region(2.3, 2.3, "Walk", instant=True)], TARGET)
     assert rows.class_ids.tolist() == [0, 1, 1, 1, 0, 2]
-    assert rows.instant_classes == frozenset({2}) and rows.range_lengths == [3]
+    assert rows.instant_classes == frozenset({2})
+    assert rows.range_lengths == [3]
 
 
 def test_datetime_regions_as_strings_and_as_epoch_ms():
@@ -65,7 +66,8 @@ def test_unknown_label_and_other_controls_are_skipped_with_a_warning(caplog):
     with caplog.at_level(logging.WARNING):
         labels = row_labels(s, [region(0, 1, "Swim"), region(2, 3, from_name="other")], TARGET, task_id=7).class_ids
     assert labels.tolist() == [0] * 5
-    assert "task 7" in caplog.text and "Swim" in caplog.text
+    assert "task 7" in caplog.text
+    assert "Swim" in caplog.text
 
 
 def test_unparseable_bounds_are_skipped():

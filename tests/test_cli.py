@@ -12,6 +12,7 @@ from harness import synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "TRAIN_EPOCHS": "40", "EARLY_STOPPING_PATIENCE": "5", "LOG_LEVEL": "WARNING"}
+pytestmark = pytest.mark.slow  # each test runs CLI processes that train for 40 epochs
 
 
 def run(*args, check=True):
@@ -48,7 +49,8 @@ def test_train_then_predict_writes_importable_predictions(project, tmp_path):
         "--model-dir", tmp_path / "models", "--project", 4, "--out", tmp_path / "pred.json")
     [task] = json.loads((tmp_path / "pred.json").read_text())
     [prediction] = task["predictions"]
-    assert prediction["model_version"] == version and prediction["result"]
+    assert prediction["model_version"] == version
+    assert prediction["result"]
     assert {r["value"]["timeserieslabels"][0] for r in prediction["result"]} <= {"Run", "Walk"}
 
 
@@ -61,24 +63,30 @@ def test_evaluate_prints_the_metrics(project):
         assert key in report
     confusion = report["confusion"]
     assert confusion["classes"][0] == "__background__"
-    assert len(confusion["rows"]) == len(confusion["classes"]) and sum(map(sum, confusion["rows"])) > 0
-    assert report["n_test_tasks"] == 2 and report["n_true_segments"] == 8
+    assert len(confusion["rows"]) == len(confusion["classes"])
+    assert sum(map(sum, confusion["rows"])) > 0
+    assert report["n_test_tasks"] == 2
+    assert report["n_true_segments"] == 8
     assert report["timestep_macro_f1"] > 0.8
 
 
 def test_errors_are_one_clear_line(project, tmp_path):
     out = run("predict", "--label-config", project / "config.xml", "--tasks", project / "export.json",
               "--model-dir", tmp_path / "empty", "--out", tmp_path / "x.json", check=False)
-    assert out.returncode == 2 and "no trained model" in out.stderr and "Traceback" not in out.stderr
+    assert out.returncode == 2
+    assert "no trained model" in out.stderr
+    assert "Traceback" not in out.stderr
     (tmp_path / "bad.json").write_text("{not json")
     out = run("train", "--label-config", project / "config.xml", "--export", tmp_path / "bad.json",
               "--model-dir", tmp_path / "m", check=False)
-    assert out.returncode == 2 and "bad.json" in out.stderr
+    assert out.returncode == 2
+    assert "bad.json" in out.stderr
     outside = [{"id": 1, "data": {"csv_url": "/etc/passwd"}, "annotations": [{"result": []}]}]
     (tmp_path / "outside.json").write_text(json.dumps(outside))
     out = run("train", "--label-config", project / "config.xml", "--export", tmp_path / "outside.json",
               "--model-dir", tmp_path / "m", check=False)
-    assert out.returncode == 2 and "task 1" in out.stderr
+    assert out.returncode == 2
+    assert "task 1" in out.stderr
 
 
 def run_on_terminal(*args) -> tuple[int, str]:
@@ -111,19 +119,27 @@ def test_progress_bars_on_a_terminal_and_quiet_in_a_pipe(project, tmp_path):
              "--model-dir", tmp_path / "models", "--project", 4)
     code, screen = run_on_terminal(*train)
     assert code == 0, screen
-    assert "label epochs" in screen and "bal_acc=" in screen and "\r" in screen  # a bar, redrawn in place
+    assert "label epochs" in screen
+    assert "bal_acc=" in screen
+    assert "\r" in screen  # a bar, redrawn in place
     assert "best epoch" in screen
     piped = run(*train)
-    assert "\r" not in piped.stderr and "bal_acc=" not in piped.stderr  # no bar in a pipe
-    assert len(piped.stderr.strip().splitlines()) <= 2 and "best epoch" in piped.stderr  # one summary line
+    assert "\r" not in piped.stderr  # no bar in a pipe
+    assert "bal_acc=" not in piped.stderr
+    assert len(piped.stderr.strip().splitlines()) <= 2  # one summary line
+    assert "best epoch" in piped.stderr
     (project / "tasks2.json").write_text(json.dumps([{"id": i, "data": {"csv_url": f"data/r{i}.csv"}}
                                                      for i in range(3)]))
     predict = ("predict", "--label-config", project / "config.xml", "--tasks", project / "tasks2.json",
                "--model-dir", tmp_path / "models", "--project", 4, "--out", tmp_path / "p.json")
     code, screen = run_on_terminal(*predict)
-    assert code == 0 and "predict" in screen and "3/3" in screen and "rows=3,000" in screen, screen
+    assert code == 0, screen
+    assert "predict" in screen, screen
+    assert "3/3" in screen, screen
+    assert "rows=3,000" in screen, screen
     piped = run(*predict)
-    assert "\r" not in piped.stderr and len(piped.stderr.strip().splitlines()) == 1
+    assert "\r" not in piped.stderr
+    assert len(piped.stderr.strip().splitlines()) == 1
     assert "wrote 3 tasks (3,000 rows)" in piped.stderr
 
 
@@ -132,7 +148,10 @@ def test_evaluate_shows_its_test_predictions_on_a_terminal_and_is_quiet_in_a_pip
                 "--test-fraction", 0.4, "--seed", 0)
     code, screen = run_on_terminal(*evaluate)
     assert code == 0, screen
-    assert "evaluate: predict test tasks" in screen and "2/2" in screen and "rows=2,000" in screen, screen
+    assert "evaluate: predict test tasks" in screen, screen
+    assert "2/2" in screen, screen
+    assert "rows=2,000" in screen, screen
     piped = run(*evaluate)
-    assert "\r" not in piped.stderr and "predict test tasks" not in piped.stderr
+    assert "\r" not in piped.stderr
+    assert "predict test tasks" not in piped.stderr
     assert json.loads(piped.stdout)["n_test_tasks"] == 2

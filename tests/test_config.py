@@ -7,12 +7,14 @@ from segmenter.errors import ConfigError
 def test_defaults(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     s = Settings.from_env({})
-    assert s.model_dir == tmp_path / "models" and s.cache_dir == tmp_path / "models" / ".cache"
+    assert s.model_dir == tmp_path / "models"
+    assert s.cache_dir == tmp_path / "models" / ".cache"
     t = s.training
     assert (t.sequence_size, t.hidden_size, t.epochs) == (None, 64, 1000)
     assert (t.balanced_accuracy_threshold, t.min_class_f1_threshold, t.use_class_weights) == (0.85, 0.70, True)
     assert (s.port, s.training_backend, s.start_training_each_n_updates) == (9090, "thread", 1)
-    assert s.label_studio_url == "" and s.allowed_hosts == ()
+    assert s.label_studio_url == ""
+    assert s.allowed_hosts == ()
 
 
 def test_values_are_typed_and_aliases_work(tmp_path):
@@ -26,9 +28,12 @@ def test_values_are_typed_and_aliases_work(tmp_path):
         "LOG_LEVEL": "debug",
     }
     s = Settings.from_env(env)
-    assert s.label_studio_url == "http://ls:8080" and s.training.sequence_size == 20
-    assert s.training.use_class_weights is False and s.training.balanced_accuracy_threshold == 0.9
-    assert s.allowed_hosts == ("data.example.org", "files:8000") and s.log_level == "DEBUG"
+    assert s.label_studio_url == "http://ls:8080"
+    assert s.training.sequence_size == 20
+    assert s.training.use_class_weights is False
+    assert s.training.balanced_accuracy_threshold == 0.9
+    assert s.allowed_hosts == ("data.example.org", "files:8000")
+    assert s.log_level == "DEBUG"
     assert Settings.from_env({"LABEL_STUDIO_URL": "http://a", "LABEL_STUDIO_HOST": "http://b"}).label_studio_url == (
         "http://a"
     )
@@ -61,9 +66,11 @@ def test_describe_masks_secrets():
          "BASIC_AUTH_USER": "u", "BASIC_AUTH_PASS": "pw"}
     )
     text = str(s.describe())
-    assert "secret" not in text and "pw" not in text
+    assert "secret" not in text
+    assert "pw" not in text
 
 
+@pytest.mark.slow
 def test_wsgi_refuses_to_start_on_a_bad_value(tmp_path):
     import subprocess
     import sys
@@ -75,7 +82,8 @@ def test_wsgi_refuses_to_start_on_a_bad_value(tmp_path):
         text=True,
         cwd=str(__import__("pathlib").Path(__file__).parents[1]),
     )
-    assert r.returncode != 0 and "SEQUENCE_SIZE" in r.stderr
+    assert r.returncode != 0
+    assert "SEQUENCE_SIZE" in r.stderr
 
 
 def test_device_setting_resolves_and_refuses_a_missing_gpu(monkeypatch):
@@ -83,7 +91,8 @@ def test_device_setting_resolves_and_refuses_a_missing_gpu(monkeypatch):
 
     from segmenter import device
 
-    assert Settings.from_env({}).device == "auto" and Settings.from_env({"DEVICE": "CUDA"}).device == "cuda"
+    assert Settings.from_env({}).device == "auto"
+    assert Settings.from_env({"DEVICE": "CUDA"}).device == "cuda"
     assert device.resolve("cpu") == torch.device("cpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert device.resolve("auto") == torch.device("cpu")

@@ -2,8 +2,10 @@
 
 import re
 
-from segmenter.service.dashboard.task_view import TaskViews
-from tests.test_server import CONFIG, add_recordings, backend, fake_ls  # noqa: F401  (fixtures)
+from support import CONFIG, add_recordings
+
+from harness.fakels import KEY
+from segmenter.service.dashboard.task_view import TaskViews  # noqa: E402
 
 VIEWS = TaskViews()  # a runtime's task views, shared by this module's calls as one process's are
 
@@ -16,22 +18,24 @@ def cell(html: str, cls: str) -> str:
     return match.group(1).strip()
 
 
-def test_dashboard_shows_what_status_says_after_two_trainings(backend, fake_ls):  # noqa: F811
+def test_dashboard_shows_what_status_says_after_two_trainings(backend, ls):
     b = backend()
-    project = fake_ls.add_project(CONFIG)
-    tasks = add_recordings(fake_ls, project, 2)
-    b.setup(project, fake_ls)
+    project = ls.add_project(CONFIG)
+    tasks = add_recordings(ls, project, 2)
+    b.setup(project, ls)
     b.webhook("START_TRAINING", project)
     assert b.wait_idle(project)["state"] == "idle"
-    add_recordings(fake_ls, project, 2, seed=5)
+    add_recordings(ls, project, 2, seed=5)
     b.webhook("START_TRAINING", project)
     status = b.wait_idle(project, 120)
-    assert status["state"] == "idle" and status["dashboard"] == f"/dashboard/project/{project}"
+    assert status["state"] == "idle"
+    assert status["dashboard"] == f"/dashboard/project/{project}"
     assert b.get("/status").json()["dashboard"] == "/dashboard"
     [model] = status["models"]
 
     page = b.get("/dashboard")
-    assert page.status_code == 200 and "text/html" in page.headers["Content-Type"]
+    assert page.status_code == 200
+    assert "text/html" in page.headers["Content-Type"]
     html = page.text
     assert f'href="/dashboard/project/{project}"' in html
     assert cell(html, "version") == status["model_version"]
@@ -44,60 +48,69 @@ def test_dashboard_shows_what_status_says_after_two_trainings(backend, fake_ls):
     assert re.search(r'id="state">idle<', html)
     assert f'id="version">{status["model_version"]}<' in html
     assert cell(html, "minf1") == str(model["validation"]["min_class_f1"])
-    assert model["stopped_because"] in html and "ls-token" not in html
+    assert model["stopped_because"] in html
+    assert KEY not in html
     assert html.count("<tr><td>v") == 2  # one row per training
     for kind in ("learning", "f1", "balance", "epochs", "confusion"):
         chart = b.get(f"/dashboard/project/{project}/chart/{kind}/0.png")
-        assert chart.status_code == 200 and chart.content.startswith(PNG), kind
+        assert chart.status_code == 200, kind
+        assert chart.content.startswith(PNG), kind
 
     task_id = tasks[0]["id"]
     assert b.get(f"/dashboard/project/{project}/task?id={task_id}").url.endswith(f"/task/{task_id}")
     assert b.get(f"/dashboard/project/{project}/task?id=x").status_code == 400
     html = b.get(f"/dashboard/project/{project}/task/{task_id}").text
-    assert f'id="version">{status["model_version"]}<' in html and f"/task/{task_id}/0.png" in html
+    assert f'id="version">{status["model_version"]}<' in html
+    assert f"/task/{task_id}/0.png" in html
     chart = b.get(f"/dashboard/project/{project}/task/{task_id}/0.png")
-    assert chart.status_code == 200 and chart.content.startswith(PNG)
+    assert chart.status_code == 200
+    assert chart.content.startswith(PNG)
     assert b.get(f"/dashboard/project/{project}/task/{task_id}/1.png").status_code == 404  # one target
     assert "no task" in b.get(f"/dashboard/project/{project}/task/999999/0.png").json()["error"]
     assert b.get(f"/dashboard/project/{project}/task/999999").status_code == 404
 
 
-def test_a_task_only_predicted_shows_and_the_project_lists_its_tasks(backend, fake_ls):  # noqa: F811
+def test_a_task_only_predicted_shows_and_the_project_lists_its_tasks(backend, ls):
     """Tasks come from Label Studio's task list with review=true (never /api/tasks/<id>, never one that
     makes Label Studio call /predict), once per page view; a predicted task's view is the one /predict stored."""
     from segmenter import store
 
     b = backend()
-    project = fake_ls.add_project(CONFIG)
-    add_recordings(fake_ls, project, 2)
-    b.setup(project, fake_ls)
+    project = ls.add_project(CONFIG)
+    add_recordings(ls, project, 2)
+    b.setup(project, ls)
     b.webhook("START_TRAINING", project)
     version = b.wait_idle(project)["model_version"]
-    [fresh] = add_recordings(fake_ls, project, 1, seed=9, annotate=False)
+    [fresh] = add_recordings(ls, project, 1, seed=9, annotate=False)
     [prediction] = b.predict(project, [fresh]).json()["results"]
-    fake_ls.tasks[fresh["id"]]["predictions"].append({**prediction, "model_version": version})
+    ls.tasks[fresh["id"]]["predictions"].append({**prediction, "model_version": version})
     assert b.runtime.task_views.flush(30)
     assert store.load_view(b.runtime.settings.model_dir, str(project), version, fresh["id"]) is not None
-    fake_ls.clear_requests()
+    ls.clear_requests()
 
     html = b.get(f"/dashboard/project/{project}/task/{fresh['id']}").text
-    assert cell(html, "annotated") == "not annotated" and cell(html, "score") == str(prediction["score"])
+    assert cell(html, "annotated") == "not annotated"
+    assert cell(html, "score") == str(prediction["score"])
     chart = b.get(f"/dashboard/project/{project}/task/{fresh['id']}/0.png")
-    assert chart.status_code == 200 and chart.content.startswith(PNG)
-    reads = [r for r in fake_ls.requests if r.path.startswith("/api/")]
+    assert chart.status_code == 200
+    assert chart.content.startswith(PNG)
+    reads = [r for r in ls.requests if r.path.startswith("/api/")]
     assert [r.path for r in reads] == ["/api/tasks/"]  # one read for the page and its chart
-    assert "review=true" in reads[0].query and fake_ls.evaluations == []
+    assert "review=true" in reads[0].query
+    assert ls.evaluations == []
 
     html = b.get(f"/dashboard/project/{project}").text
     listed = re.findall(r'<tr data-task="(\d+)">', html)
-    assert listed == [str(t["id"]) for t in fake_ls.tasks.values() if t["project"] == project]
+    assert listed == [str(t["id"]) for t in ls.tasks.values() if t["project"] == project]
     assert f'href="/dashboard/project/{project}/task/{fresh["id"]}"' in html
-    assert html.count(str(prediction["score"])) >= 1 and "yes (1)" in html
-    assert fake_ls.evaluations == [] and not any(r.path.startswith("/api/tasks/") and r.path != "/api/tasks/"
-                                                 for r in fake_ls.requests)
+    assert html.count(str(prediction["score"])) >= 1
+    assert "yes (1)" in html
+    assert ls.evaluations == []
+    assert not any(r.path.startswith("/api/tasks/") and r.path != "/api/tasks/"
+                   for r in ls.requests)
 
 
-def test_dashboard_bad_input_is_a_clear_4xx(backend):  # noqa: F811
+def test_dashboard_bad_input_is_a_clear_4xx(backend):
     b = backend()
     assert b.get("/dashboard").status_code == 200  # no project yet
     assert b.get("/dashboard/project/abc").status_code == 400
@@ -112,7 +125,7 @@ def test_dashboard_bad_input_is_a_clear_4xx(backend):  # noqa: F811
     assert "failed" in html
 
 
-def test_dashboard_is_behind_basic_auth(backend):  # noqa: F811
+def test_dashboard_is_behind_basic_auth(backend):
     b = backend(basic_auth_user="u", basic_auth_pass="p")
     assert b.get("/dashboard").status_code == 401
     assert b.get("/dashboard/project/1").status_code == 401
@@ -126,15 +139,18 @@ def test_task_view_reduction_keeps_extremes_and_short_events():
 
     rows = 1_000_000
     starts = task_view.columns(rows)
-    assert len(starts) == task_view.POINTS and starts[0] == 0
+    assert len(starts) == task_view.POINTS
+    assert starts[0] == 0
     values = np.zeros((rows, 1))
     values[123_457] = 9.0  # one spike
     low, high = task_view.reduce_values(values, starts)
-    assert high.max() == 9.0 and low.min() == 0.0
+    assert high.max() == 9.0
+    assert low.min() == 0.0
     classes = np.zeros(rows, dtype=np.int64)
     classes[600_000:600_010] = 2  # a 10-row event inside a 500-row column
     reduced = task_view.reduce_classes(classes, starts, 3)
-    assert reduced.tolist().count(2) == 1 and set(reduced.tolist()) == {0, 2}
+    assert reduced.tolist().count(2) == 1
+    assert set(reduced.tolist()) == {0, 2}
     assert task_view.columns(5).tolist() == [0, 1, 2, 3, 4]  # short series: one column per row
 
 
@@ -193,11 +209,13 @@ def test_a_predicted_tasks_view_is_stored_and_served_without_parsing_or_predicti
     [computed] = VIEWS.view("1", version, {**task, "id": 8}, [model], files)
     for name in ("x", "low", "high", "annotated", "predicted", "probabilities"):
         assert np.allclose(getattr(stored, name), getattr(computed, name), atol=1e-6), name
-    assert stored.rows == computed.rows == 600 and stored.labels == computed.labels
+    assert stored.rows == computed.rows == 600
+    assert stored.labels == computed.labels
 
     unannotated = {**task, "annotations": []}  # an annotation deleted after the prediction
     [view] = VIEWS.view("1", version, unannotated, [model], NoFetch(), model_dir=tmp_path)
-    assert view.annotated is None and np.array_equal(view.predicted, stored.predicted)
+    assert view.annotated is None
+    assert np.array_equal(view.predicted, stored.predicted)
     edited = {**task, "data": {**task["data"], "extra": 1}}  # other task data: computed again, stored
     [view] = VIEWS.view("1", version, edited, [model], files, model_dir=tmp_path)
     assert np.array_equal(view.predicted, stored.predicted)
@@ -222,7 +240,8 @@ def test_stored_task_views_are_bounded(tmp_path):
         os.utime(path, (1000 + task_id, 1000 + task_id))
     store.save_view(tmp_path, "1", "v1-20260101T000000Z", 9, {"a": np.arange(3)}, {})
     arrays, meta = store.load_view(tmp_path, "1", "v2-20260102T000000Z", 4)
-    assert meta == {"n": 4} and arrays["a"].tolist() == [0, 1, 2]
+    assert meta == {"n": 4}
+    assert arrays["a"].tolist() == [0, 1, 2]
     (folder / "v1-20260101T000000Z.pt").unlink()  # a pruned version
     debris = folder / task_views.VIEWS_DIR / "v2-20260102T000000Z" / ".task_5.npz.999999999@elsewhere.x.tmp"
     debris.write_bytes(b"half")

@@ -59,7 +59,8 @@ def test_foreign_host_is_refused_unless_allowed(ls: FakeLabelStudio, foreign: Fa
     client = LabelStudioClient(ls.url, KEY)
     with pytest.raises(DownloadError, match="ALLOWED_HOSTS") as info:
         DataFetcher(client).fetch(url, task_id=12)
-    assert "task 12" in str(info.value) and url in str(info.value)
+    assert "task 12" in str(info.value)
+    assert url in str(info.value)
     assert not foreign.requests
     for allowed in (_host(foreign), "127.0.0.1", "*", "other.example,*"):
         assert DataFetcher(client, allowed_hosts=tuple(allowed.split(","))).fetch(url) == CSV
@@ -73,7 +74,8 @@ def test_token_never_goes_to_a_foreign_host(ls: FakeLabelStudio, foreign: FakeLa
         DataFetcher(LabelStudioClient(ls.url, key), allowed_hosts=("*",)).fetch(url)
     assert len(foreign.requests) == 2
     for call in foreign.requests:
-        assert "Authorization" not in call.headers and "X-Api-Key" not in call.headers
+        assert "Authorization" not in call.headers
+        assert "X-Api-Key" not in call.headers
 
 
 def test_foreign_host_works_without_label_studio(foreign: FakeLabelStudio) -> None:
@@ -105,8 +107,10 @@ def test_http_errors_name_status_and_url_but_not_the_token(ls: FakeLabelStudio) 
         with pytest.raises(DownloadError, match="HTTP 404") as info:
             fetcher.fetch("/data/upload/1/missing.csv", task_id=5)
         message = str(info.value)
-        assert ls.url + "/data/upload/1/missing.csv" in message and "task 5" in message
-        assert key not in message and "Bearer" not in message
+        assert ls.url + "/data/upload/1/missing.csv" in message
+        assert "task 5" in message
+        assert key not in message
+        assert "Bearer" not in message
 
 
 def test_other_schemes_are_refused() -> None:
@@ -250,7 +254,8 @@ def test_a_cached_upload_is_not_served_to_another_key(ls: FakeLabelStudio, tmp_p
     with pytest.raises(DownloadError, match="HTTP 401"):  # a key Label Studio refuses gets no cached copy
         DataFetcher(LabelStudioClient(ls.url, "not-the-key-0123"), cache_dir=tmp_path).fetch(upload)
     other_key = DataFetcher(LabelStudioClient(ls.url, ls.make_pat()), cache_dir=tmp_path)
-    assert other_key.fetch(upload) == CSV and other_key.fetch(upload) == CSV
+    assert other_key.fetch(upload) == CSV
+    assert other_key.fetch(upload) == CSV
     assert len(ls.calls("GET", prefix="/data/upload/")) == 3  # once per key that may read it
     for meta in tmp_path.rglob("*.json"):
         assert KEY not in meta.read_text()

@@ -33,7 +33,8 @@ def test_held_out_task_holds_only_classes_the_training_tasks_hold(seed):
     examples = [example(1, [0, 1]), example(2, [0, 1]), example(3, [0, 1, 2])]
     train, val, held_out = split(examples, np.random.default_rng(seed))
     assert classes(val) <= classes(train)
-    assert [e.task_id for e in val] != [3] and held_out.startswith("held-out tasks")
+    assert [e.task_id for e in val] != [3]
+    assert held_out.startswith("held-out tasks")
     assert sorted(e.task_id for e in train + val) == [1, 2, 3]
 
 
@@ -51,7 +52,8 @@ def test_when_no_whole_task_can_validate_every_task_holds_out_rows(seed):
     train, val, held_out = split(examples, np.random.default_rng(seed))
     assert classes(val) <= classes(train) == {0, 1, 2}
     assert held_out.startswith("the last 20% of the rows of each task")
-    assert [len(e.series) for e in val] == [20, 20] and sum(len(e.series) for e in train) == 160
+    assert [len(e.series) for e in val] == [20, 20]
+    assert sum(len(e.series) for e in train) == 160
 
 
 def test_layered_labels_count_in_the_class_mask():
@@ -72,6 +74,7 @@ def test_a_class_in_one_of_three_tasks_is_learnt_not_the_first_epoch_kept():
     [model] = train_project(config, tasks, files, TrainingSettings(epochs=40, patience=4, seed=0))
     info = model.info
     assert "3" not in info["validation"]["held_out"]
-    assert info["best_epoch"] > 1 and info["validation"]["thresholds_met"]
+    assert info["best_epoch"] > 1
+    assert info["validation"]["thresholds_met"]
     tests, test_files = synthetic.annotated_tasks(2, 400, seed=300, n_events=2)
     assert score([model], tests, test_files)["timestep_macro_f1"] >= 0.8

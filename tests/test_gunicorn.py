@@ -9,6 +9,8 @@ from segmenter import store
 from segmenter.config import TrainingSettings
 from segmenter.learning.training import train_project
 
+pytestmark = pytest.mark.slow  # gunicorn processes
+
 
 @pytest.fixture
 def gunicorn(tmp_path):

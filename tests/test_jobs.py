@@ -13,7 +13,8 @@ def write_status(model_dir, project, **status):
 def test_a_training_whose_process_died_reads_as_failed(tmp_path):
     write_status(tmp_path, 1, state="training", requests=1, started_request=1)
     status = store.read_status(tmp_path, 1)
-    assert status.state is TrainingState.FAILED and "interrupted" in status.last_error
+    assert status.state is TrainingState.FAILED
+    assert "interrupted" in status.last_error
 
 
 def test_a_live_training_reads_as_training(tmp_path):
@@ -52,13 +53,16 @@ def test_a_training_that_ends_while_status_is_read_is_not_called_interrupted(tmp
 
     monkeypatch.setattr(store.records, "read_json", stale_first)
     status = store.read_status(tmp_path, 1)
-    assert reads and status.state is TrainingState.IDLE and not status.last_error
+    assert reads
+    assert status.state is TrainingState.IDLE
+    assert not status.last_error
 
 
 def test_status_round_trips_and_tolerates_old_or_damaged_files(tmp_path):
     write_status(tmp_path, 2, state="queued", requests=3, started_request=2, claimed=True, unknown="x")
     status = store.stored_status(tmp_path, 2)
-    assert status.state is TrainingState.QUEUED and status.pending
+    assert status.state is TrainingState.QUEUED
+    assert status.pending
     assert TrainingStatus.from_json(status.to_json()) == status
     assert status.to_json()["state"] == "queued"
     write_status(tmp_path, 3, state="exploded")
@@ -73,4 +77,6 @@ def test_a_claim_returns_its_result_and_writes_no_flag(tmp_path):
     assert store.update_status(tmp_path, 5, TrainingStatus.claim) is True
     assert store.update_status(tmp_path, 5, TrainingStatus.claim) is False
     stored = store.read_json(store.project_dir(tmp_path, 5) / "status.json")
-    assert stored["state"] == "training" and stored["started_request"] == 2 and "claimed" not in stored
+    assert stored["state"] == "training"
+    assert stored["started_request"] == 2
+    assert "claimed" not in stored

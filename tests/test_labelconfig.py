@@ -18,7 +18,9 @@ def test_basic_target_fields():
     assert (t.from_name, t.to_name, t.data_key, t.value_type) == ("label", "ts", "csv_url", "url")
     assert t.labels == ("Run", "Walk")
     assert t.channels == ("sensorone", "sensortwo")
-    assert t.time_column == "time" and t.time_format == "%Y-%m-%d" and t.sep == ";"
+    assert t.time_column == "time"
+    assert t.time_format == "%Y-%m-%d"
+    assert t.sep == ";"
     assert t.classes == ("__background__", "Run", "Walk")
 
 
@@ -26,7 +28,10 @@ def test_defaults_without_time_column():
     xml = """<View><TimeSeriesLabels name="l" toName="s"><Label value="A"/></TimeSeriesLabels>
     <TimeSeries name="s" value="$ts"><Channel column="0"/></TimeSeries></View>"""
     [t] = parse_label_config(xml)
-    assert t.time_column is None and t.time_format is None and t.sep == "," and t.value_type == "url"
+    assert t.time_column is None
+    assert t.time_format is None
+    assert t.sep == ","
+    assert t.value_type == "url"
     assert t.channels == ("0",)
 
 
@@ -76,4 +81,5 @@ def test_bad_configs_are_clear_errors(xml, message):
 
 def test_captured_setup_payload_parses(payload):
     [t] = parse_label_config(payload("setup.json")["schema"])
-    assert t.channels == ("sensorone", "sensortwo") and t.time_column == "time"
+    assert t.channels == ("sensorone", "sensortwo")
+    assert t.time_column == "time"

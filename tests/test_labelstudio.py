@@ -68,10 +68,12 @@ def test_auth_header_is_the_current_one_and_renewed_when_refused(ls: FakeLabelSt
     assert LabelStudioClient(ls.url, KEY).auth_header(rejected=f"Token {KEY}") == f"Token {KEY}"
     client = LabelStudioClient(ls.url, ls.make_pat())
     first = client.auth_header()
-    assert first.startswith("Bearer ") and client.auth_header() == first
+    assert first.startswith("Bearer ")
+    assert client.auth_header() == first
     assert len(ls.calls("POST", "/api/token/refresh/")) == 1
     renewed = client.auth_header(rejected=first)
-    assert renewed.startswith("Bearer ") and renewed != first
+    assert renewed.startswith("Bearer ")
+    assert renewed != first
     assert client.auth_header(rejected=first) == renewed  # an older refusal does not renew again
     assert len(ls.calls("POST", "/api/token/refresh/")) == 2
 
@@ -115,7 +117,8 @@ def test_rejected_access_token_is_refreshed_once_and_retried(ls: FakeLabelStudio
     assert len(client.export_tasks(project)) == 1
     assert len(ls.calls("POST", "/api/token/refresh/")) == 2
     sent = [c.headers["Authorization"] for c in ls.calls("GET", prefix="/api/projects/")]
-    assert len(sent) == 3 and sent[0] == sent[1] != sent[2]
+    assert len(sent) == 3
+    assert sent[0] == sent[1] != sent[2]
 
 
 def test_threads_share_one_exchange(ls: FakeLabelStudio) -> None:
@@ -157,11 +160,14 @@ def test_disabled_legacy_tokens_give_a_clear_message() -> None:
         with pytest.raises(LabelStudioError) as info:
             client.export_tasks(project)
         message = str(info.value)
-        assert LEGACY_DISABLED in message and "Personal Access Token" in message and "401" in message
+        assert LEGACY_DISABLED in message
+        assert "Personal Access Token" in message
+        assert "401" in message
         assert KEY not in message
         with pytest.raises(DownloadError, match="Personal Access Token") as info:
             DataFetcher(client).fetch(upload, task_id=7)
-        assert "task 7" in str(info.value) and KEY not in str(info.value)
+        assert "task 7" in str(info.value)
+        assert KEY not in str(info.value)
 
 
 def test_missing_key_or_bad_url_is_refused_at_once() -> None:
@@ -208,7 +214,8 @@ def test_export_is_the_plain_json_export(ls: FakeLabelStudio) -> None:
     project = ls.add_project(CONFIG)
     LabelStudioClient(ls.url, KEY).export_tasks(project)
     (call,) = ls.calls("GET")
-    assert call.path == f"/api/projects/{project}/export" and call.query == "exportType=JSON"
+    assert call.path == f"/api/projects/{project}/export"
+    assert call.query == "exportType=JSON"
 
 
 def test_client_never_sends_the_token_elsewhere(ls: FakeLabelStudio, foreign: FakeLabelStudio) -> None:
@@ -249,7 +256,8 @@ def test_clients_are_made_once_under_concurrency(ls: FakeLabelStudio) -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    assert len(made) == 1 and all(client is made[0] for client in got)
+    assert len(made) == 1
+    assert all(client is made[0] for client in got)
 
 
 def test_tasks_are_read_from_the_task_list_without_making_label_studio_predict(ls: FakeLabelStudio) -> None:
@@ -262,9 +270,12 @@ def test_tasks_are_read_from_the_task_list_without_making_label_studio_predict(l
     client = LabelStudioClient(ls.url, KEY)
 
     tasks, total = client.tasks_page(project, page=2, page_size=3)
-    assert total == 4 and [t["id"] for t in tasks] == [plain[2]["id"]]
+    assert total == 4
+    assert [t["id"] for t in tasks] == [plain[2]["id"]]
     found = client.task(project, annotated["id"])
-    assert found["id"] == annotated["id"] and len(found["annotations"]) == 1 and found["predictions"] == []
+    assert found["id"] == annotated["id"]
+    assert len(found["annotations"]) == 1
+    assert found["predictions"] == []
     assert client.task(project, plain[0]["id"])["annotations"] == []
     assert client.task(project, elsewhere["id"]) is None
     assert ls.evaluations == []

@@ -8,16 +8,13 @@ from pathlib import Path
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
+from support import CONFIG, TINY_ENV
 
-from harness import synthetic
-from harness.fakels import FakeLabelStudio
+from harness.fakels import KEY
 from harness.processes import start_backend
 from harness.waiting import wait_until_idle
 
-TOKEN = "ls-token"
 AUTH = ("metrics-user", "metrics-pass-123")
-CONFIG = synthetic.label_config()
-TINY_ENV = {"TRAIN_EPOCHS": "3", "EARLY_STOPPING_PATIENCE": "1", "HIDDEN_SIZE": "8", "LOG_LEVEL": "WARNING"}
 
 
 COUNT = """
@@ -40,35 +37,35 @@ def counting_process(folder: Path, name: str, amount: int, lives: float) -> subp
 
 
 @pytest.fixture
-def deployment(tmp_path):
+def deployment(tmp_path, ls):
     from segmenter.service import metrics
 
-    with FakeLabelStudio(legacy_token=TOKEN) as ls:
-        metrics_dir = tmp_path / "metrics"
-        own = metrics_dir / metrics.host_folder()
-        # An ended process of another host (its pid means nothing here), an ended one of this host,
-        # and a live one of this host (an RQ worker beside the backend), all left from before the start.
-        counting_process(metrics_dir / "otherhost~1", "segmenter_test_other_host", 5, 0).wait(30)
-        counting_process(own, "segmenter_test_ended", 7, 0).wait(30)
-        live = counting_process(own, "segmenter_test_live", 11, 600)
-        env = {**TINY_ENV, "WORKERS": "2", "THREADS": "2", "CACHE_DIR": str(tmp_path / "cache"),
-               "METRICS_DIR": str(metrics_dir), "BASIC_AUTH_USER": AUTH[0], "BASIC_AUTH_PASS": AUTH[1]}
+    metrics_dir = tmp_path / "metrics"
+    own = metrics_dir / metrics.host_folder()
+    # An ended process of another host (its pid means nothing here), an ended one of this host,
+    # and a live one of this host (an RQ worker beside the backend), all left from before the start.
+    counting_process(metrics_dir / "otherhost~1", "segmenter_test_other_host", 5, 0).wait(30)
+    counting_process(own, "segmenter_test_ended", 7, 0).wait(30)
+    live = counting_process(own, "segmenter_test_live", 11, 600)
+    env = {**TINY_ENV, "WORKERS": "2", "THREADS": "2", "CACHE_DIR": str(tmp_path / "cache"),
+           "METRICS_DIR": str(metrics_dir), "BASIC_AUTH_USER": AUTH[0], "BASIC_AUTH_PASS": AUTH[1]}
+    try:
+        backend = start_backend(tmp_path / "models", tmp_path / "gunicorn.log", label_studio_url=ls.url,
+                                api_key=KEY, host="127.0.0.1", timeout=60, extra_env=env)
         try:
-            backend = start_backend(tmp_path / "models", tmp_path / "gunicorn.log", label_studio_url=ls.url,
-                                    api_key=TOKEN, host="127.0.0.1", timeout=60, extra_env=env)
-            try:
-                yield backend.url, ls, metrics_dir
-            finally:
-                backend.stop()
+            yield backend.url, ls, metrics_dir
         finally:
-            live.kill()
-            live.wait(30)
+            backend.stop()
+    finally:
+        live.kill()
+        live.wait(30)
 
 
 def scrape(url: str) -> dict[tuple[str, tuple], float]:
     """Every sample of /metrics by (name, sorted labels), parsed by prometheus_client's parser."""
     response = requests.get(url + "/metrics", auth=AUTH, timeout=30)
-    assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/plain")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/plain")
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for family in text_string_to_metric_families(response.text)
@@ -80,6 +77,7 @@ def value(samples, name, **labels) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
+@pytest.mark.slow
 def test_metrics_count_requests_trainings_and_predictions_of_both_workers(deployment):
     url, ls, metrics_dir = deployment
     assert requests.get(url + "/metrics", timeout=10).status_code == 401  # behind Basic auth
@@ -128,7 +126,8 @@ def test_metrics_count_requests_trainings_and_predictions_of_both_workers(deploy
     pids = {p.stem.rsplit("_", 1)[1] for p in Path(metrics_dir).glob("*/counter_*.db")}
     assert len(pids) >= 4, pids
     text = requests.get(url + "/metrics", auth=AUTH, timeout=10).text
-    assert AUTH[1] not in text and TOKEN not in text
+    assert AUTH[1] not in text
+    assert KEY not in text
 
 
 FIRST_USE_RACE = """
@@ -154,6 +153,7 @@ print(len(errors), errors[:1])
 """
 
 
+@pytest.mark.slow
 def test_metrics_made_on_first_use_by_many_threads_at_once_register_once():
     """Request threads and a training thread may count their first event together."""
     import subprocess
@@ -178,5 +178,7 @@ def test_methods_a_client_makes_up_do_not_become_metric_labels(tmp_path):
         client.open("/health", method=made_up)
     client.get("/health")
     text = client.get("/metrics").get_data(as_text=True)
-    assert "FOO1" not in text and "BREW" not in text
-    assert 'method="OTHER"' in text and 'method="GET"' in text
+    assert "FOO1" not in text
+    assert "BREW" not in text
+    assert 'method="OTHER"' in text
+    assert 'method="GET"' in text

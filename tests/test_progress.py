@@ -2,14 +2,15 @@
 
 import time
 
+import pytest
 import requests
+from support import CONFIG, add_recordings
 
 from harness.waiting import wait_until_idle
 from segmenter import store
 from segmenter.learning.training import EpochReport, Validation
 from segmenter.service.progress import StatusProgress
 from segmenter.store import TrainingStatus
-from tests.test_server import CONFIG, add_recordings, backend, fake_ls  # noqa: F401  (fixtures)
 
 
 def report(epoch, loss, bacc, f1, left=10, target="label"):
@@ -40,10 +41,12 @@ def test_progress_is_written_at_most_once_per_interval_with_best_scores_and_an_e
         progress("a plain line is only logged")
     assert progress.writes == 8  # 30 epochs in 7.5 s: the first, then one a second
     recorded = store.stored_status(tmp_path, 1).progress
-    assert recorded["epoch"] == 29 and recorded["max_epochs"] == 100
+    assert recorded["epoch"] == 29
+    assert recorded["max_epochs"] == 100
     assert recorded["best"] == {"balanced_accuracy": 0.8, "min_class_f1": 0.6, "loss": 0.7}
     assert recorded["elapsed_seconds"] == 7.2  # 29 * 0.25 - 0: clock started at 0
-    assert recorded["seconds_per_epoch"] == 0.25 and recorded["estimated_remaining_seconds"] == 5.0
+    assert recorded["seconds_per_epoch"] == 0.25
+    assert recorded["estimated_remaining_seconds"] == 5.0
 
 
 def test_progress_never_overwrites_a_finished_training_and_a_claim_clears_it(tmp_path):
@@ -74,13 +77,14 @@ def test_queue_lists_waiting_projects_oldest_request_first(tmp_path):
         ("2", "training"), ("1", "queued")]
 
 
-def test_status_shows_progress_while_a_training_runs_and_clears_it_after(backend, fake_ls):  # noqa: F811
+@pytest.mark.slow
+def test_status_shows_progress_while_a_training_runs_and_clears_it_after(backend, ls):
     from segmenter.config import TrainingSettings
 
     b = backend(training=TrainingSettings(epochs=400, patience=400, batch_size=32))
-    project = fake_ls.add_project(CONFIG)
-    add_recordings(fake_ls, project, 3, rows=600)
-    b.setup(project, fake_ls)
+    project = ls.add_project(CONFIG)
+    add_recordings(ls, project, 3, rows=600)
+    b.setup(project, ls)
     b.webhook("START_TRAINING", project)
     seen, deadline = None, time.monotonic() + 60
     while seen is None and time.monotonic() < deadline:
@@ -89,9 +93,13 @@ def test_status_shows_progress_while_a_training_runs_and_clears_it_after(backend
             seen = status["progress"]
         time.sleep(0.05)
     assert seen is not None, "no progress seen while training"
-    assert seen["max_epochs"] == 400 and 1 <= seen["epoch"] <= 400 and seen["target"]
+    assert seen["max_epochs"] == 400
+    assert 1 <= seen["epoch"] <= 400
+    assert seen["target"]
     assert set(seen["best"]) == {"balanced_accuracy", "min_class_f1", "loss"}
-    assert seen["elapsed_seconds"] >= 0 and seen["estimated_remaining_seconds"] >= 0
+    assert seen["elapsed_seconds"] >= 0
+    assert seen["estimated_remaining_seconds"] >= 0
     assert "queue" in requests.get(f"{b.url}/status", timeout=10).json()
     done = wait_until_idle(b.url, project, 300)
-    assert done["state"] == "idle" and done["progress"] is None
+    assert done["state"] == "idle"
+    assert done["progress"] is None

@@ -47,10 +47,14 @@ def test_good_values_with_per_label_overrides():
         run='model_min_duration="1.5" model_merge_gap="10 rows"',
     ))
     assert s.problems == ()
-    assert s.context == Duration(2.5, False) and s.max_epochs == 40 and s.score_threshold == 0.6
+    assert s.context == Duration(2.5, False)
+    assert s.max_epochs == 40
+    assert s.score_threshold == 0.6
     labels = dict(s.labels)
-    assert labels["Run"].min_duration == Duration(1.5, False) and labels["Run"].merge_gap == Duration(10, True)
-    assert labels["Walk"].min_duration == Duration(25, True) and labels["Walk"].merge_gap == Duration(0.2, False)
+    assert labels["Run"].min_duration == Duration(1.5, False)
+    assert labels["Run"].merge_gap == Duration(10, True)
+    assert labels["Walk"].min_duration == Duration(25, True)
+    assert labels["Walk"].merge_gap == Duration(0.2, False)
     assert s.training_key() == {"context": "2.5", "max_epochs": 40}
     assert settings_of(config('model_context="AUTO" model_min_duration="auto"')).problems == ()
 
@@ -80,7 +84,8 @@ def test_every_bad_value_is_a_problem_naming_the_attribute_and_keeps_the_default
     xml = config(attribute_text) if where == "control" else config(run=attribute_text)
     s = settings_of(xml)
     [problem] = s.problems
-    assert attribute in problem and "TimeSeriesLabels name='label'" in problem
+    assert attribute in problem
+    assert "TimeSeriesLabels name='label'" in problem
     if where == "label":
         assert "Label value='Run'" in problem
     if "unknown attribute" not in problem:
@@ -149,9 +154,11 @@ def test_per_label_minimum_duration_in_rows_and_in_time_units():
 def test_the_control_value_applies_to_labels_without_their_own_and_background():
     s = settings_of(config('model_min_duration="5 rows" model_merge_gap="3 rows"', walk='model_min_duration="0"'))
     cleanup = RowCleanup.of(s, TARGET.labels, _index_series(10), auto_rows=7)
-    assert cleanup.min_rows.tolist() == [5, 5, 0] and cleanup.merge_gap_rows.tolist() == [0, 3, 3]
+    assert cleanup.min_rows.tolist() == [5, 5, 0]
+    assert cleanup.merge_gap_rows.tolist() == [0, 3, 3]
     auto = RowCleanup.of(settings_of(config()), TARGET.labels, _index_series(10), auto_rows=7)
-    assert auto.min_rows.tolist() == [7, 7, 7] and auto.merge_gap_rows.tolist() == [0, 0, 0]
+    assert auto.min_rows.tolist() == [7, 7, 7]
+    assert auto.merge_gap_rows.tolist() == [0, 0, 0]
 
 
 def test_gap_merging_and_threshold_in_the_results():
@@ -166,7 +173,8 @@ def test_gap_merging_and_threshold_in_the_results():
     assert _spans(cleaned) == [(10, 31, "Run")]  # gap filled, the unsure Walk not proposed
     assert cleaned[0]["score"] < 0.9  # the filled rows count in the region's score
     everything, _ = to_results(series, probs, TARGET, frozenset(), RowCleanup.uniform(1, 3))
-    assert everything == plain and 0 <= score <= 1
+    assert everything == plain
+    assert 0 <= score <= 1
 
 
 def test_instants_are_not_removed_by_a_minimum_duration():
@@ -174,7 +182,8 @@ def test_instants_are_not_removed_by_a_minimum_duration():
     series = _index_series(len(classes))
     cleanup = RowCleanup.of(settings_of(config('model_min_duration="10rows"')), TARGET.labels, series, 1)
     results, _ = to_results(series, _probs(classes), TARGET, frozenset({2}), cleanup)
-    assert _spans(results) == [(20, 20, "Walk"), (41, 70, "Run")] and results[0]["value"]["instant"]
+    assert _spans(results) == [(20, 20, "Walk"), (41, 70, "Run")]
+    assert results[0]["value"]["instant"]
 
 
 def test_multi_label_clean_up_is_per_label():
@@ -233,6 +242,8 @@ def test_context_in_time_units_becomes_rows_with_the_median_spacing():
     examples, _ = collect_examples(tasks, target, files)
     size, info = choose_context(examples, TrainingSettings(sequence_size=64), Duration(30, False))
     spacing = row_spacing(examples[0].series)
-    assert size == round(30 / spacing) and info["chosen_by"] == "model_context" and info["model_context"] == "30"
+    assert size == round(30 / spacing)
+    assert info["chosen_by"] == "model_context"
+    assert info["model_context"] == "30"
     assert choose_context(examples, TrainingSettings(), Duration(1, True))[0] == 2  # never below 2 rows
     assert choose_context(examples, TrainingSettings(sequence_size=64))[0] == 64

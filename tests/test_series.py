@@ -40,8 +40,10 @@ def error(raw, **kwargs) -> str:
 def test_headed_csv_with_float_time():
     series = load(b"time,a,b\n0.1,1,2\n0.2,3,4\n0.35,5.5,-6\n")
     assert series.time_kind == "numeric"
-    assert series.time.dtype == np.float64 and series.time.tolist() == [0.1, 0.2, 0.35]
-    assert series.values.dtype == np.float32 and series.values.shape == (3, 2)
+    assert series.time.dtype == np.float64
+    assert series.time.tolist() == [0.1, 0.2, 0.35]
+    assert series.values.dtype == np.float32
+    assert series.values.shape == (3, 2)
     assert series.values.tolist() == [[1, 2], [3, 4], [5.5, -6]]
     assert len(series) == 3
 
@@ -58,7 +60,8 @@ def test_headless_csv_names_columns_by_position():
 
 def test_no_time_column_uses_the_row_index():
     series = load(b"a,b\n5,6\n7,8\n", time_column=None, time_format="%Y")
-    assert series.time_kind == "index" and series.time.tolist() == [0.0, 1.0]
+    assert series.time_kind == "index"
+    assert series.time.tolist() == [0.0, 1.0]
 
 
 def test_header_names_are_stripped_and_lower_cased():
@@ -122,7 +125,8 @@ def test_json_list_of_row_objects():
 def test_inline_json_with_datetime_and_epoch_times():
     dates = load({"time": ["2024-01-01 00:00:00", "2024-01-01 00:00:01"], "a": [1, 2], "b": [3, 4]},
                  time_format="%Y-%m-%d %H:%M:%S")
-    assert dates.time_kind == "datetime" and dates.time.tolist() == [1704067200000, 1704067201000]
+    assert dates.time_kind == "datetime"
+    assert dates.time.tolist() == [1704067200000, 1704067201000]
     epoch = load({"time": [1704067200000, 1704067201000], "a": [1, 2], "b": [3, 4]}, time_format="%Q")
     assert epoch.time.tolist() == [1704067200000, 1704067201000]
 
@@ -157,7 +161,8 @@ def test_equal_neighbouring_times_are_allowed():
 def test_bom_crlf_and_blank_lines():
     raw = b"\xef\xbb\xbf\r\n\r\nTime,a,b\r\n0,1,2\r\n\r\n1,3,4\r\n"
     series = load(raw)
-    assert series.time.tolist() == [0, 1] and series.values.tolist() == [[1, 2], [3, 4]]
+    assert series.time.tolist() == [0, 1]
+    assert series.values.tolist() == [[1, 2], [3, 4]]
 
 
 def test_a_single_data_row_is_a_series():
@@ -185,7 +190,8 @@ def test_header_detection(text, has_header):
 
 def test_two_rows_of_text_are_headless_like_in_the_ui():
     message = error(b"a,b,c\nx,y,z\n", channels=("b",), time_column=None)
-    assert "channel column 'b' not found" in message and "'0', '1', '2'" in message
+    assert "channel column 'b' not found" in message
+    assert "'0', '1', '2'" in message
 
 
 def test_an_empty_cell_counts_as_a_number_for_header_detection():
@@ -218,7 +224,9 @@ def test_missing_tokens_in_a_text_column():
 
 def test_a_non_numeric_channel_cell_is_named():
     message = error(b"time,a,b\n0,1,2\n1,3,abc\n")
-    assert "channel column 'b'" in message and "data row 2" in message and "'abc'" in message
+    assert "channel column 'b'" in message
+    assert "data row 2" in message
+    assert "'abc'" in message
 
 
 def test_a_bad_cell_deep_in_a_large_file_is_found_without_warnings():
@@ -227,7 +235,8 @@ def test_a_bad_cell_deep_in_a_large_file_is_found_without_warnings():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         message = error(raw)
-    assert f"data row {rows + 1}" in message and "'x1'" in message
+    assert f"data row {rows + 1}" in message
+    assert "'x1'" in message
 
 
 def test_json_cells_holding_lists_are_not_numbers():
@@ -237,28 +246,34 @@ def test_json_cells_holding_lists_are_not_numbers():
 
 def test_a_missing_channel_lists_the_columns():
     message = error(b"time,a,c\n0,1,2\n")
-    assert "channel column 'b' not found" in message and "'time', 'a', 'c'" in message
+    assert "channel column 'b' not found" in message
+    assert "'time', 'a', 'c'" in message
 
 
 def test_a_missing_time_column_lists_the_columns():
     message = error({"t": [0], "a": [1], "b": [2]})
-    assert "time column 'time' not found" in message and "'t', 'a', 'b'" in message
+    assert "time column 'time' not found" in message
+    assert "'t', 'a', 'b'" in message
 
 
 def test_a_missing_time_value_is_named():
     message = error(b"time,a,b\n0,1,2\n,3,4\n")
-    assert "time column 'time'" in message and "data row 2" in message and "missing" in message
+    assert "time column 'time'" in message
+    assert "data row 2" in message
+    assert "missing" in message
 
 
 def test_a_non_numeric_time_column_needs_a_time_format():
     message = error(b"time,a,b\n2024-01-01,1,2\n2024-01-02,3,4\n")
-    assert "time column 'time' is not numeric" in message and "'2024-01-01'" in message
+    assert "time column 'time' is not numeric" in message
+    assert "'2024-01-01'" in message
     assert "timeFormat" in message
 
 
 def test_a_decreasing_time_column_is_refused():
     message = error(b"time,a,b\n0,1,2\n2,3,4\n1,5,6\n")
-    assert "time column 'time' decreases at data row 3" in message and "2 then 1" in message
+    assert "time column 'time' decreases at data row 3" in message
+    assert "2 then 1" in message
 
 
 def test_a_decreasing_datetime_column_shows_the_cells():
@@ -268,12 +283,15 @@ def test_a_decreasing_datetime_column_shows_the_cells():
 
 def test_a_time_that_does_not_match_the_format_is_named():
     message = error(b"time,a,b\n2024-01-01,1,2\n01/02/2024,3,4\n", time_format="%Y-%m-%d")
-    assert "time column 'time', data row 2" in message and "'01/02/2024'" in message and "%Y-%m-%d" in message
+    assert "time column 'time', data row 2" in message
+    assert "'01/02/2024'" in message
+    assert "%Y-%m-%d" in message
 
 
 def test_a_format_that_cannot_be_parsed_is_named():
     message = error(b"time,a,b\n01 2024,1,2\n", time_format="%U %Y")
-    assert "time column 'time'" in message and "%U" in message
+    assert "time column 'time'" in message
+    assert "%U" in message
 
 
 def test_an_infinite_time_is_refused():
@@ -315,7 +333,8 @@ def test_bad_json_is_refused(raw, fragment):
 def test_errors_without_a_task_id_have_no_prefix():
     with pytest.raises(TaskDataError) as caught:
         load_series(b"", target())
-    assert caught.value.task_id is None and str(caught.value) == "the time series data is empty"
+    assert caught.value.task_id is None
+    assert str(caught.value) == "the time series data is empty"
 
 
 # --- properties ------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 import logging
 
-from test_server import CONFIG, backend, fake_ls, trained_project  # noqa: F401  (fixtures)
+from support import CONFIG, trained_project
 
 from segmenter import store
 
@@ -12,26 +12,29 @@ WITH_SETTINGS = CONFIG.replace(
 ).replace('<Label value="Run"/>', '<Label value="Run" model_min_duration="12 rows"/>')
 
 
-def test_status_shows_the_settings_in_force_and_every_problem(backend, fake_ls, caplog):  # noqa: F811
+def test_status_shows_the_settings_in_force_and_every_problem(backend, ls, caplog):
     b = backend()
-    project = fake_ls.add_project(WITH_SETTINGS)
+    project = ls.add_project(WITH_SETTINGS)
     with caplog.at_level(logging.WARNING):
-        b.setup(project, fake_ls, schema=WITH_SETTINGS)
+        b.setup(project, ls, schema=WITH_SETTINGS)
     status = b.get(f"/status/{project}").json()
     settings = status["settings"]["label"]
-    assert settings["model_max_epochs"] == 3 and settings["model_context"] == "auto"
-    assert settings["model_score_threshold"] == 0.0 and settings["model_merge_gap"] == "4"
+    assert settings["model_max_epochs"] == 3
+    assert settings["model_context"] == "auto"
+    assert settings["model_score_threshold"] == 0.0
+    assert settings["model_merge_gap"] == "4"
     assert settings["labels"]["Run"] == {"model_min_duration": "12 rows", "model_merge_gap": "4"}
     [problem] = status["settings_problems"]
-    assert "model_score_threshold='2'" in problem and "between 0 and 1" in problem
+    assert "model_score_threshold='2'" in problem
+    assert "between 0 and 1" in problem
     assert any("model_score_threshold='2'" in r.getMessage() for r in caplog.records)
     listed = [p for p in b.get("/status").json()["projects"] if p["project"] == str(project)]
     assert listed[0]["settings_problems"] == [problem]
 
 
-def test_a_score_threshold_applies_to_the_served_model_without_retraining(backend, fake_ls):  # noqa: F811
+def test_a_score_threshold_applies_to_the_served_model_without_retraining(backend, ls):
     b = backend()
-    project, tasks = trained_project(b, fake_ls)
+    project, tasks = trained_project(b, ls)
     before = b.get(f"/status/{project}").json()
     plain = b.predict(project, tasks).json()["results"]
     assert any(r["result"] for r in plain)
@@ -39,17 +42,18 @@ def test_a_score_threshold_applies_to_the_served_model_without_retraining(backen
     results = b.predict(project, tasks, label_config=strict).json()["results"]
     assert all(r["result"] == [] and r["model_version"] == before["model_version"] for r in results)
     after = b.get(f"/status/{project}").json()
-    assert after["requests"] == before["requests"] and after["settings"]["label"]["model_score_threshold"] == 1.0
+    assert after["requests"] == before["requests"]
+    assert after["settings"]["label"]["model_score_threshold"] == 1.0
 
 
-def test_a_training_time_change_trains_at_once_and_only_once(backend, fake_ls):  # noqa: F811
+def test_a_training_time_change_trains_at_once_and_only_once(backend, ls):
     b = backend(start_training_each_n_updates=5)
-    project, tasks = trained_project(b, fake_ls)
+    project, tasks = trained_project(b, ls)
     old = b.get(f"/status/{project}").json()
     assert old["models"][0]["trained_with"] == {"context": "auto", "max_epochs": None}
     changed = CONFIG.replace('toName="ts">', 'toName="ts" model_max_epochs="2" model_context="20 rows">')
-    fake_ls.projects[project]["label_config"] = changed  # Label Studio's config, which the training reads
-    fake_ls.export_delay = 1.0  # the training is still on its way while the next predictions come
+    ls.projects[project]["label_config"] = changed  # Label Studio's config, which the training reads
+    ls.export_delay = 1.0  # the training is still on its way while the next predictions come
     first = b.predict(project, tasks, label_config=changed).json()["results"]
     assert all(r["result"] == [] for r in first)  # the old model is not applied to the changed config
     b.predict(project, tasks, label_config=changed)
@@ -59,36 +63,38 @@ def test_a_training_time_change_trains_at_once_and_only_once(backend, fake_ls): 
     assert status["last_request"]["reason"].startswith("label config changed")
     model = status["models"][0]
     assert model["trained_with"] == {"context": "20 rows", "max_epochs": 2}
-    assert model["epochs"] <= 2 and model["context"]["sequence_size"] == 20
+    assert model["epochs"] <= 2
+    assert model["context"]["sequence_size"] == 20
     assert model["context"]["chosen_by"] == "model_context"
     results = b.predict(project, tasks, label_config=changed).json()["results"]
-    assert all(r["model_version"] == status["model_version"] for r in results) and any(r["result"] for r in results)
+    assert all(r["model_version"] == status["model_version"] for r in results)
+    assert any(r["result"] for r in results)
     assert b.get(f"/status/{project}").json()["requests"] == status["requests"]  # the new model fits: no request
     saved = store.load_connection(b.runtime.settings.model_dir, project)["label_config"]
     assert saved == changed  # /status reads the config /predict came with
 
 
-def test_an_annotation_event_under_a_changed_config_trains_without_waiting_for_more(backend, fake_ls):  # noqa: F811
+def test_an_annotation_event_under_a_changed_config_trains_without_waiting_for_more(backend, ls):
     b = backend(start_training_each_n_updates=5)
-    project, _ = trained_project(b, fake_ls)
+    project, _ = trained_project(b, ls)
     event = {"action": "ANNOTATION_CREATED", "project": {"id": project, "label_config": CONFIG}}
     assert b.post("/webhook", event).json()["scheduled"] is False  # counted: 1 of 5
     changed = CONFIG.replace('toName="ts">', 'toName="ts" model_max_epochs="2">')
-    fake_ls.projects[project]["label_config"] = changed
+    ls.projects[project]["label_config"] = changed
     event["project"]["label_config"] = changed
     assert b.post("/webhook", event).json()["scheduled"] is True
     status = b.wait_idle(project)
     assert status["models"][0]["trained_with"]["max_epochs"] == 2
 
 
-def test_saving_a_changed_config_in_label_studio_trains_once(backend, fake_ls):  # noqa: F811
+def test_saving_a_changed_config_in_label_studio_trains_once(backend, ls):
     b = backend()
-    project, _ = trained_project(b, fake_ls)
+    project, _ = trained_project(b, ls)
     event = {"action": "PROJECT_UPDATED", "project": {"id": project, "label_config": CONFIG}}
     assert b.post("/webhook", event).json()["scheduled"] is False  # nothing changed
     changed = CONFIG.replace('toName="ts">', 'toName="ts" model_context="30 rows">')
-    fake_ls.projects[project]["label_config"] = changed
-    fake_ls.export_delay = 1.0
+    ls.projects[project]["label_config"] = changed
+    ls.export_delay = 1.0
     event["project"]["label_config"] = changed
     assert b.post("/webhook", event).json()["scheduled"] is True
     assert b.post("/webhook", event).json()["scheduled"] is False  # already on its way

@@ -39,12 +39,14 @@ def test_created_at_reads_as_label_studio_writes_it_into_project_ids():
 
 
 def test_a_project_id_is_one_label_studio_project_another_is_kept_apart(tmp_path):
-    assert store.resolve(tmp_path, "1.100") == "1" and not (tmp_path / "model_project_1").exists()
+    assert store.resolve(tmp_path, "1.100") == "1"
+    assert not (tmp_path / "model_project_1").exists()
     assert store.resolve(tmp_path, "1.100", claim=True) == "1"  # nothing to claim yet
     assert store.resolve(tmp_path, "1.100", create=True) == "1"
     assert store.resolve(tmp_path, 1, 100) == store.resolve(tmp_path, "1") == "1"
     assert store.resolve(tmp_path, "1.200", create=True) == store.resolve(tmp_path, 1, 200) == "1-200"
-    assert store.resolve(tmp_path, "1-200") == "1-200" and store.resolve(tmp_path, "1-100") == "1"
+    assert store.resolve(tmp_path, "1-200") == "1-200"
+    assert store.resolve(tmp_path, "1-100") == "1"
     store.save_connection(tmp_path, "1-200", {"hostname": "http://b"})
     assert store.projects(tmp_path) == ["1", "1-200"]
     assert store.mismatch(tmp_path, "1", "1970-01-01T00:01:40Z") is None
@@ -57,7 +59,8 @@ def test_a_project_id_is_one_label_studio_project_another_is_kept_apart(tmp_path
 
 def test_a_folder_without_an_owner_goes_to_the_first_claim_only(tmp_path):
     store.save_connection(tmp_path, 3, {"hostname": "http://a"})  # as an older backend left it
-    assert store.resolve(tmp_path, "3.100") == "3" and store.mismatch(tmp_path, "3", "1970-01-01T00:05:00Z") is None
+    assert store.resolve(tmp_path, "3.100") == "3"
+    assert store.mismatch(tmp_path, "3", "1970-01-01T00:05:00Z") is None
     keys = set()
 
     def claim(created):
@@ -71,8 +74,9 @@ def test_a_folder_without_an_owner_goes_to_the_first_claim_only(tmp_path):
     for t in threads:
         t.join()
     owners = [c for c, k in keys if k == "3"]
-    assert len(owners) == 1 and {k for c, k in keys if c not in owners} == {f"3-{c}" for c in (100, 200, 300, 400)
-                                                                              if c not in owners}
+    assert len(owners) == 1
+    assert {k for c, k in keys if c not in owners} == {f"3-{c}" for c in (100, 200, 300, 400)
+                                                       if c not in owners}
 
 
 def test_versions_increase_old_ones_are_pruned(tmp_path):
@@ -100,7 +104,8 @@ def test_a_failed_write_leaves_no_partial_version(tmp_path, monkeypatch, code):
         store.save(tmp_path, 1, [model()])
     if code == errno.ENOSPC:  # said in words, naming the directory, not as a torch stream error
         assert isinstance(failed.value, store.StorageError)
-        assert "no space left on device" in str(failed.value) and str(tmp_path) in str(failed.value)
+        assert "no space left on device" in str(failed.value)
+        assert str(tmp_path) in str(failed.value)
     monkeypatch.undo()
     assert store.versions(tmp_path, 1) == [good]
     assert sorted(p.name for p in (tmp_path / "model_project_1").iterdir()) == [f"{good}.json", f"{good}.pt"]
@@ -132,13 +137,15 @@ def test_metadata_is_derived_from_the_model_file_when_its_twin_is_missing(tmp_pa
     version = store.save(tmp_path, 1, [model()])
     (tmp_path / "model_project_1" / f"{version}.json").unlink()
     meta = store.metadata(tmp_path, 1, version)
-    assert meta["version"] == version and meta["targets"][0]["signature"] == TARGET.signature()
+    assert meta["version"] == version
+    assert meta["targets"][0]["signature"] == TARGET.signature()
 
 
 def test_files_load_with_weights_only(tmp_path):
     version = store.save(tmp_path, 3, [model()])
     payload = torch.load(tmp_path / "model_project_3" / f"{version}.pt", weights_only=True)
-    assert payload["version"] == version and payload["models"][0]["signature"] == TARGET.signature()
+    assert payload["version"] == version
+    assert payload["models"][0]["signature"] == TARGET.signature()
 
 
 def test_cache_is_bounded_and_sees_new_versions(tmp_path):

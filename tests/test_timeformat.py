@@ -181,8 +181,11 @@ def test_numbers_are_read_as_their_digits_for_other_formats():
 
 
 def test_is_number_format():
-    assert is_number_format("%Q") and is_number_format("%s") and is_number_format("%s.%L")
-    assert not is_number_format("%Y") and not is_number_format("%Q %Y")
+    assert is_number_format("%Q")
+    assert is_number_format("%s")
+    assert is_number_format("%s.%L")
+    assert not is_number_format("%Y")
+    assert not is_number_format("%Q %Y")
 
 
 def test_empty_input_gives_an_empty_array():

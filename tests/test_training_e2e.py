@@ -43,7 +43,8 @@ def test_planted_ranges_and_instants_are_found(trained):
     spike = target.labels.index("Spike") + 1
     assert models[0].instant_classes == frozenset({spike})
     instants = [r for p in predictions for r in p["result"] if r["value"]["instant"]]
-    assert instants and all(r["value"]["timeserieslabels"] == ["Spike"] for r in instants)
+    assert instants
+    assert all(r["value"]["timeserieslabels"] == ["Spike"] for r in instants)
 
 
 def test_metadata_records_validation_and_data(trained):
@@ -51,18 +52,21 @@ def test_metadata_records_validation_and_data(trained):
     info = model.info
     assert info["validation"]["held_out"].startswith("held-out tasks")
     assert set(info["validation"]["per_class_f1"]) >= {"__background__", "Run", "Walk"}
-    assert info["data"]["tasks"] == 4 and info["data"]["rows"] == 4 * 1200
+    assert info["data"]["tasks"] == 4
+    assert info["data"]["rows"] == 4 * 1200
     assert 1 <= info["best_epoch"] <= info["epochs"] <= SETTINGS.epochs
 
 
 def test_store_round_trip_predicts_identically(trained, tmp_path):
     _, models = trained
     version = store.save(tmp_path, "7.1795697041", models)
-    assert version.startswith("v1-") and store.latest_version(tmp_path, 7) == version
+    assert version.startswith("v1-")
+    assert store.latest_version(tmp_path, 7) == version
     [loaded] = store.load(tmp_path, 7, version)
     tests, fetcher = make_tasks(1, seed=200)
     assert predict_tasks(models, tests, fetcher) == predict_tasks([loaded], tests, fetcher)
-    assert isinstance(loaded, TrainedModel) and loaded.target == models[0].target
+    assert isinstance(loaded, TrainedModel)
+    assert loaded.target == models[0].target
 
 
 def test_training_is_reproducible():
@@ -83,7 +87,8 @@ def test_single_task_validates_on_its_tail_and_tiny_series_train():
     held_out = [m["held_out"] for m in model.info["ensemble"]]
     assert held_out == ["last 120 rows of task 1", "rows 0-119 of task 1", "rows 240-359 of task 1"]
     loaded = TrainedModel.from_state(model.to_state())
-    assert isinstance(loaded.net, Ensemble) and len(loaded.net.members) == 3
+    assert isinstance(loaded.net, Ensemble)
+    assert len(loaded.net.members) == 3
     assert predict_tasks([loaded], tasks, fetcher) == predict_tasks([model], tasks, fetcher)
     fetcher["one.csv"] = b"time,sensor1,sensor2\n0,1.0,2.0\n"
     tiny = [{"id": 9, "data": {"csv_url": "one.csv"}, "annotations": [{"result": []}]}]
@@ -106,7 +111,8 @@ def test_unreadable_task_is_skipped_and_reported():
     fetcher[tasks[1]["data"]["csv_url"]] = b"time,sensor1,sensor2\n0,abc,1\n1,2,3\n"
     [model] = train_project(config, tasks, fetcher, TrainingSettings(epochs=2, patience=1))
     [skipped] = model.info["data"]["skipped_tasks"]
-    assert "task 2" in skipped and "sensor1" in skipped
+    assert "task 2" in skipped
+    assert "sensor1" in skipped
     assert np.isfinite(model.mean).all()
 
 
@@ -139,12 +145,15 @@ def test_a_config_with_two_pairs_trains_and_predicts_both():
 def test_context_follows_the_annotations_unless_the_operator_sets_it(trained):
     _, [model] = trained
     context = model.info["context"]
-    assert context["chosen_by"] == "annotations" and context["sequence_size"] == model.sequence_size
-    assert 16 <= model.sequence_size <= 1200 and model.net.factor == context["lstm_rows_per_step"]
+    assert context["chosen_by"] == "annotations"
+    assert context["sequence_size"] == model.sequence_size
+    assert 16 <= model.sequence_size <= 1200
+    assert model.net.factor == context["lstm_rows_per_step"]
     config = synthetic.label_config()
     tasks, fetcher = make_tasks(1, seed=3, rows=300)
     [fixed] = train_project(config, tasks, fetcher, TrainingSettings(sequence_size=40, epochs=1, patience=1))
-    assert fixed.sequence_size == 40 and fixed.info["context"]["chosen_by"] == "SEQUENCE_SIZE"
+    assert fixed.sequence_size == 40
+    assert fixed.info["context"]["chosen_by"] == "SEQUENCE_SIZE"
 
 
 def test_a_model_saved_before_the_context_followed_the_data_still_loads(trained):
@@ -154,7 +163,8 @@ def test_a_model_saved_before_the_context_followed_the_data_still_loads(trained)
     state.pop("down")
     state.update(weights=old.state_dict(), sequence_size=50)
     loaded = TrainedModel.from_state(state)
-    assert loaded.net.factor == 2 and loaded.sequence_size == 50
+    assert loaded.net.factor == 2
+    assert loaded.sequence_size == 50
     tests, fetcher = make_tasks(1, seed=200, rows=333)
     assert predict_tasks([loaded], tests, fetcher)[0]["score"] >= 0
 
@@ -163,7 +173,9 @@ def test_overlapping_labels_are_learnt_per_label_and_predicted_overlapping():
     config = synthetic.layered_config()
     tasks, fetcher = synthetic.layered_tasks(2, 600, seed=10)
     [model] = train_project(config, tasks, fetcher, TrainingSettings(epochs=30, patience=4))
-    assert model.multi_label and model.info["multi_label"] and model.net.head.out_features == 3
+    assert model.multi_label
+    assert model.info["multi_label"]
+    assert model.net.head.out_features == 3
     loaded = TrainedModel.from_state(model.to_state())
     assert loaded.multi_label
     tests, test_files = synthetic.layered_tasks(1, 600, seed=100)
@@ -177,7 +189,8 @@ def test_overlapping_labels_are_learnt_per_label_and_predicted_overlapping():
 
 def test_single_label_projects_stay_single_label(trained):
     _, [model] = trained
-    assert not model.multi_label and model.info["multi_label"] is False
+    assert not model.multi_label
+    assert model.info["multi_label"] is False
     assert not TrainedModel.from_state(model.to_state()).multi_label
 
 
@@ -187,7 +200,9 @@ def test_one_task_with_overlapping_labels_averages_each_labels_presence():
     config = synthetic.layered_config()
     tasks, fetcher = synthetic.layered_tasks(1, 600, seed=10)
     [model] = train_project(config, tasks, fetcher, TrainingSettings(epochs=6, patience=2))
-    assert model.multi_label and isinstance(model.net, Ensemble) and len(model.net.members) == 3
+    assert model.multi_label
+    assert isinstance(model.net, Ensemble)
+    assert len(model.net.members) == 3
     [target] = parse_label_config(config)
     values = model.normalise(read_task_series(tasks[0], target, fetcher).values)[:200]
     x = torch.from_numpy(values)[None]

@@ -30,7 +30,8 @@ def test_window_source_never_straddles_series_and_pads_short_ones():
         kinds = set(labels.tolist()) - {-1}
         assert len(kinds) == 1  # one series per window
     short = [w for w, lab in zip(x, y) if 2 in lab]
-    assert len(short) == 1 and (short[0][3:] == 0).all()  # padded with mask -1
+    assert len(short) == 1
+    assert (short[0][3:] == 0).all()  # padded with mask -1
 
 
 @given(st.lists(st.integers(0, 3), min_size=1, max_size=200))
@@ -46,14 +47,16 @@ def test_drop_short_runs_removes_flicker_but_keeps_instant_classes():
     out = drop_short_runs(classes, 5, keep=frozenset({3}))
     seg = run_lengths(out)
     assert seg.classes.tolist() == [0, 1, 3, 1]  # the short run after the instant takes the last long class
-    assert out[20:22].tolist() == [0, 0] and out[72] == 1
+    assert out[20:22].tolist() == [0, 0]
+    assert out[72] == 1
 
 
 def test_task_score_is_low_when_part_of_the_series_is_uncertain():
     sure = np.full(1000, 0.99)
     unsure = sure.copy()
     unsure[:60] = 0.4
-    assert task_score(sure) > 0.95 and task_score(unsure) < 0.5
+    assert task_score(sure) > 0.95
+    assert task_score(unsure) < 0.5
 
 
 def test_task_score_ignores_the_rows_next_to_boundaries():
@@ -96,7 +99,9 @@ def test_to_results_numeric_axis_and_instants():
     results, _ = to_results(series, probs, TARGET, frozenset({2}), 1)
     instant, run = results
     assert instant["value"] == {"start": 105.5, "end": 105.5, "instant": True, "timeserieslabels": ["Walk"]}
-    assert run["value"]["start"] == 111.5 and run["value"]["end"] == 114 and run["value"]["instant"] is False
+    assert run["value"]["start"] == 111.5
+    assert run["value"]["end"] == 114
+    assert run["value"]["instant"] is False
 
 
 @given(

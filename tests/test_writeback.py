@@ -60,19 +60,26 @@ def test_a_training_writes_predictions_for_the_unlabelled_tasks_in_batches(tmp_p
     store.update_status(access.settings.model_dir, project, lambda s: setattr(s, "requests", 1))
     jobs.drain(str(project), access)
     status = store.stored_status(access.settings.model_dir, project)
-    assert status.state.value == "idle" and status.version
+    assert status.state.value == "idle"
+    assert status.version
     assert sorted(written(ls)) == free
     assert all(len(batch) <= 2 for batch in ls.imported)
     for prediction in (p for batch in ls.imported for p in batch):
-        assert prediction["model_version"] == status.version and 0 <= prediction["score"] <= 1
+        assert prediction["model_version"] == status.version
+        assert 0 <= prediction["score"] <= 1
         assert isinstance(prediction["result"], list)
     wb = status.writeback
-    assert wb.state == "done" and wb.version == status.version and wb.mode == "unlabelled"
+    assert wb.state == "done"
+    assert wb.version == status.version
+    assert wb.mode == "unlabelled"
     assert (wb.seen, wb.written, wb.total, wb.after) == (7, 5, 7, max(free))
-    assert wb.started_at and wb.finished_at and wb.last_error is None
+    assert wb.started_at
+    assert wb.finished_at
+    assert wb.last_error is None
     assert ls.projects[project]["model_version"] == status.version, "the score column shows the new version"
     listings = ls.calls("GET", "/api/tasks/")
-    assert listings and all("review=true" in c.query and "fields=all" in c.query for c in listings)
+    assert listings
+    assert all("review=true" in c.query and "fields=all" in c.query for c in listings)
     assert not ls.calls(prefix="/api/tasks/", method="GET")[len(listings):], "a task was opened one by one"
 
 
@@ -86,7 +93,8 @@ def test_all_mode_writes_every_task_and_off_mode_none(tmp_path, ls, models):
     ls.imported.clear()
     status = TrainingStatus(writeback=WritebackStatus(version="v1", state=WritebackState.RUNNING))
     writeback.schedule(status, "v2", "off")
-    assert status.writeback.state == "superseded" and not writeback.unfinished(status)
+    assert status.writeback.state == "superseded"
+    assert not writeback.unfinished(status)
     assert TrainingStatus().writeback is None
     writeback.schedule(fresh := TrainingStatus(), "v2", "off")
     assert fresh.writeback is None
@@ -107,7 +115,9 @@ def test_a_write_back_killed_midway_resumes_after_the_last_task_written(tmp_path
     with pytest.raises(Died):
         writeback.run(access, str(project))
     wb = store.stored_status(access.settings.model_dir, project).writeback
-    assert wb.state == "running" and wb.after > 0 and 0 < wb.written < len(free)
+    assert wb.state == "running"
+    assert wb.after > 0
+    assert 0 < wb.written < len(free)
     shown = store.read_status(access.settings.model_dir, project).writeback
     assert shown.state == "interrupted", "/status tells a write-back whose process ended"
     first = written(ls)
@@ -117,9 +127,12 @@ def test_a_write_back_killed_midway_resumes_after_the_last_task_written(tmp_path
     assert scheduler.resume() == [str(project)]
     scheduler.wait(60)
     assert sorted(written(ls)) == free, "every unlabelled task once: none repeated, none lost"
-    assert written(ls)[: len(first)] == first and min(written(ls)[len(first):]) > wb.after
+    assert written(ls)[: len(first)] == first
+    assert min(written(ls)[len(first):]) > wb.after
     wb = store.stored_status(access.settings.model_dir, project).writeback
-    assert wb.state == "done" and wb.written == len(free) and wb.version == version
+    assert wb.state == "done"
+    assert wb.written == len(free)
+    assert wb.version == version
     assert jobs.Scheduler(access).resume() == []
 
 
@@ -163,7 +176,8 @@ def test_a_task_that_cannot_be_read_gets_no_prediction_and_the_others_do(tmp_pat
     access = LabelStudioAccess(settings_for(tmp_path, ls))
     saved(tmp_path, project, models)
     writeback.run(access, str(project))
-    assert written(ls) == free and broken not in written(ls)
+    assert written(ls) == free
+    assert broken not in written(ls)
     wb = store.stored_status(access.settings.model_dir, project).writeback
     assert (wb.state, wb.seen, wb.written) == ("done", 3, 2)
 
@@ -171,7 +185,8 @@ def test_a_task_that_cannot_be_read_gets_no_prediction_and_the_others_do(tmp_pat
 def test_a_damaged_write_back_record_reads_as_none(tmp_path):
     store.write_json(store.project_dir(tmp_path, 3) / "status.json", {"state": "idle", "writeback": [1, 2]})
     status = store.stored_status(tmp_path, 3)
-    assert status.writeback is None and not writeback.unfinished(status)
+    assert status.writeback is None
+    assert not writeback.unfinished(status)
 
 
 def test_a_failing_label_studio_leaves_the_training_successful(tmp_path, ls):
@@ -181,8 +196,11 @@ def test_a_failing_label_studio_leaves_the_training_successful(tmp_path, ls):
     store.update_status(access.settings.model_dir, project, lambda s: setattr(s, "requests", 1))
     jobs.drain(str(project), access)
     status = store.stored_status(access.settings.model_dir, project)
-    assert status.state.value == "idle" and status.version and status.last_error is None
-    assert status.writeback.state == "failed" and "500" in status.writeback.last_error
+    assert status.state.value == "idle"
+    assert status.version
+    assert status.last_error is None
+    assert status.writeback.state == "failed"
+    assert "500" in status.writeback.last_error
     assert KEY not in status.writeback.last_error
     assert store.latest_version(access.settings.model_dir, project) == status.version
 
@@ -202,7 +220,8 @@ def test_a_training_request_stops_the_write_back_between_batches(tmp_path, ls, m
     writeback.run(access, str(project))
     assert seen_while_writing == ["running"], "a writer holding the lock reads as running"
     wb = store.stored_status(access.settings.model_dir, project).writeback
-    assert wb.state == "pending" and len(written(ls)) == 2, "stopped after one batch, to be resumed"
+    assert wb.state == "pending", "stopped after one batch, to be resumed"
+    assert len(written(ls)) == 2, "stopped after one batch, to be resumed"
     assert store.read_status(access.settings.model_dir, project).writeback.state == "pending"
 
 

@@ -98,7 +98,8 @@ class Stack:
                 "project": {"id": self.project, "label_config": self.label_config}}
         started = time.monotonic()
         answer = self.post("/webhook", body, timeout=10)
-        assert answer["status"] == "ok" and answer["action"] == "ANNOTATION_CREATED", answer
+        assert answer["status"] == "ok", answer
+        assert answer["action"] == "ANNOTATION_CREATED", answer
         assert time.monotonic() - started < 5, "the webhook must only schedule the training"
 
     def wait_trained(self, previous: str) -> dict:
@@ -169,7 +170,10 @@ def test_image_is_lean_cpu_non_root_with_health_check(image):
     )
     found = json.loads(podman("run", "--rm", "--entrypoint", "/app/.venv/bin/python", image, "-c", probe).stdout)
     assert found["torch"].endswith("+cpu"), found
-    assert found["uid"] == 1000 and not found["nvidia"] and not found["dev"] and not found["tools"], found
+    assert found["uid"] == 1000, found
+    assert not found["nvidia"], found
+    assert not found["dev"], found
+    assert not found["tools"], found
     assert found["app"] == [".venv", "_wsgi.py", "gunicorn.conf.py", "model.py", "scripts", "segmenter"], found
 
 
@@ -231,9 +235,11 @@ def test_annotation_webhook_trains_and_predict_serves_the_new_version(stack):
     assert version.startswith("v1-"), status
     assert stack.setup() == version
     results = stack.predict()
-    assert len(results) == TASKS and all(r["model_version"] == version for r in results), results
+    assert len(results) == TASKS, results
+    assert all(r["model_version"] == version for r in results), results
     regions = [region for r in results for region in r["result"]]
-    assert regions and all(region["type"] == "timeserieslabels" for region in regions), results
+    assert regions, results
+    assert all(region["type"] == "timeserieslabels" for region in regions), results
     # TRAINING_BACKEND=thread (the default): the backend container trained.
     assert f"project {stack.project}: trained version {version}" in stack.compose.logs("backend", 400)
     stack.versions.append(version)
@@ -248,7 +254,8 @@ def test_models_survive_down_and_up(stack):
     stack.wait_healthy()
     assert stack.setup() == version
     results = stack.predict()
-    assert all(r["model_version"] == version for r in results) and any(r["result"] for r in results), results
+    assert all(r["model_version"] == version for r in results), results
+    assert any(r["result"] for r in results), results
 
 
 def test_rq_profile_trains_in_the_worker(stack):
@@ -270,9 +277,11 @@ def test_rq_profile_trains_in_the_worker(stack):
     # The job ran in the worker container (rq logs it there), not in a thread of the backend.
     worker_log, backend_log = stack.compose.logs("worker", 400), stack.compose.logs("backend", 400)
     trained = f"project {stack.project}: trained version {version}"
-    assert trained in worker_log and "Job OK" in worker_log, worker_log
+    assert trained in worker_log, worker_log
+    assert "Job OK" in worker_log, worker_log
     assert trained not in backend_log, backend_log
     results = stack.predict()
-    assert all(r["model_version"] == version for r in results) and any(r["result"] for r in results), results
+    assert all(r["model_version"] == version for r in results), results
+    assert any(r["result"] for r in results), results
     stack.versions.append(version)
 

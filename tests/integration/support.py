@@ -68,15 +68,18 @@ def check_regions(prediction: dict, run: ProjectRun, task: int) -> None:
     """Regions are well-formed, in the form the UI writes, and lie on the task's time axis."""
     rec = run.recording(task)
     for region in prediction["result"]:
-        assert region["from_name"] == "label" and region["to_name"] == "ts", region
+        assert region["from_name"] == "label", region
+        assert region["to_name"] == "ts", region
         assert region["type"] == "timeserieslabels", region
         value = region["value"]
         assert set(value) >= {"start", "end", "instant", "timeserieslabels"}, region
         assert value["timeserieslabels"][0] in synthetic.LABELS + (synthetic.INSTANT_LABEL,), region
         if run.axis == "index":
-            assert isinstance(value["start"], int) and isinstance(value["end"], int), region
+            assert isinstance(value["start"], int), region
+            assert isinstance(value["end"], int), region
         elif run.axis == "datetime":
-            assert isinstance(value["start"], str) and isinstance(value["end"], str), region
+            assert isinstance(value["start"], str), region
+            assert isinstance(value["end"], str), region
         else:
             assert not isinstance(value["start"], (str, bool)), region
         assert rec.row_of(value["start"]) <= rec.row_of(value["end"]), region

@@ -25,13 +25,15 @@ class TestWalkthrough:
         tasks = api.tasks(run.project)
         assert len(tasks) == len(run.recordings) == 6
         for task in tasks:
-            assert list(task["data"]) == ["csv_url"] and task["data"]["csv_url"].startswith("/data/upload/"), task
+            assert list(task["data"]) == ["csv_url"], task
+            assert task["data"]["csv_url"].startswith("/data/upload/"), task
         backends = api.ml_backends(run.project)
         assert [b["url"] for b in backends] == [run.backend.url]
         webhooks = [h["url"] for h in api.webhooks(run.project)]
         assert f"{run.backend.url}/webhook" in webhooks, f"connecting made no webhook: {webhooks}"
         status = run.status()
-        assert status["state"] == "idle" and status.get("requests", 0) == 0, status
+        assert status["state"] == "idle", status
+        assert status.get("requests", 0) == 0, status
 
     def test_2_annotations_train_in_background(self, numeric_run: ProjectRun):
         run = numeric_run
@@ -41,7 +43,8 @@ class TestWalkthrough:
         assert run.status().get("requests", 0) >= 1, "no training was requested by the annotation webhooks"
         status = run.wait_training()
         assert status["model_version"] != "untrained", status
-        assert status["models"] and status["models"][0]["data"]["tasks"] == ANNOTATED, status
+        assert status["models"], status
+        assert status["models"][0]["data"]["tasks"] == ANNOTATED, status
         self.state["v1"] = status["model_version"]
         self.state["requests"] = status["requests"]
 

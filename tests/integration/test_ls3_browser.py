@@ -123,7 +123,8 @@ def test_dashboard_in_browser_matches_status(label_studio, numeric_run: ProjectR
     run = numeric_run
     version = ensure_predicted(run)
     status = requests.get(f"{backend.url}/status/{run.project}", timeout=30).json()
-    assert status["model_version"] == version and status["dashboard"] == f"/dashboard/project/{run.project}"
+    assert status["model_version"] == version
+    assert status["dashboard"] == f"/dashboard/project/{run.project}"
     [model] = status["models"]
     browser.set_window_size(1280, 800)
     ARTIFACTS.mkdir(exist_ok=True)

@@ -53,6 +53,7 @@ def test_personal_access_token_backend(label_studio, personal_api: LabelStudioAP
                             title="Personal Access Token")
     run.annotate(range(2))
     status = run.wait_training()  # the training downloads every annotated CSV with the PAT
-    assert status["model_version"] != "untrained" and status["models"][0]["data"]["tasks"] == 2, status
+    assert status["model_version"] != "untrained", status
+    assert status["models"][0]["data"]["tasks"] == 2, status
     latest = check_predictions(run, run.retrieve(), status["model_version"])
     assert any(p["result"] for p in latest.values()), latest

@@ -30,15 +30,19 @@ def test_a_project_with_model_settings_trains_and_predicts_with_them(label_studi
     for task, rec in zip(tasks[:2], recordings[:2]):
         api.annotate(task, rec.annotation())
     status = wait_for_training(backend, project, backend_status(backend.url, project).get("requests", 0))
-    assert status["state"] == "idle" and status["model_version"] != "untrained", status
+    assert status["state"] == "idle", status
+    assert status["model_version"] != "untrained", status
 
     assert status["settings_problems"] == [], status["settings_problems"]
     settings = status["settings"]["label"]
-    assert settings["model_context"] == "40 rows" and settings["model_max_epochs"] == 3
+    assert settings["model_context"] == "40 rows"
+    assert settings["model_max_epochs"] == 3
     assert settings["labels"]["Run"]["model_min_duration"] == "12 rows"
     [model] = status["models"]
-    assert model["context"]["sequence_size"] == 40 and model["context"]["chosen_by"] == "model_context"
-    assert model["epochs"] <= 3 and model["trained_with"] == {"context": "40 rows", "max_epochs": 3}
+    assert model["context"]["sequence_size"] == 40
+    assert model["context"]["chosen_by"] == "model_context"
+    assert model["epochs"] <= 3
+    assert model["trained_with"] == {"context": "40 rows", "max_epochs": 3}
 
     api.retrieve_predictions(project)
     latest = of_version({t: api.predictions(t) for t in tasks}, status["model_version"])
@@ -52,7 +56,8 @@ def test_a_project_with_model_settings_trains_and_predicts_with_them(label_studi
         api.call("DELETE", f"/api/predictions/{prediction['id']}/", expect=(204,))
     api.retrieve_predictions(project)
     after = backend_status(backend.url, project)
-    assert after["requests"] == status["requests"] and after["settings"]["label"]["model_score_threshold"] == 0
+    assert after["requests"] == status["requests"]
+    assert after["settings"]["label"]["model_score_threshold"] == 0
     latest = of_version({t: api.predictions(t) for t in tasks}, status["model_version"])
     assert any(p["result"] for p in latest.values()), latest
 

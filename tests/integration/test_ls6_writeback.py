@@ -41,7 +41,8 @@ def test_a_training_writes_scored_predictions_for_the_unlabelled_tasks(writeback
     version = status["model_version"]
     wb = status["writeback"]
     print("write-back status:", wb)
-    assert wb["state"] == "done" and wb["version"] == version, wb
+    assert wb["state"] == "done", wb
+    assert wb["version"] == version, wb
     assert (wb["seen"], wb["written"]) == (5, 3), wb
 
     listed = api.call("GET", f"/api/tasks/?project={run.project}&review=true&fields=all&page_size=100").json()
@@ -49,7 +50,8 @@ def test_a_training_writes_scored_predictions_for_the_unlabelled_tasks(writeback
     for task_id in run.unannotated():
         ours = [p for p in tasks[task_id]["predictions"] if p["model_version"] == version]
         assert len(ours) == 1, tasks[task_id]["predictions"]
-        assert isinstance(ours[0]["score"], float) and 0 <= ours[0]["score"] <= 1, ours[0]
+        assert isinstance(ours[0]["score"], float), ours[0]
+        assert 0 <= ours[0]["score"] <= 1, ours[0]
         check_regions(ours[0], run, task_id)
     for task_id in run.annotations:
         assert not tasks[task_id]["predictions"], "annotated tasks are left to Retrieve Predictions"

@@ -7,10 +7,9 @@ import logging
 import numpy as np
 import pytest
 import requests
-from test_server import CONFIG, add_recordings, backend, trained_project  # noqa: F401  (backend is a fixture)
+from support import CONFIG, trained_project
 
 from harness import synthetic
-from harness.fakels import FakeLabelStudio
 from segmenter.reading.annotations import row_labels
 from segmenter.reading.labelconfig import parse_label_config
 from segmenter.reading.series import load_series
@@ -22,19 +21,14 @@ NON_OBJECTS = ["ctx", 7, 1.5, True, [], ["x"]]
 
 
 @pytest.fixture
-def ls():
-    with FakeLabelStudio(legacy_token="ls-token") as server:
-        yield server
-
-
-@pytest.fixture
-def b(backend):  # noqa: F811
+def b(backend):
     return backend()
 
 
 def assert_clear_400(response):
     assert response.status_code == 400, response.text
-    assert isinstance(response.json().get("error"), str) and response.json()["error"]
+    assert isinstance(response.json().get("error"), str)
+    assert response.json()["error"]
 
 
 def no_project_dirs(b):
@@ -55,7 +49,8 @@ def test_bad_project_ids_are_a_400_on_every_route(b, project):
         assert_clear_400(b.get("/versions", params={"project": project}))
         assert_clear_400(b.get(f"/status/{requests.utils.quote(project)}"))
     assert no_project_dirs(b)
-    assert b.get("/status").status_code == 200 and b.get("/versions").status_code == 200
+    assert b.get("/status").status_code == 200
+    assert b.get("/versions").status_code == 200
 
 
 def test_listings_survive_directories_the_backend_did_not_make(b):
@@ -66,7 +61,8 @@ def test_listings_survive_directories_the_backend_did_not_make(b):
         (model_dir / name).mkdir()
     (model_dir / "model_project_8").write_text("a file, not a folder")
     status = b.get("/status")
-    assert status.status_code == 200 and [p["project"] for p in status.json()["projects"]] == ["7"]
+    assert status.status_code == 200
+    assert [p["project"] for p in status.json()["projects"]] == ["7"]
     assert b.get("/versions").status_code == 200
 
 
@@ -130,7 +126,8 @@ def test_bad_task_data_of_every_form_gets_an_empty_result_for_that_task_only(b, 
     assert response.status_code == 200
     results = response.json()["results"]
     assert len(results) == len(batch)
-    assert results[0]["result"] and results[-1]["result"]
+    assert results[0]["result"]
+    assert results[-1]["result"]
     assert all(r["result"] == [] and r["score"] == 0.0 for r in results[1:-1])
 
 
@@ -155,7 +152,8 @@ def test_a_region_outside_the_series_is_skipped_with_a_warning_naming_the_task(c
     np.testing.assert_array_equal(dirty.class_ids, clean.class_ids)
     assert dirty.range_lengths == clean.range_lengths
     assert dirty.instant_classes == clean.instant_classes
-    assert caplog.text.count("task 42: region") == 3 and "outside the series" in caplog.text
+    assert caplog.text.count("task 42: region") == 3
+    assert "outside the series" in caplog.text
 
 
 def test_a_region_running_past_the_series_is_clipped_and_does_not_set_the_clean_up(caplog):
@@ -166,4 +164,5 @@ def test_a_region_running_past_the_series_is_clipped_and_does_not_set_the_clean_
         rows = row_labels(series, regions + [past], target, task_id=43)
     assert (rows.class_ids[295:] == 1).all()
     assert rows.range_lengths == row_labels(series, regions, target).range_lengths
-    assert "task 43: region tail" in caplog.text and "clipped" in caplog.text
+    assert "task 43: region tail" in caplog.text
+    assert "clipped" in caplog.text

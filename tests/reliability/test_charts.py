@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 import requests
 from matplotlib.backends.backend_agg import RendererAgg
+from support import add_recordings, trained_project
 
 from harness import synthetic
 from harness.many_labels import model_dir_with_labels
 from harness.processes import start_backend
-from segmenter.service.dashboard.task_view import TaskViews
-from tests.test_server import CONFIG, add_recordings, backend, fake_ls, trained_project  # noqa: F401  (fixtures)
+from segmenter.service.dashboard.task_view import TaskViews  # noqa: E402
 
 VIEWS = TaskViews()  # a runtime's task views, shared by this module's calls as one process's are
 
@@ -67,11 +67,11 @@ def drawn_text(monkeypatch):
     return seen
 
 
-def test_names_with_dollars_are_drawn_as_written_on_every_chart(backend, fake_ls, drawn_text):  # noqa: F811
+def test_names_with_dollars_are_drawn_as_written_on_every_chart(backend, ls, drawn_text):
     b = backend()
-    project = fake_ls.add_project(DOLLAR_CONFIG)
-    tasks = add_dollar_recordings(fake_ls, project, 2)
-    b.setup(project, fake_ls, schema=DOLLAR_CONFIG)
+    project = ls.add_project(DOLLAR_CONFIG)
+    tasks = add_dollar_recordings(ls, project, 2)
+    b.setup(project, ls, schema=DOLLAR_CONFIG)
     b.post("/webhook", {"action": "START_TRAINING", "project": {"id": project, "label_config": DOLLAR_CONFIG}})
     status = b.wait_idle(project, 120)
     assert status["state"] == "idle", status
@@ -82,7 +82,8 @@ def test_names_with_dollars_are_drawn_as_written_on_every_chart(backend, fake_ls
     paths.append(f"/dashboard/project/{project}/task/{tasks[0]['id']}/0.png")
     for path in paths:
         answer = b.get(path)
-        assert answer.status_code == 200 and answer.content.startswith(PNG), (path, answer.text[:200])
+        assert answer.status_code == 200, (path, answer.text[:200])
+        assert answer.content.startswith(PNG), (path, answer.text[:200])
 
     texts = [s for s, _ in drawn_text]
     for name in (*RENAMED.values(), CHANNEL):
@@ -91,11 +92,11 @@ def test_names_with_dollars_are_drawn_as_written_on_every_chart(backend, fake_ls
     assert [s for s, ismath in drawn_text if ismath] == []  # nothing went through mathtext or TeX
 
 
-def test_a_versions_chart_is_drawn_once(backend, fake_ls, monkeypatch):  # noqa: F811
+def test_a_versions_chart_is_drawn_once(backend, ls, monkeypatch):
     from matplotlib.figure import Figure
 
     b = backend()
-    project, _ = trained_project(b, fake_ls)
+    project, _ = trained_project(b, ls)
     version = b.get(f"/status/{project}").json()["model_version"]
     drawn = []
     savefig = Figure.savefig
@@ -103,19 +104,28 @@ def test_a_versions_chart_is_drawn_once(backend, fake_ls, monkeypatch):  # noqa:
     path = f"/dashboard/project/{project}/chart/confusion/0.png"
 
     first = b.get(path)
-    assert first.status_code == 200 and first.content.startswith(PNG) and len(drawn) == 1
+    assert first.status_code == 200
+    assert first.content.startswith(PNG)
+    assert len(drawn) == 1
     etag = first.headers["ETag"]
     assert "no-store" not in first.headers["Cache-Control"]
     again = b.get(path)  # a browser without the chart: served, not drawn
-    assert again.status_code == 200 and again.content == first.content and len(drawn) == 1
+    assert again.status_code == 200
+    assert again.content == first.content
+    assert len(drawn) == 1
     kept = b.get(path, headers={"If-None-Match": etag})
-    assert kept.status_code == 304 and kept.content == b"" and kept.headers["ETag"] == etag
+    assert kept.status_code == 304
+    assert kept.content == b""
+    assert kept.headers["ETag"] == etag
     versioned = b.get(f"{path}?v={version}")
-    assert "immutable" in versioned.headers["Cache-Control"] and len(drawn) == 1
+    assert "immutable" in versioned.headers["Cache-Control"]
+    assert len(drawn) == 1
 
     other = backend()  # another process sharing MODEL_DIR: the chart kept beside the version
     elsewhere = other.get(path)
-    assert elsewhere.status_code == 200 and elsewhere.content == first.content and len(drawn) == 1
+    assert elsewhere.status_code == 200
+    assert elsewhere.content == first.content
+    assert len(drawn) == 1
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +141,7 @@ def many_labels(tmp_path_factory):
         service.stop()
 
 
+@pytest.mark.slow
 def test_health_and_predict_do_not_wait_for_charts(many_labels):
     """As many chart requests as threads, each needing a fresh 200-label drawing, then /health and
     /predict: both answered before any of those charts (before: the charts held every thread, and
@@ -154,16 +165,19 @@ def test_health_and_predict_do_not_wait_for_charts(many_labels):
     ask("predict", "POST", "/predict", json=predict)
     for thread in charts:
         thread.join(300)
-    assert done["health"][1] == 200 and done["predict"][1] == 200
+    assert done["health"][1] == 200
+    assert done["predict"][1] == 200
     drawn = [done[p][0] for p in paths if done[p][1] == 200]
-    assert drawn and done["predict"][0] < min(drawn), done  # a chart was drawn meanwhile, and waited for
+    assert drawn, done  # a chart was drawn meanwhile, and waited for
+    assert done["predict"][0] < min(drawn), done
     for path in paths:
         for _ in range(60):
             answer = requests.get(url + path, timeout=60)
             if answer.status_code != 503:
                 break
             time.sleep(float(answer.headers["Retry-After"]))
-        assert answer.status_code == 200 and answer.content.startswith(PNG)
+        assert answer.status_code == 200
+        assert answer.content.startswith(PNG)
 
 
 class CountingFetcher:
@@ -196,15 +210,16 @@ def test_concurrent_first_looks_at_one_task_compute_it_once(tmp_path):
         thread.start()
     for thread in lookers:
         thread.join(60)
-    assert len(views) == 4 and fetcher.reads == 1
+    assert len(views) == 4
+    assert fetcher.reads == 1
     assert all(np.array_equal(v[0].predicted, views[0][0].predicted) for v in views)
 
 
-def test_concurrent_first_looks_over_http_read_the_task_once(backend, fake_ls):  # noqa: F811
+def test_concurrent_first_looks_over_http_read_the_task_once(backend, ls):
     b = backend()
-    project, _ = trained_project(b, fake_ls)
-    [fresh] = add_recordings(fake_ls, project, 1, seed=9, rows=20_000)
-    fake_ls.clear_requests()
+    project, _ = trained_project(b, ls)
+    [fresh] = add_recordings(ls, project, 1, seed=9, rows=20_000)
+    ls.clear_requests()
     answers = []
     path = f"/dashboard/project/{project}/task/{fresh['id']}/0.png"
     lookers = [threading.Thread(target=lambda: answers.append(b.get(path))) for _ in range(4)]
@@ -214,21 +229,24 @@ def test_concurrent_first_looks_over_http_read_the_task_once(backend, fake_ls): 
         thread.join(120)
     assert [a.status_code for a in answers] == [200] * 4
     assert len({a.content for a in answers}) == 1
-    reads = [r.path for r in fake_ls.requests]
-    assert reads.count("/api/tasks/") == 1 and reads.count(fresh["data"]["csv_url"]) == 1, reads
+    reads = [r.path for r in ls.requests]
+    assert reads.count("/api/tasks/") == 1, reads
+    assert reads.count(fresh["data"]["csv_url"]) == 1, reads
 
 
-def test_html_pages_forbid_inline_script_framing_and_referrers(backend, fake_ls):  # noqa: F811
+def test_html_pages_forbid_inline_script_framing_and_referrers(backend, ls):
     b = backend()
-    project, tasks = trained_project(b, fake_ls)
+    project, tasks = trained_project(b, ls)
     pages = ["/dashboard", f"/dashboard/project/{project}", f"/dashboard/project/{project}/task/{tasks[0]['id']}",
              "/dashboard/project/77"]  # an error page too
     for path in pages:
         answer = b.get(path)
         assert "text/html" in answer.headers["Content-Type"], path
         csp = {d.split()[0]: d.split()[1:] for d in answer.headers["Content-Security-Policy"].split("; ")}
-        assert csp["default-src"] == ["'none'"] and csp["script-src"] == ["'self'"], csp
-        assert csp["style-src"] == ["'self'"] and csp["frame-ancestors"] == ["'none'"], csp
+        assert csp["default-src"] == ["'none'"], csp
+        assert csp["script-src"] == ["'self'"], csp
+        assert csp["style-src"] == ["'self'"], csp
+        assert csp["frame-ancestors"] == ["'none'"], csp
         assert answer.headers["X-Frame-Options"] == "DENY"
         assert answer.headers["Referrer-Policy"] == "no-referrer"
         assert answer.headers["X-Content-Type-Options"] == "nosniff"
@@ -237,7 +255,8 @@ def test_html_pages_forbid_inline_script_framing_and_referrers(backend, fake_ls)
         assert not re.search(r"<style|\sstyle=|\son[a-z]+=", html, re.I), path  # no inline style or handler
         for asset in re.findall(r'(?:src|href)="(/dashboard/static/[^"]+)"', html):
             served = b.get(asset)
-            assert served.status_code == 200 and served.headers["X-Content-Type-Options"] == "nosniff", asset
+            assert served.status_code == 200, asset
+            assert served.headers["X-Content-Type-Options"] == "nosniff", asset
     for path in ("/health", "/status", "/metrics", f"/dashboard/project/{project}/chart/f1/0.png",
                  "/dashboard/project/abc"):
         assert b.get(path).headers["X-Content-Type-Options"] == "nosniff", path

@@ -14,27 +14,21 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import requests
 import torch
 from flask import Response, request
+from support import CONFIG, ROOT, TINY_ENV, Client, fill
 
-from harness import synthetic
 from harness.disks import small_tmpfs
-from harness.fakels import FakeLabelStudio
+from harness.fakels import KEY, FakeLabelStudio
 from harness.processes import start_backend
 from harness.served import serve
-from harness.waiting import wait_until_idle
 from model import TimeSeriesSegmenter
 from segmenter import store
 from segmenter.config import Settings, TrainingSettings
 from segmenter.service.app import create_app
 from segmenter.service.runtime import Runtime
 
-ROOT = Path(__file__).resolve().parents[2]
-TOKEN = "ls-token"
-CONFIG = synthetic.label_config()
 TINY = TrainingSettings(epochs=3, patience=1, batch_size=32, hidden_size=8)
-TINY_ENV = {"TRAIN_EPOCHS": "3", "EARLY_STOPPING_PATIENCE": "1", "HIDDEN_SIZE": "8", "LOG_LEVEL": "WARNING"}
 
 
 class FaultyLabelStudio(FakeLabelStudio):
@@ -69,59 +63,13 @@ class FaultyLabelStudio(FakeLabelStudio):
 
 @pytest.fixture
 def ls():
-    with FaultyLabelStudio(legacy_token=TOKEN) as server:
+    """Here the shared ``ls`` fixture is the faulty fake, with the same key."""
+    with FaultyLabelStudio(legacy_token=KEY) as server:
         yield server
 
 
 def add_recordings(ls, project, n=2, seed=0, rows=200):
     return ls.add_recordings(project, n, seed=seed, rows=rows)
-
-
-class Client:
-    """HTTP access to one running backend."""
-
-    def __init__(self, url, model_dir):
-        self.url, self.model_dir = url, Path(model_dir)
-        self.hostnames = {}
-
-    def get(self, path, **kw):
-        return requests.get(self.url + path, timeout=10, **kw)
-
-    def post(self, path, body):
-        return requests.post(self.url + path, json=body, timeout=10)
-
-    def setup(self, project, hostname):
-        self.hostnames[project] = hostname
-        body = {"project": f"{project}.1795697041", "schema": CONFIG, "hostname": hostname, "access_token": TOKEN}
-        return self.post("/setup", body)
-
-    def webhook(self, action, project):
-        return self.post("/webhook", {"action": action, "project": {"id": project, "label_config": CONFIG}})
-
-    def predict(self, project, tasks):
-        body = {"tasks": tasks, "project": f"{project}.1795697041", "label_config": CONFIG}
-        return self.post("/predict", body)
-
-    def status(self, project):
-        return self.get(f"/status/{project}").json()
-
-    def versions(self, project):
-        return self.get("/versions", params={"project": project}).json()["versions"]
-
-    def wait_idle(self, project, timeout=60):
-        return wait_until_idle(self.url, project, timeout)
-
-    def serves(self, project, tasks):
-        """The one version all of /setup, /predict, /versions and /status report, checked to be applied."""
-        response = self.predict(project, tasks)
-        assert response.status_code == 200, response.text
-        results = response.json()["results"]
-        [version] = {r["model_version"] for r in results}
-        assert all(r["score"] > 0 for r in results), results  # the model really ran
-        assert self.setup(project, self.hostnames[project]).json()["model_version"] == version
-        assert self.versions(project)[-1] == version
-        assert self.status(project)["model_version"] == version
-        return version
 
 
 @pytest.fixture
@@ -204,12 +152,14 @@ def test_a_corrupt_newest_model_is_set_aside_and_the_previous_one_serves(service
     assert not broken.exists(), "the broken file must be set aside, not retried on every request"
     assert c.versions(project) == [v1]
     status = c.status(project)
-    assert [b["version"] for b in status["broken"]] == [v2] and status["broken"][0]["error"], status
+    assert [b["version"] for b in status["broken"]] == [v2], status
+    assert status["broken"][0]["error"], status
     logged = [r for r in caplog.records if v2 in r.getMessage() and r.levelname == "ERROR"]
     assert len(logged) == 1, [r.getMessage() for r in logged]
     # the next training is numbered past the broken one and serves
     v3 = train(c, ls, project)
-    assert v3.startswith("v3-") and c.serves(project, tasks) == v3
+    assert v3.startswith("v3-")
+    assert c.serves(project, tasks) == v3
 
 
 # --- full disk (issue 7, finding 9) ----------------------------------------------------------------------
@@ -222,21 +172,6 @@ def small_disk(tmp_path):
         yield mount
 
 
-def fill(mount, leave_pages):
-    """Fill the file system but ``leave_pages`` 4 KiB pages."""
-    filler = mount / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    try:
-        for _ in range(4096):  # at most 16 MiB, well past the 2 MiB disk
-            os.write(fd, b"\0" * 4096)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-    os.truncate(filler, max(0, filler.stat().st_size // 4096 - leave_pages) * 4096)
-    return filler
-
-
 def test_a_full_disk_fails_the_training_clearly_and_leaves_nothing_half_written(service, ls, small_disk):
     c = service(model_dir=small_disk)
     project, tasks, v1 = trained(c, ls)
@@ -244,9 +179,11 @@ def test_a_full_disk_fails_the_training_clearly_and_leaves_nothing_half_written(
     c.webhook("START_TRAINING", project)
     status = c.wait_idle(project)
     assert status["state"] == "failed", status
-    assert "no space left on device" in status["last_error"] and str(small_disk) in status["last_error"], status
+    assert "no space left on device" in status["last_error"], status
+    assert str(small_disk) in status["last_error"], status
     assert leftovers(c.model_dir, project) == []
-    assert c.versions(project) == [v1] and c.serves(project, tasks) == v1
+    assert c.versions(project) == [v1]
+    assert c.serves(project, tasks) == v1
 
 
 def test_the_webhook_answers_when_a_full_disk_cannot_record_it(service, ls, small_disk):
@@ -257,13 +194,16 @@ def test_the_webhook_answers_when_a_full_disk_cannot_record_it(service, ls, smal
         response = c.webhook(action, project)
         assert response.status_code == 503, response.text
         error = response.json()["error"]
-        assert "no space left on device" in error and str(small_disk) in error, error
-    assert c.get("/health").status_code == 200 and c.status(project)["model_version"] == v1
+        assert "no space left on device" in error, error
+        assert str(small_disk) in error, error
+    assert c.get("/health").status_code == 200
+    assert c.status(project)["model_version"] == v1
     assert leftovers(c.model_dir, project) == []
     filler.unlink()  # space again: the next webhook trains
     assert c.webhook("START_TRAINING", project).json()["scheduled"] is True
     v2 = c.wait_idle(project)["model_version"]
-    assert v2.startswith("v2-") and c.serves(project, tasks) == v2
+    assert v2.startswith("v2-")
+    assert c.serves(project, tasks) == v2
 
 
 # --- kill -9 during a training and during its save -----------------------------------------------------
@@ -290,6 +230,7 @@ scheduler.wait(60)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", ["training", "save"])
 def test_kill_9_during_a_training_or_its_save(service, ls, tmp_path, stage):
     c = service()
@@ -299,12 +240,13 @@ def test_kill_9_during_a_training_or_its_save(service, ls, tmp_path, stage):
     if stage == "training":
         ls.export_delay = 15  # the killed training sits in the export
     env = {**os.environ, **TINY_ENV, "PYTHONPATH": str(ROOT), "MODEL_DIR": str(c.model_dir),
-           "CACHE_DIR": str(tmp_path / "cache"), "LABEL_STUDIO_URL": ls.url, "LABEL_STUDIO_API_KEY": TOKEN}
+           "CACHE_DIR": str(tmp_path / "cache"), "LABEL_STUDIO_URL": ls.url, "LABEL_STUDIO_API_KEY": KEY}
     proc = subprocess.Popen([sys.executable, "-c", TRAINER, str(marker), stage, str(project)], cwd=ROOT, env=env)
     try:
         deadline = time.monotonic() + 30
         while not (marker.exists() if stage == "save" else ls.exports(project) > exports):
-            assert proc.poll() is None and time.monotonic() < deadline, "the training never got there"
+            assert proc.poll() is None, "the training never got there"
+            assert time.monotonic() < deadline, "the training never got there"
             time.sleep(0.02)
         assert c.status(project)["state"] == "training"
     finally:
@@ -313,17 +255,21 @@ def test_kill_9_during_a_training_or_its_save(service, ls, tmp_path, stage):
     ls.export_delay = 0
 
     status = c.status(project)
-    assert status["state"] == "failed" and "interrupted" in status["last_error"], status
-    assert c.versions(project) == [v1] and c.serves(project, tasks) == v1
+    assert status["state"] == "failed", status
+    assert "interrupted" in status["last_error"], status
+    assert c.versions(project) == [v1]
+    assert c.serves(project, tasks) == v1
     # the next training succeeds and cleans what the killed one left behind
     v2 = train(c, ls, project)
-    assert v2.startswith("v2-") and c.serves(project, tasks) == v2
+    assert v2.startswith("v2-")
+    assert c.serves(project, tasks) == v2
     assert leftovers(c.model_dir, project) == []
 
 
 # --- Label Studio down, slow, failing --------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", ["down", "slow", "http_500"])
 def test_label_studio_faults_fail_the_training_clearly(service, ls, fault):
     c = service(label_studio_timeout=1.0)  # a small client timeout instead of the 30 s default
@@ -345,8 +291,9 @@ def test_label_studio_faults_fail_the_training_clearly(service, ls, fault):
         time.sleep(0.05)
     assert slowest < 0.5
     status = c.wait_idle(project, timeout=30)
-    assert status["state"] == "failed" and expected in status["last_error"], status
-    assert TOKEN not in status["last_error"]
+    assert status["state"] == "failed", status
+    assert expected in status["last_error"], status
+    assert KEY not in status["last_error"]
     assert c.serves(project, tasks) == v1
 
 
@@ -356,12 +303,13 @@ def test_label_studio_faults_fail_the_training_clearly(service, ls, fault):
 @pytest.fixture
 def gunicorn(tmp_path, ls):
     env = {**TINY_ENV, "WORKERS": "2", "THREADS": "4", "CACHE_DIR": str(tmp_path / "cache")}
-    backend = start_backend(tmp_path / "models", tmp_path / "gunicorn.log", label_studio_url=ls.url, api_key=TOKEN,
+    backend = start_backend(tmp_path / "models", tmp_path / "gunicorn.log", label_studio_url=ls.url, api_key=KEY,
                             host="127.0.0.1", timeout=60, extra_env=env)
     yield Client(backend.url, tmp_path / "models")
     backend.stop()
 
 
+@pytest.mark.slow
 def test_two_workers_never_train_one_project_twice_at_once(gunicorn, ls):
     c = gunicorn
     projects = [ls.add_project(CONFIG), ls.add_project(CONFIG)]
@@ -375,9 +323,11 @@ def test_two_workers_never_train_one_project_twice_at_once(gunicorn, ls):
     assert unscheduled == []
     for project in projects:
         status = c.wait_idle(project, timeout=60)
-        assert status["state"] == "idle" and not status.get("last_error"), status
+        assert status["state"] == "idle", status
+        assert not status.get("last_error"), status
         assert status["requests"] == status["started_request"] == 12
-        assert status["model_version"].startswith("v") and c.versions(project)[-1] == status["model_version"]
+        assert status["model_version"].startswith("v")
+        assert c.versions(project)[-1] == status["model_version"]
         assert ls.most_in_flight[f"/api/projects/{project}/export"] == 1
         assert 1 <= ls.exports(project) <= 12
         assert leftovers(c.model_dir, project) == []
@@ -389,6 +339,6 @@ def test_two_workers_never_train_one_project_twice_at_once(gunicorn, ls):
 def test_files_holding_the_token_are_owner_only(service, ls):
     c = service()
     project, _, _ = trained(c, ls)
-    holding = [p for p in c.model_dir.rglob("*") if p.is_file() and TOKEN.encode() in p.read_bytes()]
+    holding = [p for p in c.model_dir.rglob("*") if p.is_file() and KEY.encode() in p.read_bytes()]
     assert [p.name for p in holding] == ["connection.json"]
     assert all(p.stat().st_mode & 0o077 == 0 for p in holding)

@@ -15,21 +15,16 @@ from pathlib import Path
 
 import pytest
 import requests
+from support import CONFIG, ROOT, TINY_ENV, Client, fill
 
 from harness.disks import small_tmpfs
-from harness.fakels import FakeLabelStudio
+from harness.fakels import KEY
 from harness.processes import start_backend
 from harness.waiting import wait_for
 from segmenter import store
-from tests.reliability.test_faults import CONFIG, ROOT, TINY_ENV, TOKEN, Client, fill
 
 ABORTS = ("terminate called", "SIGABRT", "SIGBUS", "SIGSEGV", "was sent SIGKILL")
-
-
-@pytest.fixture
-def ls():
-    with FakeLabelStudio(legacy_token=TOKEN) as server:
-        yield server
+pytestmark = pytest.mark.slow  # gunicorn processes, a tmpfs, signals during trainings
 
 
 @pytest.fixture
@@ -54,7 +49,7 @@ def children(pid):
 
 
 def backend(model_dir, log, ls, **env):
-    started = start_backend(model_dir, log, label_studio_url=ls.url, api_key=TOKEN, host="127.0.0.1", timeout=60,
+    started = start_backend(model_dir, log, label_studio_url=ls.url, api_key=KEY, host="127.0.0.1", timeout=60,
                             extra_env={**TINY_ENV, "LOG_LEVEL": "INFO", "WORKERS": "1", "THREADS": "4",
                                        "CACHE_DIR": str(Path(log).parent / "cache"), **env})
     return started, Client(started.url, model_dir)
@@ -84,7 +79,8 @@ def test_a_full_disk_answers_503_keeps_the_worker_and_recovers(small_disk, tmp_p
         filler.unlink()  # space again: the next webhook trains, and the skipped counts show up
         assert c.webhook("START_TRAINING", project).json()["scheduled"] is True
         status = c.wait_idle(project)
-        assert status["state"] == "idle" and status["model_version"].startswith("v1-"), status
+        assert status["state"] == "idle", status
+        assert status["model_version"].startswith("v1-"), status
         scraped = c.get("/metrics").text
         assert 'segmenter_http_requests_total{method="POST",route="/webhook",status="503"} 3.0' in scraped, scraped
         assert children(service.process.pid) == {worker}
@@ -154,14 +150,16 @@ def test_a_stop_during_a_training_interrupts_it_cleanly_and_the_restart_trains_a
     assert service.process.returncode == 0, text[-4000:]
     assert stopped_in < 25, stopped_in
     status = store.stored_status(model_dir, project)
-    assert status.state.value == "interrupted" and status.pending, status
+    assert status.state.value == "interrupted", status
+    assert status.pending, status
     assert store.latest_version(model_dir, project) == store.INITIAL_VERSION
     exports = len(ls.calls(path=f"/api/projects/{project}/export"))
 
     service, c = backend(model_dir, log, ls)  # short trainings now: the interrupted one runs again by itself
     try:
         status = c.wait_idle(project, timeout=60)
-        assert status["state"] == "idle" and status["model_version"].startswith("v1-"), status
+        assert status["state"] == "idle", status
+        assert status["model_version"].startswith("v1-"), status
         assert len(ls.calls(path=f"/api/projects/{project}/export")) == exports + 1
         assert requests.get(c.url + "/health", timeout=5).status_code == 200
     finally:

@@ -3,7 +3,7 @@ outside keeps its default and is reported, and a repeated target is trained and 
 
 import numpy as np
 import pytest
-from test_server import CONFIG, add_recordings, backend, fake_ls, trained_project  # noqa: F401  (fixtures)
+from support import CONFIG, add_recordings, trained_project
 
 from harness import synthetic
 from segmenter import store
@@ -37,7 +37,8 @@ def test_a_huge_or_non_finite_duration_keeps_its_default_and_is_reported(attribu
                        if on_label else with_control(f'{attribute}="{value}"', config))
                 s = read_settings(xml, TrainingSettings())["label"]
                 [problem] = s.problems
-                assert f"{attribute}={value!r}" in problem and "using the default" in problem, problem
+                assert f"{attribute}={value!r}" in problem, problem
+                assert "using the default" in problem, problem
                 assert ("<Label value='Run'>" in problem) == on_label, problem
                 rules = dict(s.labels)["Run"] if on_label else s.control
                 assert getattr(rules, attribute.removeprefix("model_")) is None, (value, rules)
@@ -49,11 +50,13 @@ def test_converting_a_duration_to_rows_never_overflows():
     """Whatever the spacing, a duration becomes a count of rows an int64 array holds."""
     assert Duration(1e15, False).rows(1e-300) == MAX_DURATION_ROWS
     assert Duration(5e18, True).rows(1.0) == MAX_DURATION_ROWS
-    assert Duration(30, False).rows(0.5) == 60 and Duration(7, True).rows(0.001) == 7
+    assert Duration(30, False).rows(0.5) == 60
+    assert Duration(7, True).rows(0.001) == 7
     s = read_settings(with_control('model_min_duration="1e14" model_merge_gap="1e15"'), TrainingSettings())["label"]
     series = Series(np.arange(100) * 1e-12, np.zeros((100, 1)), "numeric")
     cleanup = RowCleanup.of(s, ("Run", "Walk"), series, 3)
-    assert cleanup.min_rows.max() == MAX_DURATION_ROWS and cleanup.merge_gap_rows.max() == MAX_DURATION_ROWS
+    assert cleanup.min_rows.max() == MAX_DURATION_ROWS
+    assert cleanup.merge_gap_rows.max() == MAX_DURATION_ROWS
 
 
 @pytest.mark.parametrize("huge", ["20000 rows", "1e8 rows", "4097rows", "1e300"])
@@ -62,8 +65,10 @@ def test_a_context_over_the_row_cap_keeps_the_automatic_one_and_is_reported(huge
         xml = untimed(with_control(f'model_context="{value}"'))
         s = read_settings(xml, TrainingSettings())["label"]
         [problem] = s.problems
-        assert f"model_context={value!r}" in problem and "using the default auto" in problem
-        assert s.context is None and s.describe()["model_context"] == "auto"
+        assert f"model_context={value!r}" in problem
+        assert "using the default auto" in problem
+        assert s.context is None
+        assert s.describe()["model_context"] == "auto"
     assert read_settings(untimed(with_control(f'model_context="{MAX_CONTEXT_ROWS}"')),
                          TrainingSettings())["label"].problems == ()
 
@@ -77,8 +82,10 @@ def test_a_context_longer_than_the_series_in_rows_is_refused_at_training():
     auto, _ = choose_context(examples, TrainingSettings())
     for context in (Duration(1e14, False), Duration(301, True), Duration(5000, True)):
         size, info = choose_context(examples, TrainingSettings(), context)
-        assert size == auto and info["chosen_by"] == "annotations", info
-        assert info["model_context"] == str(context) and "using the default" in info["problem"]
+        assert size == auto, info
+        assert info["chosen_by"] == "annotations", info
+        assert info["model_context"] == str(context)
+        assert "using the default" in info["problem"]
     assert choose_context(examples, TrainingSettings(sequence_size=40), Duration(1e14, False))[0] == 40
     assert choose_context(examples, TrainingSettings(), Duration(300, True))[0] == 300
 
@@ -98,11 +105,12 @@ def predict_and_status(b, project, tasks, config):
     return results, b.get(f"/status/{project}").json()
 
 
-def test_huge_durations_are_reported_and_predict_keeps_the_defaults(backend, fake_ls):  # noqa: F811
+def test_huge_durations_are_reported_and_predict_keeps_the_defaults(backend, ls):
     b = backend()
-    project, tasks = trained_project(b, fake_ls)
+    project, tasks = trained_project(b, ls)
     plain = b.predict(project, tasks).json()["results"]
-    assert any(r["result"] for r in plain) and all(r["score"] > 0 for r in plain)
+    assert any(r["result"] for r in plain)
+    assert all(r["score"] > 0 for r in plain)
     task_id = tasks[0]["id"]
     for attribute in DURATIONS:
         for value in ("1e300", "1e19 rows", "nan"):
@@ -111,7 +119,8 @@ def test_huge_durations_are_reported_and_predict_keeps_the_defaults(backend, fak
             results, status = predict_and_status(b, project, tasks, config)
             assert results == plain, (attribute, value)
             problems = status["settings_problems"]
-            assert len(problems) == 2 and all(f"{attribute}={value!r}" in p for p in problems), problems
+            assert len(problems) == 2, problems
+            assert all(f"{attribute}={value!r}" in p for p in problems), problems
             assert len(str(status["settings"])) < 1000  # no 300-digit number
             chart = b.get(f"/dashboard/project/{project}/task/{task_id}/0.png")
             assert chart.status_code == 200, (attribute, value)
@@ -123,41 +132,43 @@ def model_bytes(b, project) -> int:
     return path.stat().st_size
 
 
-def train_with(b, fake_ls, config: str) -> tuple[int, list[dict], dict]:  # noqa: F811
+def train_with(b, ls, config: str) -> tuple[int, list[dict], dict]:
     """A project of three annotated 300-row recordings under ``config``, trained once."""
-    project = fake_ls.add_project(config)
-    tasks = add_recordings(fake_ls, project, 3)
-    b.setup(project, fake_ls, schema=config)
+    project = ls.add_project(config)
+    tasks = add_recordings(ls, project, 3)
+    b.setup(project, ls, schema=config)
     b.webhook("START_TRAINING", project)
     status = b.wait_idle(project)
     assert status["state"] == "idle", status
     return project, tasks, status
 
 
-def test_a_huge_context_trains_a_bounded_model_and_is_reported(backend, fake_ls):  # noqa: F811
+def test_a_huge_context_trains_a_bounded_model_and_is_reported(backend, ls):
     b = backend()
-    auto, _, _ = train_with(b, fake_ls, CONFIG)
+    auto, _, _ = train_with(b, ls, CONFIG)
     auto_bytes = model_bytes(b, auto)
     # "20000 rows" is over the cap in rows; "5000" (time units, one row each here) only
     # becomes too many rows for these 300-row series at training
     for value, found_at in (("20000 rows", "setup"), ("5000", "training")):
         config = with_control(f'model_context="{value}"')
-        project, tasks, status = train_with(b, fake_ls, config)
+        project, tasks, status = train_with(b, ls, config)
         [model] = status["models"]
-        assert model["context"]["sequence_size"] <= 300 and model["context"]["chosen_by"] == "annotations", model
+        assert model["context"]["sequence_size"] <= 300, model
+        assert model["context"]["chosen_by"] == "annotations", model
         assert model["trained_with"]["context"] == ("auto" if found_at == "setup" else value)
         [problem] = status["settings_problems"]
-        assert f"model_context={value!r}" in problem and "using the default" in problem, problem
+        assert f"model_context={value!r}" in problem, problem
+        assert "using the default" in problem, problem
         assert model_bytes(b, project) < 1.5 * auto_bytes, (value, model_bytes(b, project), auto_bytes)
         results = b.predict(project, tasks, label_config=config).json()["results"]
         assert all(r["model_version"] == status["model_version"] for r in results)
         assert b.get(f"/status/{project}").json()["requests"] == status["requests"]  # the model fits: no retraining
 
 
-def test_a_repeated_to_name_trains_and_predicts_one_target(backend, fake_ls):  # noqa: F811
+def test_a_repeated_to_name_trains_and_predicts_one_target(backend, ls):
     b = backend()
     config = CONFIG.replace('toName="ts"', 'toName="ts,ts,ts"')
-    project, tasks, status = train_with(b, fake_ls, config)
+    project, tasks, status = train_with(b, ls, config)
     assert len(status["models"]) == 1
     key = store.project_key(project)
     assert len(store.metadata(b.runtime.settings.model_dir, key, status["model_version"])["targets"]) == 1

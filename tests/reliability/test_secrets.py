@@ -12,31 +12,31 @@ import re
 
 import pytest
 import requests
-from test_server import CONFIG, add_recordings
+from support import CONFIG, add_recordings
 
-from harness.fakels import FakeLabelStudio
+from harness.fakels import KEY
 from harness.processes import start_backend
 from harness.waiting import wait_until_idle
 
 BASIC = ("ml", "basic-pass-9f3c2e")
-SETUP_TOKEN = "setup-token-77ad01"
 URL_PASSWORD = "url-pass-5be6c0"
+pytestmark = pytest.mark.slow  # gunicorn with two workers, a training and failed downloads
 
 
 @pytest.fixture
-def deployment(tmp_path):
-    with FakeLabelStudio(legacy_token=SETUP_TOKEN) as ls:
-        key = ls.make_pat()
-        backend = start_backend(
-            tmp_path / "models", tmp_path / "backend.log", label_studio_url=ls.url, api_key=key,
-            extra_env={"BASIC_AUTH_USER": BASIC[0], "BASIC_AUTH_PASS": BASIC[1], "LOG_LEVEL": "DEBUG",
-                       "WORKERS": "2", "THREADS": "4", "CACHE_DIR": str(tmp_path / "cache"),
-                       "ALLOWED_HOSTS": "127.0.0.1"},
-        )
-        try:
-            yield ls, key, backend, tmp_path
-        finally:
-            backend.stop()
+def deployment(tmp_path, ls):
+    """The fake Label Studio, whose legacy key ``KEY`` serves as the /setup token, and gunicorn with its PAT."""
+    key = ls.make_pat()
+    backend = start_backend(
+        tmp_path / "models", tmp_path / "backend.log", label_studio_url=ls.url, api_key=key,
+        extra_env={"BASIC_AUTH_USER": BASIC[0], "BASIC_AUTH_PASS": BASIC[1], "LOG_LEVEL": "DEBUG",
+                   "WORKERS": "2", "THREADS": "4", "CACHE_DIR": str(tmp_path / "cache"),
+                   "ALLOWED_HOSTS": "127.0.0.1"},
+    )
+    try:
+        yield ls, key, backend, tmp_path
+    finally:
+        backend.stop()
 
 
 def wait_settled(url, project, requests_at_least, timeout=120):
@@ -54,7 +54,7 @@ def test_no_secret_reaches_a_log_a_response_or_a_file(deployment):
     ls.add_task(project, {"csv_url": "/data/upload/../../api/projects/1"}, annotations=[[]])
     ls.add_task(project, {"csv_url": "/data/upload/1/missing.csv"}, annotations=[[]])
 
-    setup = {"project": f"{project}.1", "schema": CONFIG, "hostname": with_password, "access_token": SETUP_TOKEN}
+    setup = {"project": f"{project}.1", "schema": CONFIG, "hostname": with_password, "access_token": KEY}
     assert requests.post(f"{url}/setup", json=setup, auth=BASIC, timeout=10).status_code == 200
     hook = {"action": "START_TRAINING", "project": {"id": project, "label_config": CONFIG}}
     assert requests.post(f"{url}/webhook", json=hook, auth=BASIC, timeout=10).status_code == 200
@@ -63,7 +63,8 @@ def test_no_secret_reaches_a_log_a_response_or_a_file(deployment):
     body = {"project": f"{project}.1", "label_config": CONFIG,
             "tasks": tasks + [{"id": 99, "data": {"csv_url": f"{with_password}/x.csv"}, "project": project}]}
     results = requests.post(f"{url}/predict", json=body, auth=BASIC, timeout=60).json()["results"]
-    assert results[0]["result"] and results[-1]["result"] == []
+    assert results[0]["result"]
+    assert results[-1]["result"] == []
 
     ls.revoke_access_tokens()  # an expired access token: refreshed with the key
     ls.legacy_enabled = False
@@ -75,7 +76,7 @@ def test_no_secret_reaches_a_log_a_response_or_a_file(deployment):
     access_tokens = {r.headers["Authorization"][7:] for r in ls.calls() if
                      r.headers.get("Authorization", "").startswith("Bearer ")}
     assert access_tokens, "the key was never exchanged: the test would prove nothing"
-    secrets = {key, SETUP_TOKEN, BASIC[1], URL_PASSWORD, *access_tokens}
+    secrets = {key, KEY, BASIC[1], URL_PASSWORD, *access_tokens}
 
     readable = {"log": backend.log_path.read_text()}
     for route in ("/status", f"/status/{project}", "/versions", f"/versions?project={project}", "/health",
@@ -85,7 +86,8 @@ def test_no_secret_reaches_a_log_a_response_or_a_file(deployment):
         for path in root.rglob("*"):
             if path.is_file():
                 readable[str(path)] = path.read_bytes().decode("utf-8", "replace")
-    assert len(readable) > 8 and "training failed" in readable["log"]
+    assert len(readable) > 8
+    assert "training failed" in readable["log"]
     for where, text in readable.items():
         for secret in secrets:
             assert secret not in text, f"a secret ({secret[:4]}...) is in {where}"

@@ -141,14 +141,17 @@ def worker_rss_mb(master_pid: int) -> float:
     raise AssertionError("no VmRSS")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", ["/predict", "/setup", "/status"])
 @pytest.mark.parametrize("length", [2**20, BODY * 4])
 def test_unauthenticated_body_gets_401_before_it_is_sent(backend, path, length):
     status, headers, body = headers_only(backend.port, path, length, auth=False)
-    assert status == 401 and headers[b"www-authenticate"].startswith(b"Basic")
+    assert status == 401
+    assert headers[b"www-authenticate"].startswith(b"Basic")
     assert body == b"authentication required"  # the same answer as the app's own
 
 
+@pytest.mark.slow
 def test_wrong_password_gets_401_before_the_body(backend):
     wrong = base64.b64encode(b"ml:wrong").decode()
     with socket.create_connection(("127.0.0.1", backend.port), timeout=ANSWER_S) as s:
@@ -157,19 +160,23 @@ def test_wrong_password_gets_401_before_the_body(backend):
         assert answer(s)[0] == 401
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", ["/predict", "/webhook"])
 def test_authenticated_body_over_max_request_mb_gets_413_at_once(backend, path):
     status, _, body = headers_only(backend.port, path, BODY + 1, auth=True)
-    assert status == 413 and "MAX_REQUEST_MB" in json.loads(body)["error"]
+    assert status == 413
+    assert "MAX_REQUEST_MB" in json.loads(body)["error"]
 
 
 def assert_busy(port: int, path: str, auth: bool) -> None:
     """A body announced on ``path`` is refused from its headers with a JSON 503 and Retry-After."""
     status, headers, body = headers_only(port, path, BODY, auth=auth)
     assert status == 503, (path, auth, status, body)
-    assert int(headers[b"retry-after"]) > 0 and "MAX_BUFFERED_MB" in json.loads(body)["error"]
+    assert int(headers[b"retry-after"]) > 0
+    assert "MAX_BUFFERED_MB" in json.loads(body)["error"]
 
 
+@pytest.mark.slow
 def test_stalled_uploads_past_max_buffered_mb_get_503_while_health_and_predict_go_on(backend):
     url, port = backend.url, backend.port
     # Strangers' bodies (no credentials) may take half the budget: one 16 MB body of 32 MB.
@@ -183,11 +190,13 @@ def test_stalled_uploads_past_max_buffered_mb_get_503_while_health_and_predict_g
             assert_busy(port, "/predict", auth=True)
             assert requests.get(url + "/health", auth=AUTH, timeout=2).json()["status"] == "UP"
             response = predict(url)
-            assert response.status_code == 503 and "Retry-After" in response.headers
+            assert response.status_code == 503
+            assert "Retry-After" in response.headers
     assert served_again(url)
     assert len(predict(url).json()["results"]) == 1
 
 
+@pytest.mark.slow
 def test_chunked_body_past_the_budget_gets_503_as_it_arrives(backend):
     url, port = backend.url, backend.port
     with stalled(port, 1):  # the strangers' half is taken
@@ -196,10 +205,13 @@ def test_chunked_body_past_the_budget_gets_503_as_it_arrives(backend):
                       "Transfer-Encoding: chunked\r\n\r\n".encode())
             s.sendall(b"%x\r\n%s\r\n" % (65536, b" " * 65536))  # no final chunk: the answer must not wait
             status, headers, body = answer(s)
-        assert status == 503 and b"retry-after" in headers and "MAX_BUFFERED_MB" in json.loads(body)["error"]
+        assert status == 503
+        assert b"retry-after" in headers
+        assert "MAX_BUFFERED_MB" in json.loads(body)["error"]
     assert served_again(url)
 
 
+@pytest.mark.slow
 def test_worker_memory_with_stalled_uploads_stays_within_max_buffered_mb(backend):
     url = backend.url
     assert served_again(url)  # a served /predict first: its one-off allocations are in the baseline

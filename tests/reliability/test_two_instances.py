@@ -9,7 +9,7 @@ import logging
 from datetime import datetime
 
 import pytest
-from test_server import CONFIG, add_recordings, backend  # noqa: F401  (backend is a fixture)
+from support import CONFIG, add_recordings
 
 from harness.fakels import FakeLabelStudio
 from harness.waiting import wait_until_idle
@@ -62,7 +62,7 @@ def two():
                Instance(b, CREATED_B, "token-b", annotated=3, unlabelled=2, seed=20))
 
 
-def test_two_label_studios_without_a_url_never_share_a_model_a_status_or_a_write_back(backend, two, caplog):  # noqa: F811
+def test_two_label_studios_without_a_url_never_share_a_model_a_status_or_a_write_back(backend, two, caplog):
     caplog.set_level(logging.WARNING)
     a, b = two
     assert a.project == b.project == 1
@@ -71,7 +71,8 @@ def test_two_label_studios_without_a_url_never_share_a_model_a_status_or_a_write
     assert a.setup(backend_).json() == {"model_version": "untrained"}
     assert a.webhook(backend_, "START_TRAINING", auth=AUTH).json()["scheduled"] is True
     first = a.status(backend_)
-    assert first["state"] == "idle" and first["models"][0]["data"]["tasks"] == 2
+    assert first["state"] == "idle"
+    assert first["models"][0]["data"]["tasks"] == 2
 
     # The second Label Studio connects its own project 1: nothing of the first one's is served to it.
     assert b.setup(backend_).json() == {"model_version": "untrained"}
@@ -81,14 +82,17 @@ def test_two_label_studios_without_a_url_never_share_a_model_a_status_or_a_write
 
     assert b.webhook(backend_, "START_TRAINING", auth=AUTH).json()["scheduled"] is True
     b_status = b.status(backend_)
-    assert b_status["state"] == "idle" and b_status["models"][0]["data"]["tasks"] == 3
+    assert b_status["state"] == "idle"
+    assert b_status["models"][0]["data"]["tasks"] == 3
 
     # The first Label Studio's next annotation trains on its own tasks, and writes into it only.
     assert a.webhook(backend_, "ANNOTATION_CREATED").json()["scheduled"] is True
     a_status = a.status(backend_, min_requests=2)
-    assert a_status["state"] == "idle" and a_status["models"][0]["data"]["tasks"] == 2
+    assert a_status["state"] == "idle"
+    assert a_status["models"][0]["data"]["tasks"] == 2
     assert a_status["model_version"] != first["model_version"]
-    assert a.exports() == 2 and b.exports() == 1
+    assert a.exports() == 2
+    assert b.exports() == 1
 
     # Each write-back went to its own Label Studio: one per training there, for its own unlabelled tasks.
     a_versions = {h["version"] for h in a_status["history"]}
@@ -102,11 +106,12 @@ def test_two_label_studios_without_a_url_never_share_a_model_a_status_or_a_write
     assert b.setup(backend_).json() == {"model_version": b_status["model_version"]}
     assert {r["model_version"] for r in b.predict(backend_, b.unlabelled).json()["results"]} == b_versions
     listed = backend_.get("/status", auth=AUTH).json()["projects"]
-    assert len(listed) == 2 and {p["label_studio_project"]["id"] for p in listed} == {1}
+    assert len(listed) == 2
+    assert {p["label_studio_project"]["id"] for p in listed} == {1}
     assert {p["label_studio_project"]["created_at"] for p in listed} == {CREATED_A[:19] + "Z", CREATED_B[:19] + "Z"}
 
 
-def test_with_label_studio_url_another_instance_is_kept_apart_and_never_trained_from_it(backend, two):  # noqa: F811
+def test_with_label_studio_url_another_instance_is_kept_apart_and_never_trained_from_it(backend, two):
     a, b = two
     backend_ = backend(label_studio_url=a.ls.url, label_studio_api_key="token-a", basic_auth_user="u",
                        basic_auth_pass="p")
@@ -122,14 +127,16 @@ def test_with_label_studio_url_another_instance_is_kept_apart_and_never_trained_
     # Its training would read LABEL_STUDIO_URL's project 1, which is not its project: refused, said so.
     b.webhook(backend_, "START_TRAINING", auth=AUTH)
     b_status = b.status(backend_)
-    assert b_status["state"] == "failed" and "another Label Studio" in b_status["last_error"]
-    assert b.ls.calls() == [] and a.exports() == 1
+    assert b_status["state"] == "failed"
+    assert "another Label Studio" in b_status["last_error"]
+    assert b.ls.calls() == []
+    assert a.exports() == 1
     assert len(a.imported()) == len(a.unlabelled)
     assert b.setup(backend_).json() == {"model_version": "untrained"}
     assert a.setup(backend_).json() == {"model_version": a_status["model_version"]}
 
 
-def test_a_model_dir_of_an_older_backend_is_adopted_by_the_first_project_that_claims_it(backend, two, caplog):  # noqa: F811
+def test_a_model_dir_of_an_older_backend_is_adopted_by_the_first_project_that_claims_it(backend, two, caplog):
     caplog.set_level(logging.INFO)
     a, b = two
     backend_ = backend()

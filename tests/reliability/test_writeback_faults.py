@@ -69,7 +69,8 @@ def test_tasks_deleted_between_the_listing_and_the_import_cost_the_others_nothin
 
     wb = store.stored_status(access.settings.model_dir, project).writeback
     remaining = [t for t in free if t not in deleted]
-    assert wb.state == "done" and wb.last_error is None, wb
+    assert wb.state == "done", wb
+    assert wb.last_error is None, wb
     assert predictions_per_task(ls, version) == Counter(remaining), "every remaining task exactly once"
     assert wb.written == len(remaining)
     assert batches[2] == [t for t in batches[1] if t not in deleted], "the batch sent again without the gone"
@@ -80,7 +81,8 @@ def test_tasks_deleted_between_the_listing_and_the_import_cost_the_others_nothin
     ls.fail("POST", f"/api/projects/{project}/import/predictions", 400, times=None)
     writeback.run(access, str(project))
     wb = store.stored_status(access.settings.model_dir, project).writeback
-    assert wb.state == "failed" and "HTTP 400" in wb.last_error
+    assert wb.state == "failed"
+    assert "HTTP 400" in wb.last_error
     assert imports(ls, project) == 1, "not sent again: no task was gone"
 
 
@@ -98,9 +100,11 @@ def test_one_500_on_an_import_and_one_on_a_listing_page_lose_and_repeat_nothing(
     writeback.run(access, str(project))
 
     wb = store.stored_status(access.settings.model_dir, project).writeback
-    assert wb.state == "done" and wb.last_error is None, wb
+    assert wb.state == "done", wb
+    assert wb.last_error is None, wb
     assert predictions_per_task(ls, version) == Counter(free), "none lost, none written twice"
-    assert wb.written == len(free) and wb.seen == len(free) + 1
+    assert wb.written == len(free)
+    assert wb.seen == len(free) + 1
     assert imports(ls, project) == len(ls.imported) + 1, "the failed import was tried once more"
 
 
@@ -123,19 +127,24 @@ def test_a_label_studio_that_keeps_failing_ends_the_write_back_failed_after_boun
 
     status = store.stored_status(access.settings.model_dir, project)
     wb = status.writeback
-    assert wb.state == "failed" and wb.written == 0
-    assert "HTTP 500" in wb.last_error and "import/predictions" in wb.last_error
+    assert wb.state == "failed"
+    assert wb.written == 0
+    assert "HTTP 500" in wb.last_error
+    assert "import/predictions" in wb.last_error
     assert imports(ls, project) == 1 + RETRIES, "the first try and the bounded retries, no more"
-    assert status.last_error is None and store.latest_version(access.settings.model_dir, project) == version
+    assert status.last_error is None
+    assert store.latest_version(access.settings.model_dir, project) == version
     on_disk = (store.project_dir(access.settings.model_dir, project) / "status.json").read_text()
-    assert KEY not in wb.last_error and KEY not in on_disk
+    assert KEY not in wb.last_error
+    assert KEY not in on_disk
 
     ls.fail("GET", "/api/tasks/", 503, times=None)  # a listing page that keeps failing ends the same way
     store.update_status(access.settings.model_dir, project, lambda s: writeback.schedule(s, version, "unlabelled"))
     before = len(ls.calls("GET", "/api/tasks/"))
     writeback.run(access, str(project))
     wb = store.stored_status(access.settings.model_dir, project).writeback
-    assert wb.state == "failed" and "HTTP 503" in wb.last_error
+    assert wb.state == "failed"
+    assert "HTTP 503" in wb.last_error
     assert len(ls.calls("GET", "/api/tasks/")) - before == 1 + RETRIES
 
 
