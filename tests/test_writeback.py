@@ -225,6 +225,27 @@ def test_a_training_request_stops_the_write_back_between_batches(tmp_path, ls, m
     assert store.read_status(access.settings.model_dir, project).writeback.state == "pending"
 
 
+def test_a_running_training_goes_before_the_write_back_it_will_supersede(tmp_path, ls, models):
+    """Seen against Label Studio 1.23: a training claimed between the previous one's end and its
+    write-back's start left the older version's predictions on every task next to the new ones."""
+    project, _, free = project_with(ls, 0, 3)
+    access = LabelStudioAccess(settings_for(tmp_path, ls))
+    model_dir = access.settings.model_dir
+    saved(tmp_path, project, models)
+    store.update_status(model_dir, project, lambda s: setattr(s, "requests", s.requests + 1))
+    assert store.update_status(model_dir, project, TrainingStatus.claim)  # the next training starts
+
+    with store.training_lock(model_dir, project) as mine:  # ... and runs, holding its lock
+        assert mine
+        writeback.run(access, str(project))
+    assert written(ls) == [], "nothing written while the training that replaces it runs"
+    assert store.stored_status(model_dir, project).writeback.state == "pending"
+
+    writeback.run(access, str(project))  # its process died: the lock is free, the write-back goes on
+    assert sorted(written(ls)) == free
+    assert store.stored_status(model_dir, project).writeback.state == "done"
+
+
 def test_a_newer_version_supersedes_an_unfinished_write_back(tmp_path, ls, models):
     project, _, free = project_with(ls, 0, 3)
     access = LabelStudioAccess(settings_for(tmp_path, ls))

@@ -15,10 +15,12 @@ Its state is the ``writeback`` entry of the project's ``TrainingStatus`` (so
 seen and predictions written, times, last error.  After each batch the cursor
 is recorded, so a restarted service resumes after the last task written
 (``Scheduler.resume``).  Only the newest version is written: a newer training
-supersedes an unfinished write-back, and a pending training request makes the
-write-back stop between batches, to be resumed after that training (which may
-supersede it).  A failure is logged and recorded here only: the training stays
-successful and the service keeps serving.  Predictions of older versions stay
+supersedes an unfinished write-back, and a pending or running training makes the
+write-back wait (or stop between batches), to be resumed after that training
+(which supersedes it when it succeeds): writing a version a running training is
+about to replace would only leave stale predictions in Label Studio.  A failure
+is logged and recorded here only: the training stays successful and the service
+keeps serving.  Predictions of older versions stay
 in Label Studio (Retrieve Predictions keeps them too).
 """
 
@@ -40,7 +42,7 @@ from segmenter.reading.task_series import Fetcher
 from segmenter.redaction import redact
 from segmenter.service.draining import drain
 from segmenter.service.project import Project
-from segmenter.store import TrainingStatus
+from segmenter.store import TrainingState, TrainingStatus
 from segmenter.store.status import Step
 
 log = logging.getLogger(__name__)
@@ -97,7 +99,7 @@ def run(access: LabelStudioAccess, project: str, handle: Project | None = None) 
 
     def again() -> bool:  # a training that ended while the lock was being released found it taken
         status = store.stored_status(model_dir, project)
-        return not status.pending and status.writeback_unfinished
+        return status.writeback_unfinished and not training_ahead(model_dir, project, status)
 
     def write(job: _Job) -> bool:
         if _write(handle or Project(project, None, access), job):
@@ -109,18 +111,29 @@ def run(access: LabelStudioAccess, project: str, handle: Project | None = None) 
           again)
 
 
+def training_ahead(model_dir: object, project: str, status: TrainingStatus) -> bool:
+    """Whether a training of ``project`` goes before its write-back: one is pending, or one runs
+    (its lock is held; a training whose process died holds none and blocks nothing)."""
+    if status.pending:
+        return True
+    if status.state is not TrainingState.TRAINING:
+        return False
+    with store.training_lock(model_dir, project) as free:  # a probe: never waits
+        return not free
+
+
 def _is(status: TrainingStatus, version: str) -> bool:
     return status.writeback is not None and status.writeback.version == version
 
 
 def _claim(model_dir: object, project: str) -> _Job | None:
     """The write-back to run now, marked running; None when there is none, or a training is
-    pending (it goes first, and may supersede this one)."""
+    pending or running (it goes first, and may supersede this one)."""
     newest = store.latest_version(model_dir, project)
 
     def claim(status: TrainingStatus) -> _Job | None:
         wb = status.writeback
-        if not status.writeback_unfinished or status.pending:
+        if not status.writeback_unfinished or training_ahead(model_dir, project, status):
             return None
         if wb.version != newest:  # its models were replaced or set aside
             wb.supersede()
@@ -166,8 +179,8 @@ def _write(project: Project, job: _Job) -> bool:
                 return True
             if step is Step.GO_ON:
                 time.sleep(settings.predict_batch_pause)
-            if step is Step.YIELD or store.stored_status(model_dir, key).pending:
-                log.info("project %s: write-back of %s yields to a training request", key, job.version)
+            if step is Step.YIELD or training_ahead(model_dir, key, store.stored_status(model_dir, key)):
+                log.info("project %s: write-back of %s yields to a training", key, job.version)
                 return False
             if shutdown.requested():  # pending again; the next start resumes it (Scheduler.resume)
                 log.info("project %s: write-back of %s stops with the service", key, job.version)
@@ -278,7 +291,8 @@ def _advance(model_dir: object, project: str, job: _Job, written: int, total: in
     def record(status: TrainingStatus) -> Step:
         if status.writeback is None:
             return Step.SUPERSEDED
-        step = status.writeback.advance(job.version, job.after, job.seen, written, total, done, status.pending)
+        step = status.writeback.advance(job.version, job.after, job.seen, written, total, done,
+                                        training_ahead(model_dir, project, status))
         if step is Step.DONE:
             log.info("project %s: wrote %d predictions of %s", project, status.writeback.written, job.version)
         return step

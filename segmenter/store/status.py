@@ -54,7 +54,7 @@ class Step(StrEnum):
     GO_ON = "go on"
     DONE = "done"
     SUPERSEDED = "superseded"  # a newer training replaced it
-    YIELD = "yield"  # a training request is pending: it goes first
+    YIELD = "yield"  # a training is pending or running: it goes first
 
 
 @dataclass
@@ -89,7 +89,7 @@ class WritebackStatus:
             self.state = WritebackState.PENDING
 
     def advance(self, version: str, after: int, seen: int, written: int, total: int, done: bool,
-                training_pending: bool) -> Step:
+                training_ahead: bool) -> Step:
         """Record a batch of the write-back of ``version``; returns what comes next."""
         if self.version != version or self.state is not WritebackState.RUNNING:
             return Step.SUPERSEDED
@@ -97,7 +97,7 @@ class WritebackStatus:
         if done:
             self.state, self.finished_at, self.last_error = WritebackState.DONE, now(), None
             return Step.DONE
-        return Step.YIELD if training_pending else Step.GO_ON
+        return Step.YIELD if training_ahead else Step.GO_ON
 
     def fail(self, error: str) -> None:
         """A running write-back fails; a done one keeps the error of what followed (pointing the project)."""
