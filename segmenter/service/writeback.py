@@ -27,6 +27,8 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from segmenter import shutdown, store
@@ -76,6 +78,39 @@ def has_version(task: dict, version: str) -> bool:
     """Whether Label Studio already holds a prediction of ``version`` for the task (written before a
     restart, or asked of /predict when someone opened it)."""
     return any(isinstance(p, dict) and p.get("model_version") == version for p in task.get("predictions") or [])
+
+
+class _Clock:
+    """Seconds spent per stage of a write-back since the last ``take``: where its time goes."""
+
+    def __init__(self) -> None:
+        self.spent: dict[str, float] = {}
+
+    @contextmanager
+    def timing(self, stage: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.spent[stage] = self.spent.get(stage, 0.0) + time.perf_counter() - started
+
+    def take(self) -> dict[str, float]:
+        """The seconds since the last take; "predicting" without the downloads made inside it."""
+        spent, self.spent = self.spent, {}
+        if "predicting" in spent:
+            spent["predicting"] -= spent.get("downloads", 0.0)
+        return spent
+
+
+class _TimedFetcher:
+    """A fetcher whose downloads count as their own stage."""
+
+    def __init__(self, fetcher: Fetcher, clock: _Clock) -> None:
+        self.fetcher, self.clock = fetcher, clock
+
+    def fetch(self, ref: str, task_id: object = None) -> bytes:
+        with self.clock.timing("downloads"):
+            return self.fetcher.fetch(ref, task_id)
 
 
 @dataclass
@@ -145,27 +180,33 @@ def _write(project: Project, job: _Job) -> bool:
         current = info.get("model_version")
         log.info("project %s: writing predictions of %s (%s tasks) after task %d", key, job.version, job.mode,
                  job.after)
+        clock = _Clock()
+        fetcher = _TimedFetcher(project.fetcher, clock)
         while True:
-            tasks, above = backoff.call(
-                f"listing the tasks of project {key}",
-                lambda: client.tasks_page(label_studio_id, 1, settings.predict_batch_size, after=job.after),
-            )
+            with clock.timing("listing"):
+                tasks, above = backoff.call(
+                    f"listing the tasks of project {key}",
+                    lambda: client.tasks_page(label_studio_id, 1, settings.predict_batch_size, after=job.after),
+                )
             chosen = [t for t in tasks if (job.mode == ALL or unlabelled(t)) and not has_version(t, job.version)]
             written = 0
-            batch = _predictions(models, chosen, project.fetcher, job.version, project.project_settings) \
-                if models else []
+            with clock.timing("predicting"):
+                batch = _predictions(models, chosen, fetcher, job.version, project.project_settings) \
+                    if models else []
             if batch:
-                written = _import(client, label_studio_id, batch, job.version, backoff)
+                with clock.timing("import"):
+                    written = _import(client, label_studio_id, batch, job.version, backoff)
             job.after = max([job.after, *(t["id"] for t in tasks)])
             job.seen += len(tasks)
             last = len(tasks) >= above  # nothing after this page: no further request, no pause
-            step = _advance(model_dir, key, job, written, job.seen + above - len(tasks), done=last)
+            step = _advance(model_dir, key, job, written, job.seen + above - len(tasks), clock.take(), done=last)
             if step is Step.DONE:
                 _point_project(client, key, job.version, current, backoff)
             if step in (Step.DONE, Step.SUPERSEDED):
                 return True
             if step is Step.GO_ON:
-                time.sleep(settings.predict_batch_pause)
+                with clock.timing("pauses"):
+                    time.sleep(settings.predict_batch_pause)
             if step is Step.YIELD or store.stored_status(model_dir, key).pending:
                 log.info("project %s: write-back of %s yields to a training request", key, job.version)
                 return False
@@ -272,15 +313,18 @@ def _point_project(client: LabelStudioClient, project: str, version: str, curren
                      lambda: client.set_model_version(label_studio_id, version))
 
 
-def _advance(model_dir: object, project: str, job: _Job, written: int, total: int, done: bool) -> Step:
-    """Record a batch; returns what comes next."""
+def _advance(model_dir: object, project: str, job: _Job, written: int, total: int, seconds: dict[str, float],
+             done: bool) -> Step:
+    """Record a batch and the seconds its stages took; returns what comes next."""
 
     def record(status: TrainingStatus) -> Step:
         if status.writeback is None:
             return Step.SUPERSEDED
-        step = status.writeback.advance(job.version, job.after, job.seen, written, total, done, status.pending)
+        step = status.writeback.advance(job.version, job.after, job.seen, written, total, done, status.pending,
+                                        seconds)
         if step is Step.DONE:
-            log.info("project %s: wrote %d predictions of %s", project, status.writeback.written, job.version)
+            log.info("project %s: wrote %d predictions of %s; seconds per stage %s", project,
+                     status.writeback.written, job.version, status.writeback.seconds)
         return step
 
     return store.update_status(model_dir, project, record)
