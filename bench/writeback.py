@@ -33,6 +33,7 @@ from harness import synthetic
 from harness.lsdriver import LabelStudioAPI
 from harness.processes import pristine_data_dir, start_backend, start_label_studio
 from harness.waiting import backend_status, wait_for
+from segmenter import store
 
 CONFIG = synthetic.label_config().replace('valueType="url" value="$csv_url"', 'valueType="json" value="$ts"')
 ROWS = 200
@@ -139,7 +140,9 @@ def main() -> None:
     backend = None
     try:
         api = LabelStudioAPI(ls.url, token=token)
-        project = api.create_project("Write-back bench", CONFIG)["id"]
+        created = api.create_project("Write-back bench", CONFIG)
+        project = created["id"]
+        key = f"{project}.{store.created_epoch(created.get('created_at'))}"  # as Label Studio names it
         started = time.monotonic()
         annotations: dict[int, list[dict]] = {}
         for first in range(0, args.tasks, 2000):
@@ -162,7 +165,7 @@ def main() -> None:
         backend = start_backend(tmp / "models", tmp / "backend.log", label_studio_url=ls.url, api_key=token,
                                 extra_env=env)
         session = requests.Session()
-        session.post(backend.url + "/setup", json={"project": f"{project}.1", "schema": CONFIG,
+        session.post(backend.url + "/setup", json={"project": key, "schema": CONFIG,
                                                    "hostname": ls.url, "access_token": token}, timeout=10)
         session.post(backend.url + "/webhook", json={"action": "START_TRAINING", "project": {"id": project}},
                      timeout=10)
