@@ -8,7 +8,9 @@ then, on the executor that trained (never a web request), pages through the
 project's tasks by id, ``PREDICT_BATCH_SIZE`` at a time, predicts them with
 that version's models and posts each batch through the SDK's bulk prediction
 import, pausing ``PREDICT_BATCH_PAUSE`` seconds between batches so Label
-Studio keeps answering its users.
+Studio keeps answering its users.  The next page is listed and predicted while
+one is imported (one page ahead, never more).  The seconds of each stage are
+summed in the status (``writeback.seconds``: where the time goes).
 
 Its state is the ``writeback`` entry of the project's ``TrainingStatus`` (so
 ``/status`` shows it): version, mode, state, the last task id written, tasks
@@ -26,8 +28,10 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -81,10 +85,13 @@ def has_version(task: dict, version: str) -> bool:
 
 
 class _Clock:
-    """Seconds spent per stage of a write-back since the last ``take``: where its time goes."""
+    """Seconds spent per stage of a write-back since the last ``take``: where its time goes.  Stages
+    run in two threads (the page ahead is listed and predicted during the import), so their sum
+    can exceed the wall time."""
 
     def __init__(self) -> None:
         self.spent: dict[str, float] = {}
+        self._lock = threading.Lock()
 
     @contextmanager
     def timing(self, stage: str) -> Iterator[None]:
@@ -92,11 +99,13 @@ class _Clock:
         try:
             yield
         finally:
-            self.spent[stage] = self.spent.get(stage, 0.0) + time.perf_counter() - started
+            with self._lock:
+                self.spent[stage] = self.spent.get(stage, 0.0) + time.perf_counter() - started
 
     def take(self) -> dict[str, float]:
         """The seconds since the last take; "predicting" without the downloads made inside it."""
-        spent, self.spent = self.spent, {}
+        with self._lock:
+            spent, self.spent = self.spent, {}
         if "predicting" in spent:
             spent["predicting"] -= spent.get("downloads", 0.0)
         return spent
@@ -182,37 +191,51 @@ def _write(project: Project, job: _Job) -> bool:
                  job.after)
         clock = _Clock()
         fetcher = _TimedFetcher(project.fetcher, clock)
-        while True:
+
+        def prepare(after: int) -> tuple[list[dict], int, list[dict]]:
+            """The page of tasks after ``after``, how many tasks follow ``after``, and their predictions."""
             with clock.timing("listing"):
                 tasks, above = backoff.call(
                     f"listing the tasks of project {key}",
-                    lambda: client.tasks_page(label_studio_id, 1, settings.predict_batch_size, after=job.after),
+                    lambda: client.tasks_page(label_studio_id, 1, settings.predict_batch_size, after=after),
                 )
             chosen = [t for t in tasks if (job.mode == ALL or unlabelled(t)) and not has_version(t, job.version)]
-            written = 0
             with clock.timing("predicting"):
                 batch = _predictions(models, chosen, fetcher, job.version, project.project_settings) \
                     if models else []
-            if batch:
-                with clock.timing("import"):
-                    written = _import(client, label_studio_id, batch, job.version, backoff)
-            job.after = max([job.after, *(t["id"] for t in tasks)])
-            job.seen += len(tasks)
-            last = len(tasks) >= above  # nothing after this page: no further request, no pause
-            step = _advance(model_dir, key, job, written, job.seen + above - len(tasks), clock.take(), done=last)
-            if step is Step.DONE:
-                _point_project(client, key, job.version, current, backoff)
-            if step in (Step.DONE, Step.SUPERSEDED):
-                return True
-            if step is Step.GO_ON:
-                with clock.timing("pauses"):
-                    time.sleep(settings.predict_batch_pause)
-            if step is Step.YIELD or store.stored_status(model_dir, key).pending:
-                log.info("project %s: write-back of %s yields to a training request", key, job.version)
-                return False
-            if shutdown.requested():  # pending again; the next start resumes it (Scheduler.resume)
-                log.info("project %s: write-back of %s stops with the service", key, job.version)
-                return False
+            return tasks, above, batch
+
+        # One page ahead: the next page is listed and predicted while this one is imported and
+        # the pause runs; the cursor moves only once a page is imported, so a stop or a restart
+        # never skips one.  Leaving the block waits for the page ahead (one page, bounded).
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"writeback-{key}") as ahead:
+            coming = ahead.submit(prepare, job.after)
+            while True:
+                tasks, above, batch = coming.result()
+                last = len(tasks) >= above  # nothing after this page: no further request, no pause
+                if not last:
+                    coming = ahead.submit(prepare, max([job.after, *(t["id"] for t in tasks)]))
+                written = 0
+                if batch:
+                    with clock.timing("import"):
+                        written = _import(client, label_studio_id, batch, job.version, backoff)
+                job.after = max([job.after, *(t["id"] for t in tasks)])
+                job.seen += len(tasks)
+                step = _advance(model_dir, key, job, written, job.seen + above - len(tasks), clock.take(),
+                                done=last)
+                if step is Step.DONE:
+                    _point_project(client, key, job.version, current, backoff)
+                if step in (Step.DONE, Step.SUPERSEDED):
+                    return True
+                if step is Step.GO_ON:
+                    with clock.timing("pauses"):
+                        time.sleep(settings.predict_batch_pause)
+                if step is Step.YIELD or store.stored_status(model_dir, key).pending:
+                    log.info("project %s: write-back of %s yields to a training request", key, job.version)
+                    return False
+                if shutdown.requested():  # pending again; the next start resumes it (Scheduler.resume)
+                    log.info("project %s: write-back of %s stops with the service", key, job.version)
+                    return False
     except Exception as exc:  # Label Studio down, bad models: recorded; the training stays good
         log.exception("project %s: writing the predictions of %s failed", key, job.version)
         error = redact(f"{type(exc).__name__}: {exc}")
