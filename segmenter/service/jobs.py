@@ -228,11 +228,11 @@ class Scheduler:
         # Every request makes its own attempt: an attempt that finds the project's
         # lock taken returns at once, and the holder sees the request before it stops.
         thread = threading.Thread(target=self._run, args=(key,), name=f"train-{key}", daemon=True)
+        thread.start()  # before it is listed: a concurrent request prunes threads not alive, unstarted ones too
+        shutdown.track(thread)  # a stopping worker waits for it (gunicorn.conf.py)
         with self._lock:
             self._threads = [t for t in self._threads if t.is_alive()]
             self._threads.append(thread)
-        shutdown.track(thread)  # a stopping worker waits for it (gunicorn.conf.py)
-        thread.start()
 
     def _run(self, project: str) -> None:
         try:
