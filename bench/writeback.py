@@ -9,7 +9,11 @@ asks for a training.  Label Studio's response time is sampled, one request at a 
 before the training and then while the write-back runs: ``GET /api/projects/{id}`` and a Data
 Manager page (``GET /api/tasks/?project=&page_size=30``).  Prints their p50/p99 and the
 write-back's throughput (predictions written per second, from the first status poll that sees
-it running to the one that sees it done).
+it running to the one that sees it done) and the write-back's own seconds per stage (the
+``writeback.seconds`` of ``/status``: listing, downloads, predicting, import, pauses; the rest
+of the wall time is status records and waiting on the CPU).  ``--fake`` runs the same against
+the fake Label Studio (harness/fakels.py, in this process): our own costs, without Label
+Studio's.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from harness import synthetic
 from harness.lsdriver import LabelStudioAPI
 from harness.processes import pristine_data_dir, start_backend, start_label_studio
 from harness.waiting import backend_status, wait_for
+from segmenter import store
 
 CONFIG = synthetic.label_config().replace('valueType="url" value="$csv_url"', 'valueType="json" value="$ts"')
 ROWS = 200
@@ -75,13 +80,57 @@ class Sampler:
         return self.times
 
 
+def stages(wb: dict, wall: float) -> str:
+    """The write-back's seconds per stage, as a line."""
+    spent = wb.get("seconds") or {}
+    parts = ", ".join(f"{name} {value:.1f} s" for name, value in sorted(spent.items(), key=lambda kv: -kv[1]))
+    return f"  seconds per stage: {parts}; other {wall - sum(spent.values()):.1f} s of {wall:.1f} s"
+
+
+def fake(args: argparse.Namespace) -> None:
+    """The write-back against the fake Label Studio: where our own time goes."""
+    from harness.fakels import FakeLabelStudio
+
+    with tempfile.TemporaryDirectory() as tmp, FakeLabelStudio(legacy_token="bench") as ls:
+        project = ls.add_project(CONFIG)
+        for seed in range(args.tasks):
+            task, result = inline_task(seed)
+            ls.add_task(project, task["data"], annotations=[result] if seed < ANNOTATED else [])
+        env = {"WORKERS": "1", "THREADS": "4", "LOG_LEVEL": "WARNING", "TRAIN_EPOCHS": "15",
+               "EARLY_STOPPING_PATIENCE": "5", "PREDICT_BATCH_SIZE": args.batch, "PREDICT_BATCH_PAUSE": args.pause}
+        backend = start_backend(Path(tmp) / "models", Path(tmp) / "backend.log", label_studio_url=ls.url,
+                                api_key="bench", extra_env=env)
+        try:
+            session = requests.Session()
+            session.post(backend.url + "/setup", json={"project": f"{project}.1", "schema": CONFIG,
+                                                       "hostname": ls.url, "access_token": "bench"}, timeout=10)
+            session.post(backend.url + "/webhook", json={"action": "START_TRAINING", "project": {"id": project}},
+                         timeout=10)
+            wait_for(lambda: (backend_status(backend.url, project).get("writeback") or {}).get("state") == "running",
+                     600, "the write-back to start", interval=0.2)
+            began = time.monotonic()
+            wb = wait_for(lambda: (w := backend_status(backend.url, project).get("writeback") or {}).get("state")
+                          not in ("pending", "running") and w, 3600, "the write-back to finish", interval=0.5)
+            seconds = time.monotonic() - began
+            print(f"fake Label Studio, write-back: {wb['state']}, {wb['written']} predictions for {wb['seen']} "
+                  f"tasks in {seconds:.0f} s = {wb['written'] / seconds:.0f} tasks/s "
+                  f"(batch {args.batch}, pause {args.pause} s)")
+            print(stages(wb, seconds))
+        finally:
+            backend.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--batch", default="100")
     parser.add_argument("--pause", default="0.5")
     parser.add_argument("--samples", type=int, default=150, help="idle samples of each request")
+    parser.add_argument("--fake", action="store_true", help="against the fake Label Studio")
     args = parser.parse_args()
+    if args.fake:
+        fake(args)
+        return
     tmp = Path(tempfile.mkdtemp(prefix="bench-writeback-"))
     password, token = secrets.token_urlsafe(12), secrets.token_hex(20)
     data_dir = tmp / "data"
@@ -91,7 +140,9 @@ def main() -> None:
     backend = None
     try:
         api = LabelStudioAPI(ls.url, token=token)
-        project = api.create_project("Write-back bench", CONFIG)["id"]
+        created = api.create_project("Write-back bench", CONFIG)
+        project = created["id"]
+        key = f"{project}.{store.created_epoch(created.get('created_at'))}"  # as Label Studio names it
         started = time.monotonic()
         annotations: dict[int, list[dict]] = {}
         for first in range(0, args.tasks, 2000):
@@ -114,7 +165,7 @@ def main() -> None:
         backend = start_backend(tmp / "models", tmp / "backend.log", label_studio_url=ls.url, api_key=token,
                                 extra_env=env)
         session = requests.Session()
-        session.post(backend.url + "/setup", json={"project": f"{project}.1", "schema": CONFIG,
+        session.post(backend.url + "/setup", json={"project": key, "schema": CONFIG,
                                                    "hostname": ls.url, "access_token": token}, timeout=10)
         session.post(backend.url + "/webhook", json={"action": "START_TRAINING", "project": {"id": project}},
                      timeout=10)
@@ -142,6 +193,7 @@ def main() -> None:
               f"= {wb['written'] / seconds:.0f} tasks/s (batch {args.batch}, pause {args.pause} s)")
         if wb.get("last_error"):
             print("  error:", wb["last_error"])
+        print(stages(wb, seconds))
         for name in idle_times:
             print(f"GET {name:8} idle:              {percentiles(idle_times[name])}")
             print(f"GET {name:8} during write-back: {percentiles(busy_times[name])}")

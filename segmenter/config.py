@@ -131,6 +131,8 @@ class Settings:
     max_buffered_mb: int = 200  # unset: twice MAX_REQUEST_MB
     start_training_each_n_updates: int = 1
     training_backend: str = "thread"
+    max_concurrent_trainings: int = 1
+    max_concurrent_writebacks: int = 2
     redis_url: str = "redis://localhost:6379/0"
     rq_queue: str = "segmenter"
     keep_versions: int = 3
@@ -212,6 +214,8 @@ class Settings:
             max_buffered_mb=max_buffered_mb,
             start_training_each_n_updates=_int(env, "START_TRAINING_EACH_N_UPDATES", 1, 1),
             training_backend=_choice(env, "TRAINING_BACKEND", "thread", TRAINING_BACKENDS),
+            max_concurrent_trainings=_int(env, "MAX_CONCURRENT_TRAININGS", 1, 1),
+            max_concurrent_writebacks=_int(env, "MAX_CONCURRENT_WRITEBACKS", 2, 1),
             redis_url=_text(env, "REDIS_URL", "redis://localhost:6379/0"),
             rq_queue=_text(env, "RQ_QUEUE", "segmenter"),
             keep_versions=_int(env, "KEEP_VERSIONS", 3, 1),

@@ -34,9 +34,11 @@ from segmenter.service import metrics, writeback
 from segmenter.service.draining import drain as drain_under_lock
 from segmenter.service.progress import StatusProgress
 from segmenter.service.project import Project
+from segmenter.service.slots import Slots, Unbounded
 from segmenter.store import TrainingStatus
 
 log = logging.getLogger(__name__)
+UNBOUNDED = Unbounded()
 
 
 def run_training(project: Project) -> str:
@@ -100,18 +102,37 @@ def _train_once(project: Project) -> None:
     store.update_status(model_dir, project.key, succeeded)
 
 
-def drain(project: str, access: LabelStudioAccess) -> None:
+def drain(project: str, access: LabelStudioAccess, trainings: Slots | Unbounded = UNBOUNDED,
+          writebacks: Slots | Unbounded = UNBOUNDED) -> None:
     """Train ``project`` until no request is pending, then write the newest version's predictions
-    to Label Studio; returns at once if another process trains it."""
+    to Label Studio; returns at once if another process trains it.
+
+    Each training takes one of ``trainings`` and gives it back when it ends, so a project with
+    another request pending queues again behind the projects already waiting; the write-back
+    takes one of ``writebacks``.  A stopping service stops waiting for either."""
     model_dir = access.settings.model_dir
     latest: list[Project] = []  # the last training's handle: the write-back reuses its client and project record
 
     def claim() -> bool | None:
-        return (not shutdown.requested() and store.update_status(model_dir, project, TrainingStatus.claim)) or None
+        if shutdown.requested() or not store.stored_status(model_dir, project).pending:
+            return None  # nothing to wait for a slot for
+        if not trainings.acquire(project, shutdown.requested):
+            return None  # stays queued: the next start trains it (Scheduler.resume)
+        try:
+            if store.update_status(model_dir, project, TrainingStatus.claim):
+                return True
+        except BaseException:
+            trainings.release(project)
+            raise
+        trainings.release(project)
+        return None
 
     def train(_: bool) -> bool:
-        latest[:] = [Project(project, store.load_connection(model_dir, project).get("label_config"), access)]
-        _train_once(latest[0])
+        try:
+            latest[:] = [Project(project, store.load_connection(model_dir, project).get("label_config"), access)]
+            _train_once(latest[0])
+        finally:
+            trainings.release(project)
         return True
 
     def again() -> bool:  # a request that came while the lock was being released found it taken
@@ -125,7 +146,10 @@ def drain(project: str, access: LabelStudioAccess) -> None:
             return
         # Outside the training lock: a request arriving now trains at once in another
         # thread, or (one RQ worker) after the write-back stops at its next batch.
-        writeback.run(access, project, latest[0] if latest else None)
+        with writebacks.held(project, shutdown.requested) as mine:
+            if not mine:
+                return
+            writeback.run(access, project, latest[0] if latest else None)
         if not store.stored_status(model_dir, project).pending:
             return
 
@@ -153,6 +177,9 @@ class Scheduler:
         self._lock = threading.Lock()
         self._queue = None
         settings = access.settings
+        # In this process only: RQ workers are bounded by how many of them run.
+        self.trainings = Slots(settings.max_concurrent_trainings, "trainings")
+        self.writebacks = Slots(settings.max_concurrent_writebacks, "write-backs")
         if settings.training_backend == "rq":
             from redis import Redis
             from rq import Queue
@@ -201,15 +228,15 @@ class Scheduler:
         # Every request makes its own attempt: an attempt that finds the project's
         # lock taken returns at once, and the holder sees the request before it stops.
         thread = threading.Thread(target=self._run, args=(key,), name=f"train-{key}", daemon=True)
+        thread.start()  # before it is listed: a concurrent request prunes threads not alive, unstarted ones too
+        shutdown.track(thread)  # a stopping worker waits for it (gunicorn.conf.py)
         with self._lock:
             self._threads = [t for t in self._threads if t.is_alive()]
             self._threads.append(thread)
-        shutdown.track(thread)  # a stopping worker waits for it (gunicorn.conf.py)
-        thread.start()
 
     def _run(self, project: str) -> None:
         try:
-            drain(project, self.access)
+            drain(project, self.access, self.trainings, self.writebacks)
         except Exception:
             log.exception("project %s: training job crashed", project)
 

@@ -8,7 +8,9 @@ then, on the executor that trained (never a web request), pages through the
 project's tasks by id, ``PREDICT_BATCH_SIZE`` at a time, predicts them with
 that version's models and posts each batch through the SDK's bulk prediction
 import, pausing ``PREDICT_BATCH_PAUSE`` seconds between batches so Label
-Studio keeps answering its users.
+Studio keeps answering its users.  The next page is listed and predicted while
+one is imported (one page ahead, never more).  The seconds of each stage are
+summed in the status (``writeback.seconds``: where the time goes).
 
 Its state is the ``writeback`` entry of the project's ``TrainingStatus`` (so
 ``/status`` shows it): version, mode, state, the last task id written, tasks
@@ -28,7 +30,11 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from segmenter import shutdown, store
@@ -78,6 +84,44 @@ def has_version(task: dict, version: str) -> bool:
     """Whether Label Studio already holds a prediction of ``version`` for the task (written before a
     restart, or asked of /predict when someone opened it)."""
     return any(isinstance(p, dict) and p.get("model_version") == version for p in task.get("predictions") or [])
+
+
+class _Clock:
+    """Seconds spent per stage of a write-back since the last ``take``: where its time goes.  Stages
+    run in two threads (the page ahead is listed and predicted during the import), so their sum
+    can exceed the wall time."""
+
+    def __init__(self) -> None:
+        self.spent: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def timing(self, stage: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.spent[stage] = self.spent.get(stage, 0.0) + time.perf_counter() - started
+
+    def take(self) -> dict[str, float]:
+        """The seconds since the last take; "predicting" without the downloads made inside it."""
+        with self._lock:
+            spent, self.spent = self.spent, {}
+        if "predicting" in spent:
+            spent["predicting"] -= spent.get("downloads", 0.0)
+        return spent
+
+
+class _TimedFetcher:
+    """A fetcher whose downloads count as their own stage."""
+
+    def __init__(self, fetcher: Fetcher, clock: _Clock) -> None:
+        self.fetcher, self.clock = fetcher, clock
+
+    def fetch(self, ref: str, task_id: object = None) -> bytes:
+        with self.clock.timing("downloads"):
+            return self.fetcher.fetch(ref, task_id)
 
 
 @dataclass
@@ -158,33 +202,53 @@ def _write(project: Project, job: _Job) -> bool:
         current = info.get("model_version")
         log.info("project %s: writing predictions of %s (%s tasks) after task %d", key, job.version, job.mode,
                  job.after)
-        while True:
-            tasks, above = backoff.call(
-                f"listing the tasks of project {key}",
-                lambda: client.tasks_page(label_studio_id, 1, settings.predict_batch_size, after=job.after),
-            )
+        clock = _Clock()
+        fetcher = _TimedFetcher(project.fetcher, clock)
+
+        def prepare(after: int) -> tuple[list[dict], int, list[dict]]:
+            """The page of tasks after ``after``, how many tasks follow ``after``, and their predictions."""
+            with clock.timing("listing"):
+                tasks, above = backoff.call(
+                    f"listing the tasks of project {key}",
+                    lambda: client.tasks_page(label_studio_id, 1, settings.predict_batch_size, after=after),
+                )
             chosen = [t for t in tasks if (job.mode == ALL or unlabelled(t)) and not has_version(t, job.version)]
-            written = 0
-            batch = _predictions(models, chosen, project.fetcher, job.version, project.project_settings) \
-                if models else []
-            if batch:
-                written = _import(client, label_studio_id, batch, job.version, backoff)
-            job.after = max([job.after, *(t["id"] for t in tasks)])
-            job.seen += len(tasks)
-            last = len(tasks) >= above  # nothing after this page: no further request, no pause
-            step = _advance(model_dir, key, job, written, job.seen + above - len(tasks), done=last)
-            if step is Step.DONE:
-                _point_project(client, key, job.version, current, backoff)
-            if step in (Step.DONE, Step.SUPERSEDED):
-                return True
-            if step is Step.GO_ON:
-                time.sleep(settings.predict_batch_pause)
-            if step is Step.YIELD or training_ahead(model_dir, key, store.stored_status(model_dir, key)):
-                log.info("project %s: write-back of %s yields to a training", key, job.version)
-                return False
-            if shutdown.requested():  # pending again; the next start resumes it (Scheduler.resume)
-                log.info("project %s: write-back of %s stops with the service", key, job.version)
-                return False
+            with clock.timing("predicting"):
+                batch = _predictions(models, chosen, fetcher, job.version, project.project_settings) \
+                    if models else []
+            return tasks, above, batch
+
+        # One page ahead: the next page is listed and predicted while this one is imported and
+        # the pause runs; the cursor moves only once a page is imported, so a stop or a restart
+        # never skips one.  Leaving the block waits for the page ahead (one page, bounded).
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"writeback-{key}") as ahead:
+            coming = ahead.submit(prepare, job.after)
+            while True:
+                tasks, above, batch = coming.result()
+                last = len(tasks) >= above  # nothing after this page: no further request, no pause
+                if not last:
+                    coming = ahead.submit(prepare, max([job.after, *(t["id"] for t in tasks)]))
+                written = 0
+                if batch:
+                    with clock.timing("import"):
+                        written = _import(client, label_studio_id, batch, job.version, backoff)
+                job.after = max([job.after, *(t["id"] for t in tasks)])
+                job.seen += len(tasks)
+                step = _advance(model_dir, key, job, written, job.seen + above - len(tasks), clock.take(),
+                                done=last)
+                if step is Step.DONE:
+                    _point_project(client, key, job.version, current, backoff)
+                if step in (Step.DONE, Step.SUPERSEDED):
+                    return True
+                if step is Step.GO_ON:
+                    with clock.timing("pauses"):
+                        time.sleep(settings.predict_batch_pause)
+                if step is Step.YIELD or training_ahead(model_dir, key, store.stored_status(model_dir, key)):
+                    log.info("project %s: write-back of %s yields to a training", key, job.version)
+                    return False
+                if shutdown.requested():  # pending again; the next start resumes it (Scheduler.resume)
+                    log.info("project %s: write-back of %s stops with the service", key, job.version)
+                    return False
     except Exception as exc:  # Label Studio down, bad models: recorded; the training stays good
         log.exception("project %s: writing the predictions of %s failed", key, job.version)
         error = redact(f"{type(exc).__name__}: {exc}")
@@ -285,16 +349,18 @@ def _point_project(client: LabelStudioClient, project: str, version: str, curren
                      lambda: client.set_model_version(label_studio_id, version))
 
 
-def _advance(model_dir: object, project: str, job: _Job, written: int, total: int, done: bool) -> Step:
-    """Record a batch; returns what comes next."""
+def _advance(model_dir: object, project: str, job: _Job, written: int, total: int, seconds: dict[str, float],
+             done: bool) -> Step:
+    """Record a batch and the seconds its stages took; returns what comes next."""
 
     def record(status: TrainingStatus) -> Step:
         if status.writeback is None:
             return Step.SUPERSEDED
         step = status.writeback.advance(job.version, job.after, job.seen, written, total, done,
-                                        training_ahead(model_dir, project, status))
+                                        training_ahead(model_dir, project, status), seconds)
         if step is Step.DONE:
-            log.info("project %s: wrote %d predictions of %s", project, status.writeback.written, job.version)
+            log.info("project %s: wrote %d predictions of %s; seconds per stage %s", project,
+                     status.writeback.written, job.version, status.writeback.seconds)
         return step
 
     return store.update_status(model_dir, project, record)

@@ -15,7 +15,7 @@ Write-back: pending --start--> running --record/finish--> done;  running --pause
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 
 STOPPED = "training was interrupted: the service stopped; it runs again at the next start"
@@ -71,6 +71,7 @@ class WritebackStatus:
     started_at: str | None = None
     finished_at: str | None = None
     last_error: str | None = None
+    seconds: dict[str, float] = field(default_factory=dict)  # time per stage, summed over its batches
 
     @property
     def unfinished(self) -> bool:
@@ -89,11 +90,14 @@ class WritebackStatus:
             self.state = WritebackState.PENDING
 
     def advance(self, version: str, after: int, seen: int, written: int, total: int, done: bool,
-                training_ahead: bool) -> Step:
-        """Record a batch of the write-back of ``version``; returns what comes next."""
+                training_ahead: bool, seconds: dict[str, float] | None = None) -> Step:
+        """Record a batch of the write-back of ``version`` (and the ``seconds`` its stages took);
+        returns what comes next."""
         if self.version != version or self.state is not WritebackState.RUNNING:
             return Step.SUPERSEDED
         self.after, self.seen, self.written, self.total = after, seen, self.written + written, total
+        for stage, spent in (seconds or {}).items():
+            self.seconds[stage] = round(self.seconds.get(stage, 0.0) + spent, 3)
         if done:
             self.state, self.finished_at, self.last_error = WritebackState.DONE, now(), None
             return Step.DONE
@@ -116,6 +120,9 @@ class WritebackStatus:
             return None
         known = {f.name for f in fields(cls)} - {"state"}
         found = cls(**{k: v for k, v in data.items() if k in known})
+        if not isinstance(found.seconds, dict) or not all(
+                isinstance(v, (int, float)) for v in found.seconds.values()):
+            found.seconds = {}
         try:
             found.state = WritebackState(data.get("state", "pending"))
         except ValueError:
