@@ -39,6 +39,7 @@ import numpy as np
 
 from bench import basicmotions
 from harness import synthetic
+from segmenter.config import TrainingSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 PER_SERIES = 10  # recordings per series, as bench.basicmotions
@@ -218,18 +219,18 @@ def calibration(model, tasks: list[dict], files: synthetic.MemoryFiles) -> dict:
     }
 
 
-def run_one(key: str, fold: int, k: int, seed: int) -> dict:
-    """Train on all folds but ``fold`` of set ``key`` with ``seed``, score on ``fold``."""
+def run_one(key: str, fold: int, k: int, seed: int, overrides: dict) -> dict:
+    """Train on all folds but ``fold`` of set ``key`` with ``seed`` (and ``overrides`` of the
+    training settings), score on ``fold``."""
     import torch
 
-    from segmenter.config import TrainingSettings
     from segmenter.learning.evaluation import score
     from segmenter.learning.training import train_project
 
     torch.set_num_threads(1)
     data = folds_of(key, k)[fold]
     started = time.perf_counter()
-    [model] = train_project(data.config, data.train, data.files, TrainingSettings(seed=seed))
+    [model] = train_project(data.config, data.train, data.files, TrainingSettings(seed=seed, **overrides))
     seconds = time.perf_counter() - started
     report = score([model], data.test, data.files)
     buffer = io.BytesIO()
@@ -335,12 +336,16 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--seeds", type=int, nargs="+")
     parser.add_argument("--jobs", type=int, default=2, help="trainings at once (one torch thread each)")
+    parser.add_argument("--set", nargs="+", default=[], metavar="NAME=VALUE",
+                        help="training settings other than the defaults, e.g. patience=60 (to compare)")
     parser.add_argument("--plot", type=Path, help="write the plot here (PNG)")
     parser.add_argument("--json", type=Path, help="write every run and the summary here")
     args = parser.parse_args()
     keys = args.sets or (list(QUICK) if args.quick else [*SOURCES, *SYNTHETIC])
     seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
-    jobs = [(key, f, args.folds, seed) for key in keys for f in range(args.folds) for seed in seeds]
+    defaults = TrainingSettings()
+    overrides = {name: type(getattr(defaults, name))(value) for name, value in (o.split("=", 1) for o in args.set)}
+    jobs = [(key, f, args.folds, seed, overrides) for key in keys for f in range(args.folds) for seed in seeds]
     started = time.perf_counter()
     runs: list[dict] = []
     os.environ.setdefault("LOG_LEVEL", "WARNING")
@@ -355,8 +360,10 @@ def main() -> None:
         misses = met(key, summary[key])
         print(f"{key}: {'all targets met' if not misses else '; '.join(misses)}")
     load = os.getloadavg()[0]
-    conditions = (f"{len(runs)} runs ({args.folds} folds x seeds {', '.join(map(str, seeds))}), {args.jobs} at once, "
-                  f"{wall / 60:.1f} min wall, load average {load:.1f} on {os.cpu_count()} shared cores")
+    settings = " ".join(args.set) or "default settings"
+    conditions = (f"{settings}, {len(runs)} runs ({args.folds} folds x seeds {', '.join(map(str, seeds))}), "
+                  f"{args.jobs} at once, {wall / 60:.1f} min wall, load average {load:.1f} "
+                  f"on {os.cpu_count()} cores shared with other work")
     print(conditions)
     if args.plot:
         plot(runs, keys, args.plot, f"bench.suite {time.strftime('%Y-%m-%d')}: {conditions}")

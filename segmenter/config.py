@@ -112,6 +112,10 @@ class TrainingSettings:
     min_class_f1_threshold: float = 0.70
     use_class_weights: bool = True
     seed: int = 0
+    time_budget: float = 600.0  # seconds one target's training may take before it keeps its best checkpoint
+    augment: float = 0.0  # training windows' channels scaled by up to this fraction, plus noise of a tenth of it
+    average_checkpoints: int = 0  # the best this many checkpoints' weights averaged, kept where validation says
+    lr_plateau: int = 0  # halve the learning rate after this many epochs without improvement (0: never)
 
 
 @dataclass(frozen=True)
@@ -176,6 +180,7 @@ class Settings:
             min_class_f1_threshold=_float(env, "MIN_CLASS_F1_THRESHOLD", 0.70, 0.0, 1.0),
             use_class_weights=_bool(env, "USE_CLASS_WEIGHTS", True),
             seed=_int(env, "SEED", 0, 0),
+            time_budget=_float(env, "TRAIN_TIME_BUDGET", 600.0, 1.0, 86400.0),
         )
         label_studio_url = _url(env, "LABEL_STUDIO_URL", "LABEL_STUDIO_HOST")
         api_key = _text(env, "LABEL_STUDIO_API_KEY", "")

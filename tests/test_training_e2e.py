@@ -10,7 +10,7 @@ from segmenter.config import TrainingSettings
 from segmenter.learning.evaluation import score
 from segmenter.learning.inference import predict_tasks
 from segmenter.learning.network import Ensemble, SegmenterNet
-from segmenter.learning.trained_model import TrainedModel
+from segmenter.learning.trained_model import TrainedModel, window_probabilities
 from segmenter.learning.training import TrainingError, train_project
 from segmenter.reading.labelconfig import parse_label_config
 from segmenter.reading.task_series import read_task_series
@@ -198,3 +198,38 @@ def test_one_task_with_overlapping_labels_averages_each_labels_presence():
     loaded = TrainedModel.from_state(model.to_state())
     with torch.inference_mode():
         assert torch.allclose(torch.sigmoid(loaded.net(x)), combined, atol=1e-5)
+
+
+def test_scores_are_calibrated_on_held_out_rows_without_changing_any_rows_class(trained):
+    _, [model] = trained
+    calibration = model.info["calibration"]
+    assert calibration["temperature"] == round(model.temperature, 4) and model.temperature != 1.0
+    [before], [after] = calibration["held_out_log_loss"], calibration["held_out_log_loss_calibrated"]
+    assert after <= before
+    [test], fetcher = make_tasks(1, seed=300)
+    series = read_task_series(test, model.target, fetcher)
+    calibrated = model.probabilities(series)
+    raw = window_probabilities(model.net, model.normalise(series.values), model.sequence_size)
+    assert not np.allclose(calibrated, raw)
+    assert (calibrated.argmax(axis=1) == raw.argmax(axis=1)).all()
+    assert TrainedModel.from_state(model.to_state()).temperature == model.temperature
+
+
+def test_a_model_saved_before_calibration_loads_uncalibrated(trained):
+    _, [model] = trained
+    state = model.to_state()
+    state.pop("temperature")
+    old = TrainedModel.from_state(state)
+    assert old.temperature == 1.0
+    [test], fetcher = make_tasks(1, seed=300)
+    series = read_task_series(test, model.target, fetcher)
+    raw = window_probabilities(model.net, model.normalise(series.values), model.sequence_size)
+    assert np.allclose(old.probabilities(series), raw, atol=1e-6)
+
+
+def test_the_time_budget_ends_training_with_the_best_checkpoint():
+    config = synthetic.label_config()
+    tasks, fetcher = make_tasks(3, seed=1, rows=600)
+    [model] = train_project(config, tasks, fetcher, TrainingSettings(epochs=1000, patience=1000, time_budget=1.0))
+    assert model.info["stopped_because"].startswith("time budget of 1 s")
+    assert model.info["epochs"] < 1000 and model.info["train_seconds"] < 30

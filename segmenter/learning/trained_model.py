@@ -10,6 +10,7 @@ each row, computed in bounded chunks).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -44,6 +45,9 @@ class TrainedModel:
     multi_label: bool = False
     # What the annotated rows looked like, for the task score's novelty part; None: models saved before it
     reference: Reference | None = None
+    # The network's logits are divided by this before the softmax / sigmoid (fit on held-out rows, so a
+    # probability of 0.8 is right about 80% of the time); 1.0: models saved before calibration
+    temperature: float = 1.0
 
     def to_state(self) -> dict:
         """Plain tensors and values only, loadable with ``torch.load(weights_only=True)``."""
@@ -62,6 +66,7 @@ class TrainedModel:
             "info": self.info,
             "multi_label": self.multi_label,
             "reference": None if self.reference is None else self.reference.to_state(),
+            "temperature": float(self.temperature),
         }
 
     @classmethod
@@ -92,6 +97,7 @@ class TrainedModel:
             info=dict(state["info"]),
             multi_label=multi_label,
             reference=Reference.from_state(state["reference"]) if state.get("reference") else None,
+            temperature=float(state.get("temperature", 1.0)),
         )
 
     def normalise(self, values: np.ndarray) -> np.ndarray:
@@ -101,7 +107,8 @@ class TrainedModel:
     def probabilities(self, series: Series) -> np.ndarray:
         """Per-row class probabilities (rows, classes) for one series."""
         return window_probabilities(
-            self.net, self.normalise(series.values), self.sequence_size, sigmoid=self.multi_label
+            self.net, self.normalise(series.values), self.sequence_size, sigmoid=self.multi_label,
+            temperature=self.temperature,
         )
 
     def trained_with(self) -> dict:
@@ -129,7 +136,8 @@ class TrainedModel:
         """
         values = self.normalise(series.values)
         if probs is None:
-            probs = window_probabilities(self.net, values, self.sequence_size, sigmoid=self.multi_label)
+            probs = window_probabilities(self.net, values, self.sequence_size, sigmoid=self.multi_label,
+                                         temperature=self.temperature)
         make = layered_results if self.multi_label else to_results
         regions, score = make(series, probs, self.target, self.instant_classes, self.cleanup(series, settings))
         if self.reference is not None and len(values):
@@ -137,33 +145,81 @@ class TrainedModel:
         return regions, score
 
 
-def window_probabilities(
-    net: torch.nn.Module, values: np.ndarray, size: int, batch: int = WINDOWS_PER_BATCH, sigmoid: bool = False
-) -> np.ndarray:
-    """Average the softmax (``sigmoid``: per-label sigmoid) of every window covering a row; windows overlap by half.
+def window_logits(
+    net: torch.nn.Module, values: np.ndarray, size: int, batch: int = WINDOWS_PER_BATCH
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(rows, logits) of every batch of windows over ``values``, windows overlapping by half.
 
-    Only ``batch`` windows exist at a time, so memory stays bounded for
-    million-row series; the sums are accumulated with one ``index_add_`` per batch.
-    The network runs on whatever device its weights are on; sums stay on the CPU.
+    ``rows`` is each window row's index into ``values`` padded to one window (flat), ``logits``
+    the network's output for those rows (flat, classes), on the CPU.  Only ``batch`` windows
+    exist at a time, so memory stays bounded for million-row series.
     """
-    n = len(values)
     source = WindowSource.build([values], None, size)
     starts = source.starts(stride=max(1, math.ceil(size / 2)))
-    n_classes = net.head.out_features
-    total = torch.zeros(source.values.shape[0], n_classes)
-    count = torch.zeros(source.values.shape[0], 1)
     offsets = torch.arange(size)
     on = next(net.parameters()).device
     was_training = net.training
     net.eval()
-    with torch.inference_mode():
-        for i in range(0, len(starts), batch):
-            chunk = starts[i : i + batch]
-            windows, _ = source.gather(chunk)
-            logits = net(torch.from_numpy(windows).to(on))
-            probs = (torch.sigmoid(logits) if sigmoid else torch.softmax(logits, dim=-1)).cpu()
-            rows = (torch.from_numpy(chunk)[:, None] + offsets[None, :]).reshape(-1)
-            total.index_add_(0, rows, probs.reshape(-1, n_classes))
-            count.index_add_(0, rows, torch.ones(len(rows), 1))
-    net.train(was_training)
+    try:
+        with torch.inference_mode():
+            for i in range(0, len(starts), batch):
+                chunk = starts[i : i + batch]
+                windows, _ = source.gather(chunk)
+                logits = net(torch.from_numpy(windows).to(on)).cpu()
+                rows = (torch.from_numpy(chunk)[:, None] + offsets[None, :]).reshape(-1)
+                yield rows, logits.reshape(len(rows), -1)
+    finally:
+        net.train(was_training)
+
+
+def averaged_probabilities(
+    parts: Iterable[tuple[torch.Tensor, torch.Tensor]], n: int, sigmoid: bool, temperature: float = 1.0
+) -> np.ndarray:
+    """Per-row mean over the windows of the softmax (``sigmoid``: per-label sigmoid) of logits / ``temperature``."""
+    total = count = None
+    for rows, logits in parts:
+        scaled = logits / temperature
+        probs = torch.sigmoid(scaled) if sigmoid else torch.softmax(scaled, dim=-1)
+        if total is None:
+            size = max(n, int(rows.max()) + 1)
+            total, count = torch.zeros(size, probs.shape[1]), torch.zeros(size, 1)
+        total.index_add_(0, rows, probs)
+        count.index_add_(0, rows, torch.ones(len(rows), 1))
     return (total[:n] / count[:n]).numpy()
+
+
+def window_probabilities(
+    net: torch.nn.Module, values: np.ndarray, size: int, batch: int = WINDOWS_PER_BATCH, sigmoid: bool = False,
+    temperature: float = 1.0,
+) -> np.ndarray:
+    """Average the softmax (``sigmoid``: per-label sigmoid) of every window covering a row; windows overlap by half.
+
+    The logits are divided by ``temperature`` first (the model's calibration).  Only ``batch``
+    windows exist at a time, and their probabilities are summed with one ``index_add_`` per
+    batch.  The network runs on whatever device its weights are on; sums stay on the CPU.
+    """
+    return averaged_probabilities(window_logits(net, values, size, batch), len(values), sigmoid, temperature)
+
+
+def fit_temperature(
+    net: torch.nn.Module, values: list[np.ndarray], truth: list[np.ndarray], size: int, sigmoid: bool
+) -> tuple[float, float, float]:
+    """The temperature that minimises the log loss of held-out rows, and the log loss at 1 and at it.
+
+    ``truth`` holds each row's class (``sigmoid``: its labels as a 0/1 matrix).  The window
+    logits are computed once; the temperatures tried are a log-spaced grid from 1/4 to 4.
+    """
+    parts = [list(window_logits(net, v, size)) for v in values]
+    y = np.concatenate(truth)
+
+    def loss(t: float) -> float:
+        p = np.concatenate([averaged_probabilities(part, len(v), sigmoid, t) for part, v in zip(parts, values)])
+        p = np.clip(p, 1e-7, 1 - 1e-7)
+        if sigmoid:
+            return float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
+        return float(-np.log(p[np.arange(len(y)), y]).mean())
+
+    grid = np.exp(np.linspace(np.log(0.25), np.log(4.0), 33))
+    losses = [loss(float(t)) for t in grid]
+    best = int(np.argmin(losses))
+    return float(grid[best]), losses[16], losses[best]

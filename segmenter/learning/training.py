@@ -37,7 +37,7 @@ from segmenter.errors import SegmenterError, TaskDataError
 from segmenter.learning.evaluation import class_scores
 from segmenter.learning.network import Ensemble, SegmenterNet, down_factor
 from segmenter.learning.novelty import Reference
-from segmenter.learning.trained_model import TrainedModel, window_probabilities
+from segmenter.learning.trained_model import TrainedModel, fit_temperature, window_probabilities
 from segmenter.learning.windows import WindowSource
 from segmenter.reading.annotations import MAX_LAYERED_LABELS, RowLabels, choose_annotation, row_labels
 from segmenter.reading.labelconfig import Target, parse_label_config
@@ -376,6 +376,21 @@ class Fit:
     stopped_because: str
 
 
+def augmented(x: np.ndarray, amount: float, rng: np.random.Generator) -> np.ndarray:
+    """Windows ``x`` (batch, rows, channels) with each window's channels scaled by 1 +- ``amount`` and
+    Gaussian noise of a tenth of ``amount`` added: the same motion recorded with another gain and noise."""
+    if amount <= 0:
+        return x
+    scale = rng.uniform(1 - amount, 1 + amount, (len(x), 1, x.shape[2])).astype(np.float32)
+    return x * scale + rng.normal(0, amount / 10, x.shape).astype(np.float32)
+
+
+def averaged(states: list[dict]) -> dict:
+    """The element-wise mean of several checkpoints of one network (integer buffers from the first)."""
+    return {k: (torch.stack([s[k] for s in states]).mean(dim=0) if states[0][k].is_floating_point() else states[0][k])
+            for k in states[0]}
+
+
 def fit(
     model: TrainedModel,
     source: WindowSource,
@@ -384,16 +399,25 @@ def fit(
     rng: np.random.Generator,
     weights: torch.Tensor | None,
     progress: Progress | None = None,
+    budget: float | None = None,
 ) -> Fit:
-    """Train ``model.net`` on the windows of ``source`` with early stopping; keeps the best checkpoint."""
+    """Train ``model.net`` on the windows of ``source`` with early stopping; keeps the best checkpoint.
+
+    ``budget`` (seconds, default ``settings.time_budget``) ends the fit early, keeping the best so far.
+    """
     net, n_classes = model.net, model.net.head.out_features
     on = next(net.parameters()).device
     if weights is not None:
         weights = weights.to(on)
     optimiser = torch.optim.Adam(net.parameters(), lr=settings.learning_rate)
+    plateau = (torch.optim.lr_scheduler.ReduceLROnPlateau(optimiser, factor=0.5, patience=settings.lr_plateau)
+               if settings.lr_plateau else None)
+    deadline = time.monotonic() + (settings.time_budget if budget is None else budget)
     stride = max(1, model.sequence_size // 2)
     best_key, best_state, best_val, best_epoch = None, None, None, 0
+    lowest: list[tuple[float, int, dict]] = []  # the checkpoints with the lowest validation loss
     since_improved, lowest_loss, ever_met, reason = 0, math.inf, False, "epoch cap"
+    judge = validate_layers if model.multi_label else validate
     for epoch in range(1, settings.epochs + 1):
         net.train()
         starts = source.starts(stride, jitter=rng)
@@ -404,7 +428,7 @@ def fit(
             x, y = source.gather(starts[i : i + settings.batch_size])
             if (y >= 0).sum() == 0:
                 continue
-            logits = net(torch.from_numpy(x).to(on))
+            logits = net(torch.from_numpy(augmented(x, settings.augment, rng)).to(on))
             target = torch.from_numpy(y).to(on)
             if model.multi_label:  # y holds each row's labels as bits; -1 is padding
                 bits = ((target[..., None] >> torch.arange(n_classes, device=on)) & 1).float()
@@ -420,7 +444,7 @@ def fit(
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
             optimiser.step()
             epoch_loss += loss.item() * len(x)
-        v = (validate_layers if model.multi_label else validate)(net, val, model, settings.use_class_weights)
+        v = judge(net, val, model, settings.use_class_weights)
         met = (
             v.balanced_accuracy >= settings.balanced_accuracy_threshold
             and v.min_class_f1 >= settings.min_class_f1_threshold
@@ -429,10 +453,15 @@ def fit(
         key = (met, -v.loss)
         if best_key is None or key > best_key:
             best_key, best_state, best_val, best_epoch = key, copy.deepcopy(net.state_dict()), v, epoch
+        if settings.average_checkpoints > 1:
+            lowest = sorted([*lowest, (v.loss, epoch, copy.deepcopy(net.state_dict()))], key=lambda t: t[:2])
+            lowest = lowest[: settings.average_checkpoints]
         if v.loss < lowest_loss - 1e-4:
             lowest_loss, since_improved = v.loss, 0
         else:
             since_improved += 1
+        if plateau is not None:
+            plateau.step(v.loss)
         if progress is not None:
             left = (settings.patience if ever_met else 3 * settings.patience) - since_improved
             progress(EpochReport(
@@ -445,9 +474,36 @@ def fit(
         if since_improved >= 3 * settings.patience:
             reason = f"thresholds not met, no validation-loss improvement for {3 * settings.patience} epochs"
             break
+        if time.monotonic() > deadline:
+            reason = f"time budget of {settings.time_budget:g} s spent"
+            break
     net.load_state_dict(best_state)
+    if len(lowest) > 1:  # weights averaged over the lowest-loss epochs: kept only where validation agrees
+        net.load_state_dict(averaged([state for _, _, state in lowest]))
+        v = judge(net, val, model, settings.use_class_weights)
+        met = (v.balanced_accuracy >= settings.balanced_accuracy_threshold
+               and v.min_class_f1 >= settings.min_class_f1_threshold)
+        if (met, -v.loss) >= best_key:
+            best_key, best_val = (met, -v.loss), v
+            reason += f"; kept the average of epochs {sorted(e for _, e, _ in lowest)}"
+        else:
+            net.load_state_dict(best_state)
     net.eval()
     return Fit(best_val, best_epoch, epoch, bool(best_key[0]), reason)
+
+
+def calibrate(model: TrainedModel, val: list[Example]) -> tuple[float, float, float]:
+    """Temperature scaling of ``model.net`` on the held-out ``val``: (temperature, log loss before, after).
+
+    One number rescales all logits, so no row's predicted class changes, only how sure it reads.
+    """
+    truth = [
+        ((e.rows.presence[:, None] >> np.arange(len(model.target.labels))[None, :]) & 1) if model.multi_label
+        else e.rows.class_ids
+        for e in val
+    ]
+    return fit_temperature(model.net, [model.normalise(e.series.values) for e in val], truth,
+                           model.sequence_size, model.multi_label)
 
 
 def training_record(
@@ -524,7 +580,7 @@ def train_target(
     multi = len(target.labels) <= MAX_LAYERED_LABELS and any(e.rows.overlaps for e in examples)
     n_classes = len(target.labels) if multi else len(target.classes)
     folds = SINGLE_TASK_FOLDS if len(examples) == 1 and val is not examples else SINGLE_TASK_FOLDS[:1]
-    nets, fits = [], []
+    nets, fits, temperatures = [], [], []
     for k, fold in enumerate(folds):
         if k:
             torch.manual_seed(settings.seed + k)
@@ -539,13 +595,16 @@ def train_target(
         source = WindowSource.build([member.normalise(e.series.values) for e in train], rows, size)
         weigh = label_weights if multi else class_weights
         weights = weigh(np.concatenate(rows), n_classes) if settings.use_class_weights else None
-        result = fit(member, source, val, settings, rng, weights, progress)
+        result = fit(member, source, val, settings, rng, weights, progress, settings.time_budget / len(folds))
         nets.append(net)
         fits.append((result, held_out if k == 0 else held_out_k))
+        temperatures.append(calibrate(member, val))
     net = nets[0] if len(nets) == 1 else Ensemble(nets, multi_label=multi).eval()
     model = TrainedModel(
         target, net, mean, std, size, settings.hidden_size, instant_classes, min_rows, multi_label=multi
     )
+    # Each member is calibrated on its own held-out rows; the ensemble takes their geometric mean.
+    model.temperature = float(np.exp(np.mean([np.log(t) for t, _, _ in temperatures])))
     model.reference = Reference.build(  # every annotated row, validation included: what a human has seen
         [model.normalise(e.series.values) for e in examples],
         [e.rows.presence if multi else e.rows.class_ids for e in examples], size,
@@ -554,6 +613,11 @@ def train_target(
     model.info["context"] = context
     model.info["multi_label"] = multi
     model.info["trained_with"] = project.training_key()
+    model.info["calibration"] = {
+        "temperature": round(model.temperature, 4),
+        "held_out_log_loss": [round(before, 5) for _, before, _ in temperatures],
+        "held_out_log_loss_calibrated": [round(after, 5) for _, _, after in temperatures],
+    }
     if len(nets) > 1:
         model.info["ensemble"] = [
             {"held_out": where, "best_epoch": r.best_epoch, "balanced_accuracy": round(r.best.balanced_accuracy, 4),
