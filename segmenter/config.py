@@ -105,7 +105,7 @@ class TrainingSettings:
     sequence_size: int | None = None  # None: chosen at each training from the annotations
     hidden_size: int = 64
     epochs: int = 1000
-    patience: int = 20
+    patience: int = 60
     batch_size: int = 32
     learning_rate: float = 3e-3
     balanced_accuracy_threshold: float = 0.85
@@ -114,7 +114,6 @@ class TrainingSettings:
     seed: int = 0
     time_budget: float = 600.0  # seconds one target's training may take before it keeps its best checkpoint
     augment: float = 0.0  # training windows' channels scaled by up to this fraction, plus noise of a tenth of it
-    average_checkpoints: int = 0  # the best this many checkpoints' weights averaged, kept where validation says
     lr_plateau: int = 0  # halve the learning rate after this many epochs without improvement (0: never)
 
 
@@ -173,7 +172,7 @@ class Settings:
             sequence_size=_optional_int(env, "SEQUENCE_SIZE", 2),
             hidden_size=_int(env, "HIDDEN_SIZE", 64, 2),
             epochs=_int(env, "TRAIN_EPOCHS", 1000, 1),
-            patience=_int(env, "EARLY_STOPPING_PATIENCE", 20, 1),
+            patience=_int(env, "EARLY_STOPPING_PATIENCE", 60, 1),
             batch_size=_int(env, "BATCH_SIZE", 32, 1),
             learning_rate=_float(env, "LEARNING_RATE", 3e-3, 1e-6, 1.0),
             balanced_accuracy_threshold=_float(env, "BALANCED_ACCURACY_THRESHOLD", 0.85, 0.0, 1.0),
