@@ -113,8 +113,9 @@ class TrainingSettings:
     use_class_weights: bool = True
     seed: int = 0
     time_budget: float = 600.0  # seconds one target's training may take before it keeps its best checkpoint
-    augment: float = 0.0  # training windows' channels scaled by up to this fraction, plus noise of a tenth of it
-    lr_plateau: int = 0  # halve the learning rate after this many epochs without improvement (0: never)
+    # training windows' channels scaled by 1 +- this, plus noise of a tenth of it (bench.suite: GunPoint
+    # event F1 0.95 -> 0.99, JapaneseVowels 0.89 -> 0.90 at 0.2); 0: none
+    augment: float = 0.2
 
 
 @dataclass(frozen=True)

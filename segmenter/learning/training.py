@@ -410,8 +410,6 @@ def fit(
     if weights is not None:
         weights = weights.to(on)
     optimiser = torch.optim.Adam(net.parameters(), lr=settings.learning_rate)
-    plateau = (torch.optim.lr_scheduler.ReduceLROnPlateau(optimiser, factor=0.5, patience=settings.lr_plateau)
-               if settings.lr_plateau else None)
     allowed = settings.time_budget if budget is None else budget
     deadline = time.monotonic() + allowed
     stride = max(1, model.sequence_size // 2)
@@ -457,8 +455,6 @@ def fit(
             lowest_loss, since_improved = v.loss, 0
         else:
             since_improved += 1
-        if plateau is not None:
-            plateau.step(v.loss)
         if progress is not None:
             left = (settings.patience if ever_met else 3 * settings.patience) - since_improved
             progress(EpochReport(
