@@ -50,6 +50,35 @@ def resample(values: np.ndarray, regions: list[dict], factor: float) -> tuple[np
     return out, moved
 
 
+def concatenate(
+    recordings: list[np.ndarray], labels: list[str | None], channels: tuple[str, ...], prefix: str = "r"
+) -> tuple[pd.DataFrame, list[dict]]:
+    """One series from ``recordings`` (each channels x steps) laid end to end, with its regions.
+
+    Every recording whose label is not None becomes one Label Studio region over
+    its rows (adjacent ones of one label read as one event); None is background.
+    """
+    values = np.concatenate([r.T for r in recordings])
+    regions, start = [], 0
+    for j, (recording, label) in enumerate(zip(recordings, labels, strict=True)):
+        steps = recording.shape[1]
+        if label is not None:
+            regions.append(
+                {
+                    "id": f"{prefix}_{j}",
+                    "from_name": "label",
+                    "to_name": "ts",
+                    "type": "timeserieslabels",
+                    "value": {"start": start, "end": start + steps - 1, "instant": False,
+                              "timeserieslabels": [label]},
+                }
+            )
+        start += steps
+    frame = pd.DataFrame(values, columns=list(channels))
+    frame.insert(0, "time", np.arange(len(frame)))
+    return frame, regions
+
+
 def build_series(split: str, seed: int, factor: float = 1.0) -> list[tuple[pd.DataFrame, list[dict]]]:
     """Series of one split: (frame with time + channels, Label Studio regions), ``factor`` x the rows."""
     x, y = load_basic_motions(split=split)
@@ -57,23 +86,9 @@ def build_series(split: str, seed: int, factor: float = 1.0) -> list[tuple[pd.Da
     out = []
     for k in range(0, len(order) - PER_SERIES + 1, PER_SERIES):
         chosen = order[k : k + PER_SERIES]
-        values = np.concatenate([x[i].T for i in chosen])
-        regions, step = [], x.shape[2]
-        for j, i in enumerate(chosen):
-            label = LABELS.get(str(y[i]))
-            if label is None:
-                continue
-            regions.append(
-                {
-                    "id": f"r{k}_{j}",
-                    "from_name": "label",
-                    "to_name": "ts",
-                    "type": "timeserieslabels",
-                    "value": {"start": j * step, "end": j * step + step - 1, "instant": False,
-                              "timeserieslabels": [label]},
-                }
-            )
-        values, regions = resample(values, regions, factor)
+        frame, regions = concatenate([x[i] for i in chosen], [LABELS.get(str(y[i])) for i in chosen], CHANNELS,
+                                     f"r{k}")
+        values, regions = resample(frame[list(CHANNELS)].to_numpy(), regions, factor)
         frame = pd.DataFrame(values, columns=list(CHANNELS))
         frame.insert(0, "time", np.arange(len(frame)))
         out.append((frame, regions))

@@ -213,3 +213,11 @@ def test_one_task_with_overlapping_labels_averages_each_labels_presence():
     loaded = TrainedModel.from_state(model.to_state())
     with torch.inference_mode():
         assert torch.allclose(torch.sigmoid(loaded.net(x)), combined, atol=1e-5)
+
+
+def test_the_time_budget_ends_training_with_the_best_checkpoint():
+    config = synthetic.label_config()
+    tasks, fetcher = make_tasks(3, seed=1, rows=600)
+    [model] = train_project(config, tasks, fetcher, TrainingSettings(epochs=1000, patience=1000, time_budget=1.0))
+    assert model.info["stopped_because"].startswith("time budget of 1 s")
+    assert model.info["epochs"] < 1000 and model.info["train_seconds"] < 30
