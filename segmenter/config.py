@@ -146,7 +146,7 @@ class Settings:
     port: int = 9090
     workers: int = 1
     threads: int = 8
-    torch_threads: int = 1
+    torch_threads: int | None = None  # None: the entry point's default (bootstrap)
     device: str = "auto"
     predict_after_training: str = "unlabelled"
     predict_batch_size: int = 100
@@ -230,7 +230,7 @@ class Settings:
             port=_int(env, "PORT", 9090, 1),
             workers=_int(env, "WORKERS", 1, 1),
             threads=_int(env, "THREADS", 8, 1),
-            torch_threads=_int(env, "TORCH_THREADS", 1, 1),
+            torch_threads=_optional_int(env, "TORCH_THREADS", 1),
             device=_choice(env, "DEVICE", "auto", DEVICES),
             predict_after_training=_choice(env, "PREDICT_AFTER_TRAINING", "unlabelled", PREDICT_MODES),
             predict_batch_size=batch,
@@ -252,12 +252,13 @@ class Settings:
         return out
 
 
-def bootstrap(settings: Settings) -> Settings:
+def bootstrap(settings: Settings, threads: int = 1) -> Settings:
     """Prepare this process for ``settings``; every entry point calls it once.
 
-    Torch gets ``TORCH_THREADS`` intra-op threads (one by default: each request
-    thread and the training thread then keeps to one core, where a shared pool
-    of spinning OpenMP threads slowed a training five-fold on 2 busy cores);
+    Torch gets ``TORCH_THREADS`` intra-op threads, else ``threads``: one in the
+    service (each request thread and the training thread then keeps to one core,
+    where a shared pool of spinning OpenMP threads slowed a training five-fold on
+    2 busy cores), every core for a command that has the machine to itself;
     training and inference run on ``DEVICE`` (``cuda`` without a GPU stops
     start-up with a ``ConfigError``); logging gets ``LOG_LEVEL``; keys and URL passwords are masked in every log
     record from now on.
@@ -266,7 +267,7 @@ def bootstrap(settings: Settings) -> Settings:
 
     from segmenter import device
 
-    torch.set_num_threads(settings.torch_threads)
+    torch.set_num_threads(settings.torch_threads or threads)
     device.use(settings.device)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if settings.log_level != "DEBUG":  # label-studio-sdk's HTTP client logs every request at INFO

@@ -53,6 +53,7 @@ def test_values_are_typed_and_aliases_work(tmp_path):
         ("DEVICE", "tpu"),
         ("LOCAL_FILES_ROOT", "/no/such/dir"),
         ("BASIC_AUTH_USER", "only-user"),
+        ("TORCH_THREADS", "0"),
     ],
 )
 def test_bad_values_name_the_variable(name, value):
@@ -100,3 +101,21 @@ def test_device_setting_resolves_and_refuses_a_missing_gpu(monkeypatch):
         device.resolve("cuda")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert device.resolve("auto") == torch.device("cuda")
+
+
+def test_torch_threads_default_to_the_entry_points_choice_unless_set():
+    import torch
+
+    from segmenter.config import bootstrap
+
+    before = torch.get_num_threads()
+    try:
+        assert Settings.from_env({}).torch_threads is None
+        bootstrap(Settings.from_env({}), threads=2)
+        assert torch.get_num_threads() == 2, "a command-line predict uses every core"
+        bootstrap(Settings.from_env({"TORCH_THREADS": "1"}), threads=2)
+        assert torch.get_num_threads() == 1, "TORCH_THREADS wins"
+        bootstrap(Settings.from_env({}))
+        assert torch.get_num_threads() == 1, "the service's default"
+    finally:
+        torch.set_num_threads(before)

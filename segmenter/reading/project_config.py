@@ -30,9 +30,10 @@ class ProjectConfig:
     settings: dict[str, ProjectSettings]  # by control name (``from_name``)
 
     @classmethod
-    def read(cls, text: str, defaults: TrainingSettings) -> ProjectConfig:
-        """The parsed config; raises ``LabelConfigError`` for a config segmentation cannot use."""
-        return _read(hashlib.sha256(text.encode()).hexdigest(), text, defaults)
+    def read(cls, text: str, defaults: TrainingSettings, validate: bool = True) -> ProjectConfig:
+        """The parsed config; raises ``LabelConfigError`` for a config segmentation cannot use
+        (``validate``: or that label-studio-sdk rejects, as Label Studio would)."""
+        return _read(hashlib.sha256(text.encode()).hexdigest(), text, defaults, validate)
 
     @property
     def problems(self) -> list[str]:
@@ -48,6 +49,7 @@ class ProjectConfig:
 
 
 @functools.lru_cache(maxsize=PARSES_KEPT)
-def _read(digest: str, text: str, defaults: TrainingSettings) -> ProjectConfig:
+def _read(digest: str, text: str, defaults: TrainingSettings, validate: bool) -> ProjectConfig:
     # The text is part of the key (not only its hash) so that a hash collision can never mix two configs.
-    return ProjectConfig(text, digest[:12], tuple(parse_label_config(text)), read_settings(text, defaults))
+    targets = tuple(parse_label_config(text, validate=validate))
+    return ProjectConfig(text, digest[:12], targets, read_settings(text, defaults))
