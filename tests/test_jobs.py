@@ -80,3 +80,25 @@ def test_a_claim_returns_its_result_and_writes_no_flag(tmp_path):
     assert stored["state"] == "training"
     assert stored["started_request"] == 2
     assert "claimed" not in stored
+
+
+def test_a_request_during_a_training_leaves_it_to_the_training_instead_of_spinning(tmp_path, monkeypatch):
+    """Each webhook starts a job; while another holds the training lock, that job returns at
+    once (the holder sees the request).  It used to loop until the training ended, one busy
+    thread per webhook, and doubled /health's latency during a training."""
+    from segmenter.config import Settings
+    from segmenter.labelstudio.access import LabelStudioAccess
+    from segmenter.service import jobs, writeback
+
+    access = LabelStudioAccess(Settings(model_dir=tmp_path))
+    write_status(tmp_path, 1, state="training", requests=2, started_request=1)  # one request waits
+    looked = []
+    monkeypatch.setattr(writeback, "run", lambda *args: looked.append(args))
+    with store.training_lock(tmp_path, "1") as held:  # a training runs
+        assert held
+        done = threading.Thread(target=jobs.drain, args=("1", access), daemon=True)
+        done.start()
+        done.join(5)
+        assert not done.is_alive(), "the job still runs while the training it waits for does"
+    assert looked == [], "no write-back is looked for: the training's own job writes back"
+    assert store.stored_status(tmp_path, "1").pending, "the request stays for the holder to see"

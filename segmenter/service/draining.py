@@ -10,24 +10,30 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from enum import StrEnum
 from typing import TypeVar
 
 T = TypeVar("T")
 
 
-def drain(lock: Callable[[], AbstractContextManager[bool]], claim: Callable[[], T | None],
-          work: Callable[[T], bool], again: Callable[[], bool]) -> bool:
-    """Under ``lock()`` (yields whether it is held), run ``work`` on each ``claim()`` until there is none;
-    then, with the lock released, start over while ``again()``.  ``work`` returns False to stop at once.
+class Drained(StrEnum):
+    """How a ``drain`` ended."""
 
-    Returns False when ``work`` stopped the drain, True when nothing was left (or another holds the lock).
-    """
+    EMPTY = "empty"  # nothing left to claim
+    STOPPED = "stopped"  # ``work`` asked to stop
+    HELD_ELSEWHERE = "held elsewhere"  # another thread or process holds the lock, and sees what waits
+
+
+def drain(lock: Callable[[], AbstractContextManager[bool]], claim: Callable[[], T | None],
+          work: Callable[[T], bool], again: Callable[[], bool]) -> Drained:
+    """Under ``lock()`` (yields whether it is held), run ``work`` on each ``claim()`` until there is none;
+    then, with the lock released, start over while ``again()``.  ``work`` returns False to stop at once."""
     while True:
         with lock() as mine:
             if not mine:
-                return True
+                return Drained.HELD_ELSEWHERE
             while (job := claim()) is not None:
                 if not work(job):
-                    return False
+                    return Drained.STOPPED
         if not again():
-            return True
+            return Drained.EMPTY

@@ -31,6 +31,7 @@ from segmenter.labelstudio.errors import LabelStudioError
 from segmenter.learning.training import train_project
 from segmenter.redaction import redact
 from segmenter.service import metrics, writeback
+from segmenter.service.draining import Drained
 from segmenter.service.draining import drain as drain_under_lock
 from segmenter.service.progress import StatusProgress
 from segmenter.service.project import Project
@@ -141,8 +142,10 @@ def drain(project: str, access: LabelStudioAccess, trainings: Slots | Unbounded 
     while not shutdown.requested():
         # A few tries: /status probes the same lock for an instant to tell a live
         # training from one whose process died, and must not make a request be lost.
-        drain_under_lock(lambda: store.training_lock(model_dir, project, tries=10), claim, train, again)
-        if shutdown.requested():  # a stopping service leaves the rest for its next start
+        drained = drain_under_lock(lambda: store.training_lock(model_dir, project, tries=10), claim, train, again)
+        # The holder sees this request before it lets go (and then writes back itself); going on
+        # here would only spin, one thread per request, until that training ends.
+        if drained is Drained.HELD_ELSEWHERE or shutdown.requested():  # a stopping service: its next start
             return
         # Outside the training lock: a request arriving now trains at once in another
         # thread, or (one RQ worker) after the write-back stops at its next batch.
