@@ -92,17 +92,49 @@ def test_single_label_runner_gives_the_regions_and_instants_of_predict(single):
     settings, models, tasks, files, tmp = single
     manifest = export(settings, "1", tmp / "export", label_config=SINGLE)
     [spec] = manifest["targets"]
-    assert spec["instant_labels"] == ["Spike"] and not spec["layered"]
+    assert spec["instant_labels"] == ["Spike"]
+    assert not spec["layered"]
     assert spec["cleanup"]["rules"][1]["merge_gap"] == {"amount": 4.0, "in_rows": True}
-    assert spec["channels"] == ["sensor1", "sensor2"] and spec["time"]["kind"] == "numeric"
+    assert spec["channels"] == ["sensor1", "sensor2"]
+    assert spec["time"]["kind"] == "numeric"
     assert _compare(models, SINGLE, settings, tmp / "export", tasks, files) > 0
 
 
 def test_layered_runner_gives_the_overlapping_regions_of_predict(layered):
     settings, models, tasks, files, tmp = layered
     manifest = export(settings, "2", tmp / "export", label_config=LAYERED)
-    assert manifest["targets"][0]["layered"] and manifest["targets"][0]["outputs"] == ["Run", "Walk", "Alarm"]
+    assert manifest["targets"][0]["layered"]
+    assert manifest["targets"][0]["outputs"] == ["Run", "Walk", "Alarm"]
     assert _compare(models, LAYERED, settings, tmp / "export", tasks, files) > 0
+
+
+def _benchmark_set(name: str, tmp: Path) -> tuple[str, list[dict], synthetic.MemoryFiles]:
+    """The label config, tasks and files of one of ``bench.export``'s other benchmark sets."""
+    files = synthetic.MemoryFiles()
+    if name == "basicmotions":
+        pytest.importorskip("aeon")
+        from bench.basicmotions import write_project
+
+        config, train, test = write_project(tmp, seed=0)
+        tasks = json.loads(train.read_text()) + [{**t, "id": t["id"] + 100} for t in json.loads(test.read_text())]
+        label_config = config.read_text()
+    else:  # a datetime or a row-index time axis
+        written = synthetic.write_recordings(tmp, 4, axis=name, n_rows=800)
+        tasks = [{"id": k + 1, "data": {"csv_url": r.path.name}, "annotations": [{"id": k, "result": r.annotation()}]}
+                 for k, r in enumerate(written)]
+        label_config = synthetic.project_config(name)
+    for task in tasks:
+        files[task["data"]["csv_url"]] = (tmp / task["data"]["csv_url"]).read_bytes()
+    return label_config, tasks, files
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["basicmotions", "datetime", "index"])
+def test_the_runner_gives_the_regions_of_predict_on_the_other_benchmark_sets(name, tmp_path):
+    config, tasks, files = _benchmark_set(name, tmp_path / "data")
+    settings, models = _trained(tmp_path, config, tasks, files, "3")
+    export(settings, "3", tmp_path / "export", label_config=config)
+    assert _compare(models, config, settings, tmp_path / "export", tasks, files) > 0
 
 
 def test_stream_in_chunks_equals_the_whole_series_and_short_series_match_torch(single):
@@ -142,7 +174,8 @@ def test_cli_export_then_runner_without_torch_reproduces_predict(single, tmp_pat
     series = read_task_series(tasks[1], model.target, files)
     expected, score = model.results(series, read_settings(SINGLE, settings.training)["label"])
     answer = json.loads(ran.stdout)
-    assert answer["result"] == expected and answer["score"] == round(score, 4)
+    assert answer["result"] == expected
+    assert answer["score"] == round(score, 4)
 
 
 def test_cli_refuses_a_version_that_does_not_exist_naming_project_and_version(single, tmp_path):
@@ -151,14 +184,16 @@ def test_cli_refuses_a_version_that_does_not_exist_naming_project_and_version(si
                            "--out", str(tmp_path / "x"), "--model-dir", str(settings.model_dir)],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2
-    assert "project 1" in done.stderr and "v99-x" in done.stderr
+    assert "project 1" in done.stderr
+    assert "v99-x" in done.stderr
     assert not (tmp_path / "x").exists()
 
 
 def test_a_version_trained_for_another_config_is_refused_as_predict_would_not_serve_it(single, tmp_path):
     with pytest.raises(ExportError, match="version v1-.* of project 1 was trained for another label config") as err:
         export(single[0], "1", tmp_path / "x", label_config=synthetic.layered_config())
-    assert err.value.status == 409 and not (tmp_path / "x").exists()
+    assert err.value.status == 409
+    assert not (tmp_path / "x").exists()
 
 
 def test_export_route_is_guarded_and_downloads_the_archive_or_refuses(single, tmp_path):
@@ -180,13 +215,17 @@ def test_export_route_is_guarded_and_downloads_the_archive_or_refuses(single, tm
         with tarfile.open(fileobj=io.BytesIO(ok.content)) as tar:
             names = {Path(n).name for n in tar.getnames()}
             manifest = json.load(tar.extractfile(next(n for n in tar.getnames() if n.endswith("manifest.json"))))
-        assert {"manifest.json", "target0.onnx", "runner.py"} <= names and manifest["version"] == version
+        assert {"manifest.json", "target0.onnx", "runner.py"} <= names
+        assert manifest["version"] == version
         missing = requests.get(f"{url}/export/1", params={"version": "v7-nope"}, auth=("u", "p"), timeout=60)
-        assert missing.status_code == 404 and "v7-nope" in missing.json()["error"]
+        assert missing.status_code == 404
+        assert "v7-nope" in missing.json()["error"]
         untrained = requests.get(f"{url}/export/9", auth=("u", "p"), timeout=60)
-        assert untrained.status_code == 409 and "project 9" in untrained.json()["error"]
+        assert untrained.status_code == 409
+        assert "project 9" in untrained.json()["error"]
         broken = requests.get(f"{url}/export/3", params={"version": "v1-20260101T000000Z"}, auth=("u", "p"),
                               timeout=60)
-        assert broken.status_code == 422 and "v1-20260101T000000Z" in broken.json()["error"]
+        assert broken.status_code == 422
+        assert "v1-20260101T000000Z" in broken.json()["error"]
         assert requests.get(f"{url}/export/x y", auth=("u", "p"), timeout=60).status_code == 400
     runtime.scheduler.wait(10)

@@ -62,11 +62,14 @@ def test_slots_never_exceed_the_limit_and_serve_waiters_in_arrival_order():
         threads.append(threading.Thread(target=work, args=(f"p{i}",)))
         threads[-1].start()
         wait_for(lambda i=i: slots.busy + slots.waiting == i + 1)
-    assert slots.busy == 2 and slots.waiting == 10
+    assert slots.busy == 2
+    assert slots.waiting == 10
     release.set()
     for t in threads:
         t.join(10)
-    assert peak[0] == 2 and slots.peak == 2 and slots.busy == 0
+    assert peak[0] == 2
+    assert slots.peak == 2
+    assert slots.busy == 0
     assert order == [f"p{i}" for i in range(12)], "nobody passes one that waits"
 
 
@@ -80,9 +83,11 @@ def test_a_waiter_that_gives_up_leaves_the_queue():
     wait_for(lambda: slots.waiting == 1)
     stop.set()
     waiter.join(5)
-    assert result == [False] and slots.waiting == 0
+    assert result == [False]
+    assert slots.waiting == 0
     slots.release("a")
-    assert slots.acquire("c") and slots.busy == 1
+    assert slots.acquire("c")
+    assert slots.busy == 1
 
 
 def exports(ls, projects: list[int]) -> list[int]:
@@ -113,7 +118,8 @@ def test_many_projects_requesting_at_once_train_within_the_bound_and_all_finish(
     assert sorted(exports(ls, projects)) == sorted(projects), "every project trained once"
     for p in projects:
         status = store.stored_status(access.settings.model_dir, p)
-        assert status.state.value == "idle" and status.writeback.state == "done", status
+        assert status.state.value == "idle", status
+        assert status.writeback.state == "done", status
 
 
 @pytest.mark.slow

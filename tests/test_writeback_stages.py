@@ -25,7 +25,8 @@ def test_a_write_back_records_the_seconds_of_each_stage(tmp_path, ls):
     store.update_status(settings.model_dir, project, lambda s: setattr(s, "requests", 1))
     jobs.drain(str(project), access)
     wb = store.stored_status(settings.model_dir, project).writeback
-    assert wb.state == "done" and wb.written == 5
+    assert wb.state == "done"
+    assert wb.written == 5
     assert set(wb.seconds) == {"listing", "downloads", "predicting", "import", "pauses"}
     assert all(v >= 0 for v in wb.seconds.values())
     assert wb.seconds["pauses"] >= 0.149, "four pages of two: a pause after each but the last"
