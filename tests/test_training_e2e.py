@@ -1,5 +1,7 @@
 """Offline end to end: planted events -> train -> predict -> the events are found."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -222,3 +224,31 @@ def test_the_time_budget_ends_training_with_the_best_checkpoint():
     assert model.info["stopped_because"].startswith("time budget of 1 s")
     assert model.info["epochs"] < 1000
     assert model.info["train_seconds"] < 30
+
+
+def test_members_average_networks_each_holding_out_its_own_tasks():
+    config = synthetic.label_config()
+    tasks, fetcher = make_tasks(5, seed=2, rows=600)
+    fast = TrainingSettings(epochs=3, patience=2, members=3)
+    [model] = train_project(config, tasks, fetcher, fast)
+    assert isinstance(model.net, Ensemble)
+    assert len(model.net.members) == 3
+    held_out = [m["held_out"] for m in model.info["ensemble"]]
+    assert len(set(held_out)) > 1, held_out
+    assert model.info["settings"]["members"] == 3
+    loaded = TrainedModel.from_state(model.to_state())
+    [task] = tasks[:1]
+    series = read_task_series(task, model.target, fetcher)
+    np.testing.assert_allclose(loaded.probabilities(series), model.probabilities(series), atol=1e-6)
+    assert train_project(config, tasks, fetcher, replace(fast, members=1))[0].net.__class__ is SegmenterNet
+
+
+def test_train_members_is_read_and_bounded():
+    from segmenter.config import Settings
+    from segmenter.errors import ConfigError
+
+    assert Settings.from_env({}).training.members == 1
+    assert Settings.from_env({"TRAIN_MEMBERS": "3"}).training.members == 3
+    for bad in ("0", "10", "three"):
+        with pytest.raises(ConfigError, match="TRAIN_MEMBERS"):
+            Settings.from_env({"TRAIN_MEMBERS": bad})

@@ -545,7 +545,10 @@ def train_target(
     # Overlapping regions: one sigmoid per label; otherwise one softmax class per row, as always.
     multi = len(target.labels) <= MAX_LAYERED_LABELS and any(e.rows.overlaps for e in examples)
     n_classes = len(target.labels) if multi else len(target.classes)
-    folds = SINGLE_TASK_FOLDS if len(examples) == 1 and val is not examples else SINGLE_TASK_FOLDS[:1]
+    # One task: three networks, each holding out another part of it.  Several tasks: ``members``
+    # networks, the first on the split above, the others each on its own random hold-out of tasks.
+    one_task = len(examples) == 1 and val is not examples
+    folds = SINGLE_TASK_FOLDS if one_task else SINGLE_TASK_FOLDS[:1] * settings.members
     nets, fits = [], []
     for k, fold in enumerate(folds):
         if k:
