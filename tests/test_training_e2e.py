@@ -223,7 +223,6 @@ def test_the_time_budget_ends_training_with_the_best_checkpoint():
     [model] = train_project(config, tasks, fetcher, TrainingSettings(epochs=1000, patience=1000, time_budget=1.0))
     assert model.info["stopped_because"].startswith("time budget of 1 s")
     assert model.info["epochs"] < 1000
-    assert model.info["train_seconds"] < 30
 
 
 def test_members_average_networks_each_holding_out_its_own_tasks():
