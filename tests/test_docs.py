@@ -34,6 +34,14 @@ def test_configuration_table_matches_the_settings_code():
     assert documented - read == set(), "documented but not read by config.py"
 
 
+def test_the_compose_file_passes_every_setting():
+    """A variable set in .env reaches the containers: docker-compose.yml lists every one config.py reads
+    (METRICS_DIR keeps its per-host default inside the models volume)."""
+    compose = (ROOT / "docker-compose.yml").read_text()
+    listed = set(re.findall(r"^  ([A-Z0-9_]+): ", compose, re.MULTILINE))
+    assert read_variables() - {"METRICS_DIR"} - listed == set(), "read by config.py but not passed by compose"
+
+
 def test_readme_is_short():
     lines = len((ROOT / "README.md").read_text().splitlines())
     assert lines <= README_MAX_LINES

@@ -14,7 +14,10 @@ After the trainings, with the training lock released (a request arriving now
 trains at once), the same job writes the new version's predictions to Label
 Studio (``segmenter.service.writeback``).  A stopping service (``segmenter.shutdown``) ends a
 training at its next batch and records it as interrupted; the next start runs
-it again (``Scheduler.resume``).
+it again (``Scheduler.resume``).  A training whose process died (a worker killed, its machine
+gone) is taken over by the next job that gets its lock: an RQ job is retried by a surviving worker
+(RQ marks it abandoned once its heartbeats stop), a thread job by the service's next start; the
+write-back resumes after the last task written.
 """
 
 from __future__ import annotations
@@ -37,9 +40,13 @@ from segmenter.service.progress import StatusProgress
 from segmenter.service.project import Project
 from segmenter.service.slots import Slots, Unbounded
 from segmenter.store import TrainingStatus
+from segmenter.store.status import this_process
 
 log = logging.getLogger(__name__)
 UNBOUNDED = Unbounded()
+# An RQ job whose worker died (its heartbeats stopped) or that crashed is run again this many times
+# by another worker; its drain takes over the training or write-back the dead one left.
+RQ_RETRIES = 3
 
 
 def run_training(project: Project) -> str:
@@ -115,12 +122,17 @@ def drain(project: str, access: LabelStudioAccess, trainings: Slots | Unbounded 
     latest: list[Project] = []  # the last training's handle: the write-back reuses its client and project record
 
     def claim() -> bool | None:
-        if shutdown.requested() or not store.stored_status(model_dir, project).pending:
+        if shutdown.requested():
+            return None
+        # Under the training lock: a training still marked running lost its process.
+        if store.update_status(model_dir, project, TrainingStatus.take_over):
+            log.warning("project %s: taking over a training whose process ended", project)
+        if not store.stored_status(model_dir, project).pending:
             return None  # nothing to wait for a slot for
         if not trainings.acquire(project, shutdown.requested):
             return None  # stays queued: the next start trains it (Scheduler.resume)
         try:
-            if store.update_status(model_dir, project, TrainingStatus.claim):
+            if store.update_status(model_dir, project, lambda status: status.claim(this_process())):
                 return True
         except BaseException:
             trainings.release(project)
@@ -202,15 +214,17 @@ class Scheduler:
         return True
 
     def resume(self) -> list[str]:
-        """Start a job for every project whose training the previous service stopped (or left
-        queued) or whose write-back was left unfinished (the process writing it ended); returns
-        those projects.  Called once when the service starts."""
+        """Start a job for every project whose training the previous service stopped, left queued or
+        lost with its process, or whose write-back was left unfinished (the process writing it
+        ended); returns those projects.  Called once when the service starts."""
         model_dir = self.access.settings.model_dir
         found = []
         for key in store.projects(model_dir):
             status = store.stored_status(model_dir, key)
             if status.left_waiting:
                 what = f"the {status.state.value} training"
+            elif store.orphaned_training(model_dir, key) is not None:
+                what = "the training whose process ended"
             elif writeback.unfinished(status):
                 what = "the write-back of predictions"
             else:
@@ -226,7 +240,10 @@ class Scheduler:
     def _start(self, key: str) -> None:
         """Run ``drain`` for ``key`` on the configured executor."""
         if self._queue is not None:
-            self._queue.enqueue(run_queued, key, job_timeout=24 * 3600, result_ttl=3600, failure_ttl=86400)
+            from rq import Retry
+
+            self._queue.enqueue(run_queued, key, job_timeout=24 * 3600, result_ttl=3600, failure_ttl=86400,
+                                retry=Retry(max=RQ_RETRIES))
             return
         # Every request makes its own attempt: an attempt that finds the project's
         # lock taken returns at once, and the holder sees the request before it stops.

@@ -49,7 +49,7 @@ from segmenter.redaction import redact
 from segmenter.service.draining import drain
 from segmenter.service.project import Project
 from segmenter.store import TrainingState, TrainingStatus
-from segmenter.store.status import Step
+from segmenter.store.status import Step, this_process
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +182,7 @@ def _claim(model_dir: object, project: str) -> _Job | None:
         if wb.version != newest:  # its models were replaced or set aside
             wb.supersede()
             return None
-        wb.start()
+        wb.start(this_process())
         return _Job(wb.version, wb.mode, wb.after, wb.seen)
 
     return store.update_status(model_dir, project, claim)

@@ -29,6 +29,7 @@ from segmenter.store.layout import label_studio_id, project_dir, project_key, pr
 from segmenter.store.records import (
     history,
     load_connection,
+    orphaned_training,
     queue,
     read_status,
     remember_training,
@@ -59,7 +60,8 @@ __all__ = [
     "BROKEN_DIR", "INITIAL_VERSION", "VersionCache", "StorageError", "TrainingState", "TrainingStatus",
     "WritebackState", "WritebackStatus", "atomic_write", "broken", "created_epoch", "history", "label_studio_id",
     "latest_version", "load", "load_chart", "load_connection", "load_view", "metadata", "mismatch", "now",
-    "project_dir", "project_key", "projects", "queue", "read_json", "read_status", "remember_training", "report",
+    "orphaned_training", "project_dir", "project_key", "projects", "queue", "read_json", "read_status",
+    "remember_training", "report",
     "resolve", "save", "save_chart", "save_connection", "save_view", "served_versions", "stored_status", "tidy",
     "training_lock", "update_status", "versions", "write_json", "writeback_lock",
 ]

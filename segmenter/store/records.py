@@ -103,19 +103,34 @@ def writeback_lock(model_dir: Path, project: object, tries: int = 1) -> Iterator
         yield held
 
 
+def _read_if_free(model_dir: Path, key: str) -> TrainingStatus | None:
+    """The status read while holding the training lock for an instant (no training runs), or None
+    when a process holds it.  Never waits."""
+    with training_lock(model_dir, key) as free:
+        return stored_status(model_dir, key) if free else None
+
+
+def orphaned_training(model_dir: Path, project: object) -> TrainingStatus | None:
+    """The project's status if it says a training runs but no process holds its lock (the process,
+    or machine, running it ended), else None."""
+    key = project_key(project)
+    if stored_status(model_dir, key).state is not TrainingState.TRAINING:
+        return None
+    # The training may have ended between the read above and the probe:
+    # only the status read while holding its lock tells a dead one.
+    status = _read_if_free(model_dir, key)
+    return status if status is not None and status.state is TrainingState.TRAINING else None
+
+
 def read_status(model_dir: Path, project: object) -> TrainingStatus:
-    """The project's status; a training whose process ended reads as failed, and a write-back
-    whose process ended as interrupted (resumed at the service's next start)."""
+    """The project's status; a training whose process ended reads as interrupted (until it is taken
+    over), and a write-back whose process ended as interrupted (resumed at the service's next start)."""
     key = project_key(project)
     status = stored_status(model_dir, key)
-    if status.state is TrainingState.TRAINING:
-        with training_lock(model_dir, key) as free:
-            # The training may have ended between the read above and the probe:
-            # only the status read while holding its lock tells a dead one.
-            if free:
-                status = stored_status(model_dir, key)
-                if status.state is TrainingState.TRAINING:
-                    status.died()
+    if status.state is TrainingState.TRAINING and (fresh := _read_if_free(model_dir, key)) is not None:
+        status = fresh
+        if status.state is TrainingState.TRAINING:
+            status.died()
     if status.writeback is not None and status.writeback.state is WritebackState.RUNNING:
         with writeback_lock(model_dir, key) as free:
             if free:

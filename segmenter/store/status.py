@@ -6,7 +6,8 @@ and writes it under its lock); its ``writeback`` is a ``WritebackStatus``.
 Callers change a status only through these methods, inside
 ``store.update_status``, so a state can only move along the arrows below.
 
-Training:   idle/failed/interrupted --request--> queued --claim--> training --> idle | failed | interrupted
+Training:   idle/failed/interrupted --request--> queued --claim--> training --> idle | failed | interrupted;
+            training with no process alive --take_over--> queued (``MAX_TAKEOVERS`` times in a row, then failed).
 Write-back: pending --start--> running --record/finish--> done;  running --pause--> pending;
             running --fail--> failed;  pending/running --supersede--> superseded;
             running with no writer alive reads as interrupted (``store.read_status``), resumed at the next start.
@@ -14,17 +15,30 @@ Write-back: pending --start--> running --record/finish--> done;  running --pause
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 
 STOPPED = "training was interrupted: the service stopped; it runs again at the next start"
 DIED = "training was interrupted: the process running it ended"
+ORPHANED = DIED + "; it runs again once taken over (its RQ job's retry, or the service's next start)"
+TAKEN_OVER = DIED + "; it runs again (taken over)"
+# How many times in a row one request's training is run again after its process died: a machine
+# lost or a worker killed is worth another try, a training that kills its process every time is not.
+MAX_TAKEOVERS = 2
 
 
 def now() -> str:
     """The current UTC time as the records write it."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def this_process() -> str:
+    """How a status names the process running a training or write-back: host and pid, so that with
+    workers on several machines /status tells which one works on a project."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class TrainingState(StrEnum):
@@ -34,7 +48,7 @@ class TrainingState(StrEnum):
     QUEUED = "queued"
     TRAINING = "training"
     FAILED = "failed"
-    INTERRUPTED = "interrupted"  # its process stopped it (SIGTERM); it runs again at the next start
+    INTERRUPTED = "interrupted"  # its process stopped it (SIGTERM) or ended; it runs again (next start, takeover)
 
 
 class WritebackState(StrEnum):
@@ -72,6 +86,7 @@ class WritebackStatus:
     finished_at: str | None = None
     last_error: str | None = None
     seconds: dict[str, float] = field(default_factory=dict)  # time per stage, summed over its batches
+    worker: str | None = None  # "host:pid" of the process that last started or resumed it
 
     @property
     def unfinished(self) -> bool:
@@ -81,8 +96,8 @@ class WritebackStatus:
     def supersede(self) -> None:
         self.state, self.finished_at = WritebackState.SUPERSEDED, now()
 
-    def start(self) -> None:
-        self.state, self.started_at = WritebackState.RUNNING, self.started_at or now()
+    def start(self, worker: str | None = None) -> None:
+        self.state, self.started_at, self.worker = WritebackState.RUNNING, self.started_at or now(), worker
 
     def pause(self) -> None:
         """Back to pending while a training goes first ("running" means a writer holds the lock)."""
@@ -145,6 +160,8 @@ class TrainingStatus:
     last_error: str | None = None
     failed_at: str | None = None
     progress: dict | None = None  # while training: epoch, best scores, time (segmenter.service.progress)
+    worker: str | None = None  # "host:pid" of the process running the latest training (several machines)
+    takeovers: int = 0  # times in a row the latest request's training lost its process and was run again
     writeback: WritebackStatus | None = None  # the newest version's predictions written back (service.writeback)
 
     @property
@@ -163,22 +180,23 @@ class TrainingStatus:
             self.state = TrainingState.QUEUED
         return True
 
-    def claim(self) -> bool:
-        """Start training for the pending requests, if any; returns whether there were some."""
+    def claim(self, worker: str | None = None) -> bool:
+        """Start training for the pending requests, if any, in ``worker``; returns whether there were some."""
         if not self.pending:
             return False
         self.state, self.started_request, self.started_at = TrainingState.TRAINING, self.requests, now()
-        self.progress = None
+        self.progress, self.worker = None, worker
         return True
 
     def succeed(self, version: str) -> None:
         """The training made ``version``."""
         self.state, self.version, self.last_error = TrainingState.IDLE, version, None
-        self.last_trained_at, self.progress = now(), None
+        self.last_trained_at, self.progress, self.takeovers = now(), None, 0
 
     def fail(self, error: str) -> None:
         """The training failed (the previous version keeps serving)."""
         self.state, self.last_error, self.failed_at, self.progress = TrainingState.FAILED, error, now(), None
+        self.takeovers = 0
 
     def interrupt(self) -> None:
         """The running training ends unfinished because the service stops: its request is pending
@@ -187,8 +205,24 @@ class TrainingStatus:
         self.started_request = min(self.started_request, self.requests - 1)
 
     def died(self) -> None:
-        """Shown only: a training whose process ended reads as failed."""
-        self.state, self.last_error, self.progress = TrainingState.FAILED, DIED, None
+        """Shown only: a training whose process ended reads as interrupted until it is taken over."""
+        self.state, self.last_error, self.progress = TrainingState.INTERRUPTED, ORPHANED, None
+
+    def take_over(self) -> bool:
+        """Called by the holder of the training lock: a training still marked running lost its process
+        (killed, its machine gone).  Its request is pending again, ``MAX_TAKEOVERS`` times in a row
+        at most, then it is recorded as failed; returns whether it runs again."""
+        if self.state is not TrainingState.TRAINING:
+            return False
+        self.progress = None
+        if self.takeovers >= MAX_TAKEOVERS:
+            self.state, self.failed_at, self.takeovers = TrainingState.FAILED, now(), 0
+            self.last_error = f"{DIED} {MAX_TAKEOVERS + 1} times in a row; it runs again at the next request"
+            return False
+        self.takeovers += 1
+        self.state, self.last_error = TrainingState.QUEUED, TAKEN_OVER
+        self.started_request = min(self.started_request, self.requests - 1)
+        return True
 
     def schedule_writeback(self, version: str, mode: str) -> None:
         """Plan the write-back of ``version`` (in the same update that records the training), superseding

@@ -85,17 +85,20 @@ class Stack:
         wait_for(lambda: self.get("/health", timeout=3).get("status") == "UP", START_TIMEOUT_S,
                  "backend /health", detail=self.tails)
 
-    def setup(self) -> str:
+    def setup(self, project: int | None = None) -> str:
         """POST /setup as Label Studio does when a model is connected; returns the version it reports."""
-        body = {"project": f"{self.project}.1795697041", "schema": self.label_config, "hostname": self.ls.url,
+        body = {"project": f"{project or self.project}.1795697041", "schema": self.label_config,
+                "hostname": self.ls.url,
                 "access_token": self.ls.legacy_token, "extra_params": None}
         return self.post("/setup", body)["model_version"]
 
-    def annotate(self) -> None:
-        """An ANNOTATION_CREATED webhook for the first task, as Label Studio sends it."""
-        task = self.ls.tasks[min(self.ls.tasks)]
+    def annotate(self, project: int | None = None) -> None:
+        """An ANNOTATION_CREATED webhook for the project's first annotated task, as Label Studio sends it."""
+        project = project or self.project
+        task = min((t for t in self.ls.tasks.values() if t["project"] == project and t["annotations"]),
+                   key=lambda t: t["id"])
         body = {"action": "ANNOTATION_CREATED", "annotation": task["annotations"][0], "task": task,
-                "project": {"id": self.project, "label_config": self.label_config}}
+                "project": {"id": project, "label_config": self.label_config}}
         started = time.monotonic()
         answer = self.post("/webhook", body, timeout=10)
         assert answer["status"] == "ok", answer
@@ -184,6 +187,9 @@ def stack(image, log_dir) -> Iterator[Stack]:
 
     def tear_down() -> None:
         compose("--profile", "rq", "down", "--volumes", timeout=180, check=False)
+        # `down` knows one container per service: the scaled workers go by name.
+        for extra in podman("ps", "-a", "--format", "{{.Names}}", "--filter", f"name={PROJECT}_").stdout.split():
+            podman("rm", "--force", "--time", "0", extra, check=False)
         podman("rm", "--force", "--time", "0", ANCHOR, check=False)
         podman("volume", "rm", "--force", f"{PROJECT}_models", check=False)
         podman("network", "rm", "--force", NETWORK, check=False)
@@ -285,3 +291,93 @@ def test_rq_profile_trains_in_the_worker(stack):
     assert any(r["result"] for r in results), results
     stack.versions.append(version)
 
+
+
+def add_project(stack: Stack, annotated: int, unlabelled: int) -> tuple[int, list[int]]:
+    """A project of annotated and unlabelled recordings in the fake Label Studio; its id and the
+    unlabelled tasks' ids."""
+    project = stack.ls.add_project(stack.label_config, title="machines")
+    free = []
+    for i in range(annotated + unlabelled):
+        rec = synthetic.make_recording(600, seed=60 + i, n_events=3)
+        path = stack.ls.add_file(f"m{i}.csv", rec.frame.to_csv(index=False).encode(), project)
+        task = stack.ls.add_task(project, {"csv_url": path},
+                                 annotations=[synthetic.annotation(rec)] if i < annotated else None)
+        if i >= annotated:
+            free.append(task["id"])
+    return project, free
+
+
+def hostnames(service: str, count: int) -> dict[str, str]:
+    """The scaled service's containers by the hostname their processes report in /status."""
+    names = [f"{PROJECT}_{service}_{i}" for i in range(1, count + 1)]
+    found = json.loads(podman("container", "inspect", *names).stdout)
+    return {c["Config"]["Hostname"]: c["Name"].lstrip("/") for c in found}
+
+
+def test_workers_on_several_machines_train_at_once_and_take_over_a_dead_one(stack):
+    """Three worker containers (three machines) on one Redis and one models volume: two projects
+    train at the same time on two of them; the one training project A is removed mid-training and
+    the one writing B's predictions mid-write-back; the third takes both over once RQ calls their
+    jobs abandoned.  Nothing is lost or written twice."""
+    stack.step()
+    stack.compose("down", profiles=("rq",), timeout=180)
+    env = {"TRAINING_BACKEND": "rq", "PREDICT_BATCH_SIZE": "2", "PREDICT_BATCH_PAUSE": "3"}
+    stack.compose("up", "-d", "--scale", "worker=3", profiles=("rq",), env=env, timeout=240)
+    stack.wait_healthy()
+    machines = hostnames("worker", 3)
+    a, free_a = add_project(stack, 2, 4)
+    b, free_b = add_project(stack, 2, 8)
+    for project in (a, b):
+        assert stack.setup(project) == "untrained"
+
+    stack.ls.export_delay = 20  # both trainings sit in the export long enough to be caught
+    started = time.monotonic()
+    for project in (a, b):
+        stack.annotate(project)
+
+    def both_training() -> dict | None:
+        found = {p: stack.get(f"/status/{p}") for p in (a, b)}
+        at_once = all(s["state"] == "training" and s.get("worker") for s in found.values())
+        return found if at_once else None
+
+    found = wait_for(both_training, 60, "two projects training at once", interval=0.5, detail=stack.tails)
+    host_a, host_b = (found[p]["worker"].split(":")[0] for p in (a, b))
+    assert host_a != host_b, found
+    assert {host_a, host_b} <= set(machines), (found, machines)
+    podman("rm", "--force", "--time", "0", machines[host_a])  # A's machine is gone mid-training
+    killed_a = time.monotonic()
+    stack.ls.export_delay = 0
+
+    def b_writing() -> dict | None:
+        wb = stack.get(f"/status/{b}").get("writeback") or {}
+        return wb if wb.get("state") == "running" and wb.get("written", 0) >= 2 else None
+
+    wb = wait_for(b_writing, 120, "project B's write-back under way", interval=0.5, detail=stack.tails)
+    assert wb["worker"].split(":")[0] == host_b, wb
+    podman("rm", "--force", "--time", "0", machines[host_b])  # B's machine is gone mid-write-back
+    killed_b = time.monotonic()
+    [survivor] = set(machines) - {host_a, host_b}
+
+    def settled(project: int) -> dict | None:
+        status = stack.get(f"/status/{project}")
+        done = status["state"] == "idle" and (status.get("writeback") or {}).get("state") == "done"
+        return status if done else None
+
+    # RQ calls a job abandoned 60 s after its worker's last heartbeat (every 10 s); a worker's
+    # maintenance (every 20 s) runs it again.
+    status_a = wait_for(lambda: settled(a), 300, "project A taken over", interval=2, detail=stack.tails)
+    status_b = wait_for(lambda: settled(b), 300, "project B taken over", interval=2, detail=stack.tails)
+    print(f"two machines lost at {killed_a - started:.0f} s and {killed_b - started:.0f} s; "
+          f"A and B done {time.monotonic() - killed_a:.0f} s after the first loss")
+    assert status_a["worker"].split(":")[0] == survivor, status_a
+    assert status_b["writeback"]["worker"].split(":")[0] == survivor, status_b
+    assert status_a["model_version"].startswith("v1-"), status_a
+    assert status_b["model_version"].startswith("v1-"), status_b
+    exports = {p: len(stack.ls.calls(prefix=f"/api/projects/{p}/export")) for p in (a, b)}
+    assert exports == {a: 2, b: 1}, "A trained again after its takeover; B's write-back resumed, no retraining"
+    for free, status in ((free_a, status_a), (free_b, status_b)):
+        held = {t: [p["model_version"] for p in stack.ls.tasks[t]["predictions"]] for t in free}
+        assert held == {t: [status["model_version"]] for t in free}, "every unlabelled task once: none lost, none twice"
+    log = podman("logs", machines[survivor], check=False)
+    assert f"project {a}: taking over a training whose process ended" in log.stdout + log.stderr
