@@ -1,15 +1,18 @@
 """What writing predictions for every task after a training does to a real Label Studio.
 
-    .venv/bin/python -m bench.writeback [--tasks 10000] [--batch 100] [--pause 0.5] [--samples 150]
+    .venv/bin/python -m bench.writeback [--tasks 10000] [--rows 200] [--batch 100] [--pause 0.5] [--samples 150]
+                                        [--default-training]
 
 Starts Label Studio 1.23 (``.labelstudio``, as the integration suite does) and the backend under
-gunicorn on loopback; imports ``--tasks`` tasks of small inline-JSON series (200 rows, so our own
-prediction is cheap) in bulk, annotates four of them, connects the backend by ``/setup`` and
-asks for a training.  Label Studio's response time is sampled, one request at a time, idle
-before the training and then while the write-back runs: ``GET /api/projects/{id}`` and a Data
-Manager page (``GET /api/tasks/?project=&page_size=30``).  Prints their p50/p99 and the
-write-back's throughput (predictions written per second, from the first status poll that sees
-it running to the one that sees it done) and the write-back's own seconds per stage (the
+gunicorn on loopback; imports ``--tasks`` tasks of small inline-JSON series (``--rows``, 200 by
+default, so our own prediction is cheap) in bulk, annotates four of them, connects the backend
+by ``/setup`` and asks for a training (a short one, or with ``--default-training`` the backend's
+defaults); it also prints the time from that request to the write-back's end, the loop's whole
+delay from an annotation to fresh predictions on every task.  Label Studio's response time is
+sampled, one request at a time, idle before the training and then while the write-back runs:
+``GET /api/projects/{id}`` and a Data Manager page (``GET /api/tasks/?project=&page_size=30``).
+Prints their p50/p99 and the write-back's throughput (predictions written per second, from the
+first status poll that sees it running to the one that sees it done) and the write-back's own seconds per stage (the
 ``writeback.seconds`` of ``/status``: listing, downloads, predicting, import, pauses; the rest
 of the wall time is status records and waiting on the CPU).  ``--fake`` runs the same against
 the fake Label Studio (harness/fakels.py, in this process): our own costs, without Label
@@ -36,13 +39,13 @@ from harness.waiting import backend_status, wait_for
 from segmenter import store
 
 CONFIG = synthetic.label_config().replace('valueType="url" value="$csv_url"', 'valueType="json" value="$ts"')
-ROWS = 200
+ROWS = 200  # --rows' default
 ANNOTATED = 4
 
 
-def inline_task(seed: int) -> tuple[dict, list[dict]]:
+def inline_task(seed: int, rows: int = ROWS) -> tuple[dict, list[dict]]:
     """A task of one small inline series and the annotation of its planted events."""
-    rec = synthetic.make_recording(ROWS, seed=seed, n_events=2, event_rows=(20, 50))
+    rec = synthetic.make_recording(rows, seed=seed, n_events=2, event_rows=(20, 50))
     columns = {c: [round(float(v), 3) for v in rec.frame[c]] for c in rec.frame.columns}
     return {"data": {"ts": columns}}, synthetic.annotation(rec)
 
@@ -123,6 +126,8 @@ def fake(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tasks", type=int, default=10_000)
+    parser.add_argument("--rows", type=int, default=ROWS, help="rows of each task's series")
+    parser.add_argument("--default-training", action="store_true", help="train with the backend's defaults")
     parser.add_argument("--batch", default="100")
     parser.add_argument("--pause", default="0.5")
     parser.add_argument("--samples", type=int, default=150, help="idle samples of each request")
@@ -146,7 +151,7 @@ def main() -> None:
         started = time.monotonic()
         annotations: dict[int, list[dict]] = {}
         for first in range(0, args.tasks, 2000):
-            chunk = [inline_task(seed) for seed in range(first, min(first + 2000, args.tasks))]
+            chunk = [inline_task(seed, args.rows) for seed in range(first, min(first + 2000, args.tasks))]
             api.call("POST", f"/api/projects/{project}/import", json=[task for task, _ in chunk])
             if first == 0:
                 annotations = {k: result for k, (_, result) in enumerate(chunk[:ANNOTATED])}
@@ -160,13 +165,16 @@ def main() -> None:
         idle._thread.join()
         idle_times = idle.times
 
-        env = {"WORKERS": "1", "THREADS": "4", "LOG_LEVEL": "WARNING", "TRAIN_EPOCHS": "15",
-               "EARLY_STOPPING_PATIENCE": "5", "PREDICT_BATCH_SIZE": args.batch, "PREDICT_BATCH_PAUSE": args.pause}
+        env = {"WORKERS": "1", "THREADS": "4", "LOG_LEVEL": "WARNING", "PREDICT_BATCH_SIZE": args.batch,
+               "PREDICT_BATCH_PAUSE": args.pause}
+        if not args.default_training:
+            env |= {"TRAIN_EPOCHS": "15", "EARLY_STOPPING_PATIENCE": "5"}
         backend = start_backend(tmp / "models", tmp / "backend.log", label_studio_url=ls.url, api_key=token,
                                 extra_env=env)
         session = requests.Session()
         session.post(backend.url + "/setup", json={"project": key, "schema": CONFIG,
                                                    "hostname": ls.url, "access_token": token}, timeout=10)
+        requested = time.monotonic()
         session.post(backend.url + "/webhook", json={"action": "START_TRAINING", "project": {"id": project}},
                      timeout=10)
 
@@ -194,6 +202,8 @@ def main() -> None:
         if wb.get("last_error"):
             print("  error:", wb["last_error"])
         print(stages(wb, seconds))
+        print(f"from the training request to the last prediction written: {time.monotonic() - requested:.0f} s "
+              f"({args.tasks} tasks x {args.rows} rows, {'default' if args.default_training else 'short'} training)")
         for name in idle_times:
             print(f"GET {name:8} idle:              {percentiles(idle_times[name])}")
             print(f"GET {name:8} during write-back: {percentiles(busy_times[name])}")

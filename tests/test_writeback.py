@@ -170,6 +170,26 @@ def test_the_project_is_pointed_at_the_new_version_unless_it_chose_other_predict
         assert ls.projects[project]["model_version"] == (expected or version)
 
 
+def test_the_score_column_is_ready_when_the_status_says_done(tmp_path, ls, models, monkeypatch):
+    """Seen in bench.writeback: a Data Manager page read as soon as /status said "done" showed no
+    scores, because the project was pointed at the version only after "done" was recorded."""
+    project, _, free = project_with(ls, 0, 5)
+    access = LabelStudioAccess(settings_for(tmp_path, ls))
+    version = saved(tmp_path, project, models)
+    recorded = writeback._advance
+    pointed_when_done = []
+
+    def advance(*args, done, **kwargs):
+        if done:
+            pointed_when_done.append(ls.projects[project]["model_version"])
+        return recorded(*args, done=done, **kwargs)
+
+    monkeypatch.setattr(writeback, "_advance", advance)
+    writeback.run(access, str(project))
+    assert pointed_when_done == [version]
+    assert store.stored_status(access.settings.model_dir, project).writeback.state == "done"
+
+
 def test_a_task_that_cannot_be_read_gets_no_prediction_and_the_others_do(tmp_path, ls, models):
     project, _, free = project_with(ls, 0, 2)
     broken = ls.add_task(project, {"csv_url": "/data/upload/1/missing.csv"})["id"]
@@ -223,6 +243,46 @@ def test_a_training_request_stops_the_write_back_between_batches(tmp_path, ls, m
     assert wb.state == "pending", "stopped after one batch, to be resumed"
     assert len(written(ls)) == 2, "stopped after one batch, to be resumed"
     assert store.read_status(access.settings.model_dir, project).writeback.state == "pending"
+
+
+def test_imports_are_sized_by_the_project_so_label_studio_recounts_it_a_bounded_number_of_times():
+    assert writeback.import_size(2_000, 100) == 200
+    assert writeback.import_size(10_000, 100) == 1_000
+    assert writeback.import_size(100_000, 100) == 1_000, "never more than one post can hold"
+    assert writeback.import_size(50, 100) == 100, "never less than a page"
+    assert writeback.import_size(25, 2) == 3
+
+
+def test_pages_are_gathered_into_imports_of_a_tenth_of_the_project(tmp_path, ls, models):
+    project, _, free = project_with(ls, 0, 40)
+    access = LabelStudioAccess(settings_for(tmp_path, ls))  # pages of 2 tasks
+    saved(tmp_path, project, models)
+    writeback.run(access, str(project))
+    assert sorted(written(ls)) == free
+    assert [len(batch) for batch in ls.imported] == [4] * 10, "ten imports of four: two pages each"
+    listings = ls.calls("GET", "/api/tasks/")
+    assert all("page_size=2" in c.query for c in listings), "listed a page at a time all the same"
+    wb = store.stored_status(access.settings.model_dir, project).writeback
+    assert (wb.state, wb.seen, wb.written, wb.after) == ("done", 40, 40, max(free))
+
+
+def test_a_training_request_flushes_the_gathered_pages_and_stops(tmp_path, ls, models, monkeypatch):
+    project, _, free = project_with(ls, 0, 40)
+    access = LabelStudioAccess(settings_for(tmp_path, ls))
+    saved(tmp_path, project, models)
+    real_predictions = writeback._predictions
+
+    def request_after_first_page(*args, **kwargs):
+        out = real_predictions(*args, **kwargs)
+        store.update_status(access.settings.model_dir, project, lambda s: setattr(s, "requests", 1))
+        return out
+
+    monkeypatch.setattr(writeback, "_predictions", request_after_first_page)
+    writeback.run(access, str(project))
+    wb = store.stored_status(access.settings.model_dir, project).writeback
+    assert wb.state == "pending", "stopped for the training, to be resumed"
+    assert written(ls) == free[:2], "the page gathered so far is written, not lost or held"
+    assert wb.after == free[1]
 
 
 def test_a_running_training_goes_before_the_write_back_it_will_supersede(tmp_path, ls, models):

@@ -6,10 +6,11 @@ stale.  A successful training ``schedule``s a write-back of its version
 (``PREDICT_AFTER_TRAINING``: the unlabelled tasks, all tasks, or off); ``run``
 then, on the executor that trained (never a web request), pages through the
 project's tasks by id, ``PREDICT_BATCH_SIZE`` at a time, predicts them with
-that version's models and posts each batch through the SDK's bulk prediction
-import, pausing ``PREDICT_BATCH_PAUSE`` seconds between batches so Label
-Studio keeps answering its users.  The next page is listed and predicted while
-one is imported (one page ahead, never more).  The seconds of each stage are
+that version's models and posts them through the SDK's bulk prediction import,
+about a tenth of the project per import (``import_size``: Label Studio's cost
+per import grows with the project), pausing ``PREDICT_BATCH_PAUSE`` seconds
+after each so Label Studio keeps answering its users.  The next page is listed
+and predicted while one is imported (one page ahead, never more).  The seconds of each stage are
 summed in the status (``writeback.seconds``: where the time goes).
 
 Its state is the ``writeback`` entry of the project's ``TrainingStatus`` (so
@@ -38,6 +39,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from segmenter import shutdown, store
+from segmenter.config import MAX_PREDICT_BATCH
 from segmenter.labelstudio.access import LabelStudioAccess
 from segmenter.labelstudio.client import LabelStudioClient
 from segmenter.labelstudio.errors import Backoff, LabelStudioError
@@ -48,7 +50,7 @@ from segmenter.reading.task_series import Fetcher
 from segmenter.redaction import redact
 from segmenter.service.draining import drain
 from segmenter.service.project import Project
-from segmenter.store import TrainingState, TrainingStatus
+from segmenter.store import TrainingState, TrainingStatus, WritebackState
 from segmenter.store.status import Step, this_process
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,10 @@ UNLABELLED = "unlabelled"
 OUR_VERSION = re.compile(r"^v\d+-[0-9TZ]+$")  # as segmenter.store names versions
 # How many times one batch is sent again without the tasks deleted meanwhile before its 400 counts as a failure.
 GONE_ROUNDS = 5
+# About how many imports a write-back posts (``import_size``).
+IMPORT_ROUNDS = 10
+# Task ids per lookup of a refused import's tasks: they travel in the URL, which servers cap (gunicorn at 4 KB).
+LOOKUP_IDS = 100
 
 
 def schedule(status: TrainingStatus, version: str, mode: str) -> None:
@@ -170,6 +176,11 @@ def _is(status: TrainingStatus, version: str) -> bool:
     return status.writeback is not None and status.writeback.version == version
 
 
+def _is_running(status: TrainingStatus, version: str) -> bool:
+    """Whether the write-back of ``version`` is still the one running (no newer version replaced it)."""
+    return _is(status, version) and status.writeback.state is WritebackState.RUNNING
+
+
 def _claim(model_dir: object, project: str) -> _Job | None:
     """The write-back to run now, marked running; None when there is none, or a training is
     pending or running (it goes first, and may supersede this one)."""
@@ -220,24 +231,33 @@ def _write(project: Project, job: _Job) -> bool:
 
         # One page ahead: the next page is listed and predicted while this one is imported and
         # the pause runs; the cursor moves only once a page is imported, so a stop or a restart
-        # never skips one.  Leaving the block waits for the page ahead (one page, bounded).
+        # never skips one.  Leaving the block waits for the page ahead (one page, bounded).  Pages
+        # are gathered into imports of ``import_size`` tasks listed.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"writeback-{key}") as ahead:
             coming = ahead.submit(prepare, job.after)
+            end, listed, waiting, size = job.after, 0, [], 0
             while True:
                 tasks, above, batch = coming.result()
                 last = len(tasks) >= above  # nothing after this page: no further request, no pause
+                end = max([end, *(t["id"] for t in tasks)])
                 if not last:
-                    coming = ahead.submit(prepare, max([job.after, *(t["id"] for t in tasks)]))
+                    coming = ahead.submit(prepare, end)
+                listed, waiting = listed + len(tasks), waiting + batch
+                total = job.seen + listed + above - len(tasks)
+                size = size or import_size(total, settings.predict_batch_size)
+                if not last and listed < size and not shutdown.requested() \
+                        and not training_ahead(model_dir, key, store.stored_status(model_dir, key)):
+                    continue
                 written = 0
-                if batch:
+                if waiting:
                     with clock.timing("import"):
-                        written = _import(client, label_studio_id, batch, job.version, backoff)
-                job.after = max([job.after, *(t["id"] for t in tasks)])
-                job.seen += len(tasks)
-                step = _advance(model_dir, key, job, written, job.seen + above - len(tasks), clock.take(),
-                                done=last)
-                if step is Step.DONE:
+                        written = _import(client, label_studio_id, waiting, job.version, backoff)
+                job.after, job.seen = end, job.seen + listed
+                listed, waiting = 0, []
+                if last and _is_running(store.stored_status(model_dir, key), job.version):
+                    # Before "done" is recorded: whoever reads it finds the score column ready.
                     _point_project(client, key, job.version, current, backoff)
+                step = _advance(model_dir, key, job, written, total, clock.take(), done=last)
                 if step in (Step.DONE, Step.SUPERSEDED):
                     return True
                 if step is Step.GO_ON:
@@ -254,6 +274,19 @@ def _write(project: Project, job: _Job) -> bool:
         error = redact(f"{type(exc).__name__}: {exc}")
         store.update_status(model_dir, key, lambda s: s.writeback.fail(error) if _is(s, job.version) else None)
         return True
+
+
+def import_size(total: int, page: int) -> int:
+    """How many listed tasks one import of a write-back covers, for a project of ``total`` tasks
+    listed ``page`` at a time.
+
+    Label Studio 1.23 recounts the counters of every task of the project after each prediction
+    import (``ImportPredictionsAPI._create_legacy``, the default unless its
+    ``fflag_fix_back_4620_memory_efficient_predictions_import_08012025_short`` is on), so an
+    import costs in proportion to the project's size: a write-back made of a fixed number of
+    imports (``IMPORT_ROUNDS``) costs in proportion to the project's size, not to its square.
+    Never less than a page, never more than ``MAX_PREDICT_BATCH`` predictions in one post."""
+    return max(page, min(MAX_PREDICT_BATCH, -(-total // IMPORT_ROUNDS)))
 
 
 def _predictions(models: list[TrainedModel], tasks: list[dict], fetcher: Fetcher, version: str,
@@ -311,18 +344,20 @@ def _import(client: LabelStudioClient, project: int, batch: list[dict], version:
 def _still_to_write(client: LabelStudioClient, project: int, batch: list[dict], version: str,
                     backoff: Backoff) -> tuple[list[dict], int]:
     """The predictions of ``batch`` whose task still exists and holds none of ``version``, and how many
-    of its tasks hold one, from a listing of the batch's tasks by id (one page, or a few where Label
-    Studio caps the page size)."""
+    of its tasks hold one, from listings of the batch's tasks by id, ``LOOKUP_IDS`` at a time (the
+    ids travel in the URL; one page each, or a few where Label Studio caps the page size)."""
     ids = [p["task"] for p in batch]
     found: list[dict] = []
-    for page in range(1, len(ids) + 1):
-        tasks, total = backoff.call(
-            f"looking up {len(ids)} tasks of project {project}",
-            lambda: client.tasks_page(project, page, len(ids), only=ids, resolve_uri=False),  # noqa: B023
-        )
-        found += tasks
-        if not tasks or len(found) >= total:
-            break
+    for first in range(0, len(ids), LOOKUP_IDS):
+        chunk, seen = ids[first:first + LOOKUP_IDS], 0
+        for page in range(1, len(chunk) + 1):
+            tasks, total = backoff.call(
+                f"looking up {len(chunk)} tasks of project {project}",
+                lambda: client.tasks_page(project, page, len(chunk), only=chunk, resolve_uri=False),  # noqa: B023
+            )
+            found, seen = found + tasks, seen + len(tasks)
+            if not tasks or seen >= total:
+                break
     holding = {t["id"] for t in found if has_version(t, version)}
     waiting = {t["id"] for t in found} - holding
     return [p for p in batch if p["task"] in waiting], len(holding & set(ids))

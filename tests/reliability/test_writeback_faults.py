@@ -120,6 +120,20 @@ def test_an_import_whose_answer_is_lost_is_not_written_twice(tmp_path, ls, model
     assert wb.written == len(free), "the stored batch counts as written"
 
 
+def test_a_large_import_is_looked_up_in_listings_of_bounded_ids(tmp_path, ls, models, monkeypatch):
+    """The ids of a refused import travel in the URL, which servers cap: they are looked up a
+    bounded number at a time (imports grow to 1,000 predictions in large projects)."""
+    monkeypatch.setattr(writeback, "LOOKUP_IDS", 2)
+    access, project, free, version = setup(tmp_path, ls, models, 4)
+    ls.fail("POST", f"/api/projects/{project}/import/predictions", 500, served=True)
+    writeback.run(access, str(project))
+
+    assert predictions_per_task(ls, version) == Counter(free), "none lost, none written twice"
+    lookups = [c for c in ls.calls("GET", "/api/tasks/") if "selectedItems" in c.query]
+    assert len(lookups) == 2, "the first import's three ids looked up two, then one"
+    assert ["page_size=2" in lookups[0].query, "page_size=1" in lookups[1].query] == [True, True], lookups
+
+
 def test_a_label_studio_that_keeps_failing_ends_the_write_back_failed_after_bounded_retries(tmp_path, ls, models):
     access, project, free, version = setup(tmp_path, ls, models, 6)
     ls.fail("POST", f"/api/projects/{project}/import/predictions", 500, times=None)
