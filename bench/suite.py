@@ -321,6 +321,18 @@ def plot(runs: list[dict], keys: list[str], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def setting(defaults: TrainingSettings, name: str, text: str) -> object:
+    """The value of training setting ``name`` written as ``text`` on the command line, typed as its default
+    (a flag: true/false, yes/no, on/off or 1/0)."""
+    default = getattr(defaults, name)
+    if isinstance(default, bool):
+        word = text.strip().lower()
+        if word not in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+            raise SystemExit(f"--set {name}={text}: say true or false")
+        return word in ("true", "yes", "on", "1")
+    return type(default)(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help=f"sets {', '.join(QUICK)}, seed 0 only")
@@ -336,7 +348,7 @@ def main() -> None:
     keys = args.sets or (list(QUICK) if args.quick else [*SOURCES, *SYNTHETIC])
     seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
     defaults = TrainingSettings()
-    overrides = {name: type(getattr(defaults, name))(value) for name, value in (o.split("=", 1) for o in args.set)}
+    overrides = {name: setting(defaults, name, value) for name, value in (o.split("=", 1) for o in args.set)}
     jobs = [(key, f, args.folds, seed, overrides) for key in keys for f in range(args.folds) for seed in seeds]
     started = time.perf_counter()
     runs: list[dict] = []

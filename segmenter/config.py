@@ -128,6 +128,10 @@ class TrainingSettings:
     # tasks (bench.suite, 3: GunPoint worst event F1 0.83 -> 0.96, ArrowHead 0.09 -> 0.53) at that many
     # times the training and prediction time; 1: one network (one-task projects always average three)
     members: int = 1
+    # each task's series standardised by its own per-channel mean and std, in training and prediction, so a
+    # recording with another offset or gain looks like the annotated ones; False: one mean/std per channel
+    # over all training series
+    series_norm: bool = False
 
 
 @dataclass(frozen=True)
@@ -196,6 +200,7 @@ class Settings:
             seed=_int(env, "SEED", 0, 0),
             time_budget=_float(env, "TRAIN_TIME_BUDGET", 600.0, 1.0, 86400.0),
             members=_members(env),
+            series_norm=_bool(env, "TRAIN_SERIES_NORM", False),
         )
         label_studio_url = _url(env, "LABEL_STUDIO_URL", "LABEL_STUDIO_HOST")
         api_key = _text(env, "LABEL_STUDIO_API_KEY", "")

@@ -172,6 +172,11 @@ def export(settings: Settings, project: str, out: Path, version: str | None = No
     if label_config is None:
         label_config = store.load_connection(settings.model_dir, project).get("label_config") or None
     version, models, project_settings = _models(settings, project, version, label_config)
+    per_series = [m.target.from_name for m in models if m.series_norm]
+    if per_series:
+        raise ExportError(f"version {version} of project {project} scales each series by its own statistics "
+                          f"(TRAIN_SERIES_NORM, {', '.join(per_series)}): the runner reads a series in chunks and "
+                          "cannot, so it is not exported", 422)
     meta = store.metadata(settings.model_dir, project, version)
     out.mkdir(parents=True, exist_ok=True)
     targets = []

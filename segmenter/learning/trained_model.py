@@ -25,6 +25,7 @@ from segmenter.reading.project_settings import AUTO, ProjectSettings
 from segmenter.reading.series import Series
 
 WINDOWS_PER_BATCH = 2048
+MIN_STD = 1e-6  # a channel's standard deviation below this counts as flat: scaled by 1
 
 
 @dataclass
@@ -44,6 +45,9 @@ class TrainedModel:
     multi_label: bool = False
     # What the annotated rows looked like, for the task score's novelty part; None: models saved before it
     reference: Reference | None = None
+    # True: each series is first standardised by its own per-channel statistics (``standardised``),
+    # then scaled with ``mean``/``std``; False (models saved before it too): ``mean``/``std`` only
+    series_norm: bool = False
 
     def to_state(self) -> dict:
         """Plain tensors and values only, loadable with ``torch.load(weights_only=True)``."""
@@ -62,6 +66,7 @@ class TrainedModel:
             "info": self.info,
             "multi_label": self.multi_label,
             "reference": None if self.reference is None else self.reference.to_state(),
+            "series_norm": self.series_norm,
         }
 
     @classmethod
@@ -92,10 +97,14 @@ class TrainedModel:
             info=dict(state["info"]),
             multi_label=multi_label,
             reference=Reference.from_state(state["reference"]) if state.get("reference") else None,
+            series_norm=bool(state.get("series_norm", False)),  # older models: the training data's statistics
         )
 
     def normalise(self, values: np.ndarray) -> np.ndarray:
-        """Channels scaled with the training data's per-channel statistics."""
+        """Channels of one whole series scaled as in training: with the training data's per-channel
+        statistics, after the series' own (``series_norm``)."""
+        if self.series_norm:
+            values = standardised(values)
         return ((values - self.mean) / self.std).astype(np.float32, copy=False)
 
     def probabilities(self, series: Series) -> np.ndarray:
@@ -135,6 +144,17 @@ class TrainedModel:
         if self.reference is not None and len(values):
             score = min(score, task_score(self.reference.familiarity(values, self.sequence_size)))
         return regions, score
+
+
+def standardised(values: np.ndarray) -> np.ndarray:
+    """One series' channels ``(rows, channels)`` minus their own mean, over their own standard deviation
+    (1 for a flat channel): an offset or a gain of the whole recording no longer shows."""
+    if len(values) == 0:
+        return values.astype(np.float32, copy=False)
+    mean = values.mean(axis=0, dtype=np.float64)
+    std = values.std(axis=0, dtype=np.float64)
+    std[std < MIN_STD] = 1.0
+    return ((values - mean) / std).astype(np.float32)
 
 
 def window_probabilities(

@@ -40,7 +40,7 @@ from segmenter.errors import SegmenterError, TaskDataError
 from segmenter.learning.evaluation import class_scores
 from segmenter.learning.network import Ensemble, SegmenterNet, down_factor
 from segmenter.learning.novelty import Reference
-from segmenter.learning.trained_model import TrainedModel, window_probabilities
+from segmenter.learning.trained_model import MIN_STD, TrainedModel, standardised, window_probabilities
 from segmenter.learning.windows import WindowSource
 from segmenter.reading.annotations import MAX_LAYERED_LABELS, RowLabels, choose_annotation, row_labels
 from segmenter.reading.labelconfig import Target, parse_label_config
@@ -525,12 +525,14 @@ def train_target(
     started = time.monotonic()
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
+    if settings.series_norm:  # each whole task standardised once, before any of its rows are held out
+        examples = [replace(e, series=replace(e.series, values=standardised(e.series.values))) for e in examples]
     train, val, held_out = split(examples, rng)
 
     train_values = np.concatenate([e.series.values for e in train])
     mean = train_values.mean(axis=0).astype(np.float32)
     std = train_values.std(axis=0).astype(np.float32)
-    std[std < 1e-6] = 1.0
+    std[std < MIN_STD] = 1.0
 
     marked_instant = set().union(*(e.rows.instant_classes for e in examples))
     ranged = set().union(*(e.rows.range_classes for e in examples))
@@ -557,7 +559,7 @@ def train_target(
             train, val, held_out_k = split(examples, rng, fold)
         net = SegmenterNet(len(target.channels), n_classes, settings.hidden_size, down_factor(size))
         net.to(device.current())
-        member = TrainedModel(
+        member = TrainedModel(  # without series_norm: the examples are already standardised then
             target, net, mean, std, size, settings.hidden_size, instant_classes, min_rows, multi_label=multi
         )
         rows = [e.rows.presence if multi else e.rows.class_ids for e in train]
@@ -569,10 +571,11 @@ def train_target(
         fits.append((result, held_out if k == 0 else held_out_k))
     net = nets[0] if len(nets) == 1 else Ensemble(nets, multi_label=multi).eval()
     model = TrainedModel(
-        target, net, mean, std, size, settings.hidden_size, instant_classes, min_rows, multi_label=multi
+        target, net, mean, std, size, settings.hidden_size, instant_classes, min_rows, multi_label=multi,
+        series_norm=settings.series_norm,
     )
     model.reference = Reference.build(  # every annotated row, validation included: what a human has seen
-        [model.normalise(e.series.values) for e in examples],
+        [member.normalise(e.series.values) for e in examples],  # (already standardised with series_norm)
         [e.rows.presence if multi else e.rows.class_ids for e in examples], size,
     )
     model.info = training_record(examples, target, settings, fits[0][0], held_out, time.monotonic() - started)
