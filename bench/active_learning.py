@@ -20,7 +20,10 @@ recordings one after another) and a synthetic set where a small fraction of
 the recordings hold a rare "Fall" event, where a random sampler often misses
 the tasks that matter.  Prints the curves (mean, min and max over seeds) and
 how many annotated tasks each strategy needs to reach macro-F1 0.95, writes
-``docs/active_learning.json`` and the plot ``docs/active_learning.png``.
+``docs/active_learning.json`` and the plot ``docs/active_learning.png``.  For the task-score
+strategy it also counts, round by round, how many pool tasks get the same prediction from the
+new model as from the previous one (the same regions, the score within ``SAME_SCORE``): the
+writes a write-back could leave out if Label Studio kept scoring older versions' predictions.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from segmenter.learning.training import train_project
 
 ROOT = Path(__file__).resolve().parents[1]
 GOAL = 0.95
+SAME_SCORE = 0.005  # scores this close show the same in Label Studio's column (two decimals)
 STRATEGIES = ("score", "softmax", "random")
 NAMES = {"score": "task score, least certain first", "softmax": "class probabilities only (score before novelty)",
          "random": "random"}
@@ -140,6 +144,20 @@ class Point:
     event_f1: float
     rare_annotated: int
     train_seconds: float
+    unchanged: int | None = None  # pool tasks predicted as by the previous round's model (score strategy)
+    same_regions: int | None = None  # ... with the same regions, whatever their score
+    compared: int | None = None  # pool tasks predicted by both
+
+
+def regions(prediction: dict) -> list[tuple]:
+    """A prediction's regions as Label Studio draws them: control, labels, start, end."""
+    return sorted((r["from_name"], tuple(r["value"].get("timeserieslabels", [])), r["value"]["start"],
+                   r["value"]["end"]) for r in prediction["result"])
+
+
+def same_prediction(a: dict, b: dict) -> bool:
+    """Whether two predictions of one task show the same in Label Studio: regions and score."""
+    return regions(a) == regions(b) and abs(a["score"] - b["score"]) < SAME_SCORE
 
 
 def train_and_score(ds: Dataset, annotated: list[int], settings: TrainingSettings) -> tuple[list, Point]:
@@ -161,11 +179,19 @@ def simulate(ds: Dataset, strategy: str, first: tuple[list, Point], settings: Tr
     remaining = [i for i in range(len(ds.pool)) if i != ds.start]
     models, point = first
     curve = [point]
+    before: dict[int, dict] = {}  # the previous round's prediction of each pool task
     while len(annotated) < budget and remaining:
         if strategy in ("score", "softmax"):
             scoring = models if strategy == "score" else [replace(m, reference=None) for m in models]
             predictions = predict_tasks(scoring, [ds.pool[i] for i in remaining], ds.files)
             order = np.argsort([p["score"] for p in predictions], kind="stable")
+            if strategy == "score":
+                now = dict(zip(remaining, predictions, strict=True))
+                if before:
+                    point.unchanged = sum(same_prediction(before[i], now[i]) for i in now if i in before)
+                    point.same_regions = sum(regions(before[i]) == regions(now[i]) for i in now if i in before)
+                    point.compared = sum(i in before for i in now)
+                before = now
         else:
             order = rng.permutation(len(remaining))
         picked = [remaining[j] for j in order[: min(k, budget - len(annotated))]]
@@ -214,6 +240,13 @@ def summarise(results: dict) -> str:
         rare = {s: [[p["rare_annotated"] for p in c] for c in runs[s]] for s in STRATEGIES}
         if any(any(r) for c in rare.values() for r in c):
             lines.append(f"rare-class tasks annotated per round: {rare}")
+        same = [(p["unchanged"], p["same_regions"], p["compared"]) for c in runs["score"] for p in c
+                if p.get("compared")]
+        if same:
+            kept, drawn, compared = (sum(x[k] for x in same) for k in range(3))
+            lines.append(f"pool predictions unchanged from the previous round's model (score strategy): {kept} of "
+                         f"{compared} ({kept / compared:.0%}), the same regions {drawn} ({drawn / compared:.0%}); "
+                         f"per round (unchanged/same regions/compared) {[f'{u}/{r}/{n}' for u, r, n in same]}")
     return "\n".join(lines)
 
 
