@@ -39,7 +39,7 @@ from segmenter.service.draining import drain as drain_under_lock
 from segmenter.service.progress import StatusProgress
 from segmenter.service.project import Project
 from segmenter.service.slots import Slots, Unbounded
-from segmenter.store import TrainingStatus
+from segmenter.store import TrainingState, TrainingStatus
 from segmenter.store.status import this_process
 
 log = logging.getLogger(__name__)
@@ -124,10 +124,13 @@ def drain(project: str, access: LabelStudioAccess, trainings: Slots | Unbounded 
     def claim() -> bool | None:
         if shutdown.requested():
             return None
+        status = store.stored_status(model_dir, project)
         # Under the training lock: a training still marked running lost its process.
-        if store.update_status(model_dir, project, TrainingStatus.take_over):
-            log.warning("project %s: taking over a training whose process ended", project)
-        if not store.stored_status(model_dir, project).pending:
+        if status.state is TrainingState.TRAINING:
+            if store.update_status(model_dir, project, TrainingStatus.take_over):
+                log.warning("project %s: taking over a training whose process ended", project)
+            status = store.stored_status(model_dir, project)
+        if not status.pending:
             return None  # nothing to wait for a slot for
         if not trainings.acquire(project, shutdown.requested):
             return None  # stays queued: the next start trains it (Scheduler.resume)

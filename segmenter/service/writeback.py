@@ -164,12 +164,7 @@ def run(access: LabelStudioAccess, project: str, handle: Project | None = None) 
 def training_ahead(model_dir: object, project: str, status: TrainingStatus) -> bool:
     """Whether a training of ``project`` goes before its write-back: one is pending, or one runs
     (its lock is held; a training whose process died holds none and blocks nothing)."""
-    if status.pending:
-        return True
-    if status.state is not TrainingState.TRAINING:
-        return False
-    with store.training_lock(model_dir, project) as free:  # a probe: never waits
-        return not free
+    return status.pending or (status.state is TrainingState.TRAINING and store.training_running(model_dir, project))
 
 
 def _is(status: TrainingStatus, version: str) -> bool:
@@ -355,7 +350,8 @@ def _still_to_write(client: LabelStudioClient, project: int, batch: list[dict], 
                 f"looking up {len(chunk)} tasks of project {project}",
                 lambda: client.tasks_page(project, page, len(chunk), only=chunk, resolve_uri=False),  # noqa: B023
             )
-            found, seen = found + tasks, seen + len(tasks)
+            found += tasks
+            seen += len(tasks)
             if not tasks or seen >= total:
                 break
     holding = {t["id"] for t in found if has_version(t, version)}

@@ -37,6 +37,7 @@ from segmenter.store.records import (
     save_connection,
     stored_status,
     training_lock,
+    training_running,
     update_status,
     writeback_lock,
 )
@@ -63,5 +64,5 @@ __all__ = [
     "orphaned_training", "project_dir", "project_key", "projects", "queue", "read_json", "read_status",
     "remember_training", "report",
     "resolve", "save", "save_chart", "save_connection", "save_view", "served_versions", "stored_status", "tidy",
-    "training_lock", "update_status", "versions", "write_json", "writeback_lock",
+    "training_lock", "training_running", "update_status", "versions", "write_json", "writeback_lock",
 ]

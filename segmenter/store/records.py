@@ -103,6 +103,12 @@ def writeback_lock(model_dir: Path, project: object, tries: int = 1) -> Iterator
         yield held
 
 
+def training_running(model_dir: Path, project: object) -> bool:
+    """Whether a process holds the project's training lock now: a probe for an instant, never waits."""
+    with training_lock(model_dir, project) as free:
+        return not free
+
+
 def _read_if_free(model_dir: Path, key: str) -> TrainingStatus | None:
     """The status read while holding the training lock for an instant (no training runs), or None
     when a process holds it.  Never waits."""
