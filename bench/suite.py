@@ -98,8 +98,22 @@ def deal(classes: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     return fold
 
 
-def recording_folds(key: str, k: int) -> list[Fold]:
-    """The ``k`` leave-recordings-out folds of one aeon data set."""
+@dataclass
+class Draw:
+    """The recordings one aeon data set lends the suite, and how each fold lays them into series."""
+
+    x: list[np.ndarray]  # (channels, rows) per recording
+    y: np.ndarray  # its class
+    series: list[dict[str, list[np.ndarray]]]  # per fold, "train" / "test" -> recording indices of each series
+
+    @property
+    def classes(self) -> list[str]:
+        """The classes in label order; the first is background."""
+        return sorted(np.unique(self.y), key=lambda c: (len(c), c))
+
+
+def draw(key: str, k: int) -> Draw:
+    """The recordings of one aeon data set, drawn, dealt into ``k`` folds and ordered, the same at every call."""
     from aeon.datasets import load_classification
 
     source = SOURCES[key]
@@ -109,21 +123,32 @@ def recording_folds(key: str, k: int) -> list[Fold]:
     rng = np.random.default_rng(DATA_SEED)
     chosen = np.sort(rng.permutation(len(y))[: source.limit])  # uniform draw keeps the class balance
     x, y = [x[i] for i in chosen], y[chosen]
-    classes = sorted(np.unique(y), key=lambda c: (len(c), c))
-    names = {c: (None if n == 0 else f"c{c}") for n, c in enumerate(classes)}
-    channels = tuple(f"ch{c + 1}" for c in range(x[0].shape[0]))
-    config = label_config([names[c] for c in classes[1:]], channels)
     fold_of = deal(y, k, rng)
-    out = []
+    series = []
     for f in range(k):
-        files, split = synthetic.MemoryFiles(), {}
+        parts_of = {}
         for part, members in (("train", np.flatnonzero(fold_of != f)), ("test", np.flatnonzero(fold_of == f))):
             members = rng.permutation(members)
+            parts_of[part] = [members[s : s + PER_SERIES] for s in range(0, len(members), PER_SERIES)]
+        series.append(parts_of)
+    return Draw(x, y, series)
+
+
+def recording_folds(key: str, k: int) -> list[Fold]:
+    """The ``k`` leave-recordings-out folds of one aeon data set."""
+    d = draw(key, k)
+    classes = d.classes
+    names = {c: (None if n == 0 else f"c{c}") for n, c in enumerate(classes)}
+    channels = tuple(f"ch{c + 1}" for c in range(d.x[0].shape[0]))
+    config = label_config([names[c] for c in classes[1:]], channels)
+    out = []
+    for f, parts in enumerate(d.series):
+        files, split = synthetic.MemoryFiles(), {}
+        for part, groups in parts.items():
             tasks = []
-            for s in range(0, len(members), PER_SERIES):
-                group = members[s : s + PER_SERIES]
+            for s, group in zip(range(0, PER_SERIES * len(groups), PER_SERIES), groups):
                 frame, regions = basicmotions.concatenate(
-                    [x[i] for i in group], [names[y[i]] for i in group], channels, f"f{f}{part}{s}"
+                    [d.x[i] for i in group], [names[d.y[i]] for i in group], channels, f"f{f}{part}{s}"
                 )
                 name = f"{part}{s}.csv"
                 files[name] = frame.to_csv(index=False).encode()
@@ -323,8 +348,11 @@ def plot(runs: list[dict], keys: list[str], path: Path, title: str) -> None:
 
 def setting(defaults: TrainingSettings, name: str, text: str) -> object:
     """The value of training setting ``name`` written as ``text`` on the command line, typed as its default
-    (a flag: true/false, yes/no, on/off or 1/0)."""
+    (a flag: true/false, yes/no, on/off or 1/0; a setting unset by default, such as ``sequence_size``: a whole
+    number)."""
     default = getattr(defaults, name)
+    if default is None:
+        return int(text)
     if isinstance(default, bool):
         word = text.strip().lower()
         if word not in ("true", "yes", "on", "1", "false", "no", "off", "0"):

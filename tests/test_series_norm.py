@@ -86,5 +86,6 @@ def test_the_suite_reads_flags_as_words():
     assert setting(defaults, "series_norm", "True") is True
     assert setting(defaults, "series_norm", "false") is False
     assert setting(defaults, "patience", "30") == 30
+    assert setting(defaults, "sequence_size", "24") == 24  # unset by default, still a number
     with pytest.raises(SystemExit):
         setting(defaults, "series_norm", "maybe")
