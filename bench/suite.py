@@ -259,7 +259,11 @@ def run_one(key: str, fold: int, k: int, seed: int, overrides: dict) -> dict:
         "macro_f1": report["timestep_macro_f1"], "event_f1": report["event_f1_iou50"],
         "per_label_event_f1": report.get("per_label_event_f1_iou50"),
         "train_seconds": round(seconds, 2), "model_kb": round(len(buffer.getvalue()) / 1024, 1),
-        "rows_trained": model.info["data"]["rows"], **info, **calibration(model, data.test, data.files),
+        "rows_trained": model.info["data"]["rows"], **info,
+        # the first network's validation rows: can they tell which settings win on the test rows?
+        "val_loss": model.info["validation"]["loss"],
+        "val_balanced_accuracy": model.info["validation"]["balanced_accuracy"],
+        **calibration(model, data.test, data.files),
     }
 
 
