@@ -31,6 +31,7 @@ from segmenter.config import Settings
 from segmenter.errors import SegmenterError
 from segmenter.learning import novelty
 from segmenter.learning.inference import fitting_models
+from segmenter.learning.network import probabilities
 from segmenter.learning.trained_model import TrainedModel
 from segmenter.reading.project_config import ProjectConfig
 from segmenter.reading.project_settings import ProjectSettings
@@ -63,8 +64,7 @@ class _Probabilities(torch.nn.Module):
         self.net, self.sigmoid = net, sigmoid
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
-        logits = self.net(windows)
-        return torch.sigmoid(logits) if self.sigmoid else torch.softmax(logits, dim=-1)
+        return probabilities(self.net(windows), self.sigmoid)
 
 
 def onnx_bytes(model: TrainedModel) -> bytes:

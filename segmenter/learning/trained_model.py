@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from segmenter import device
-from segmenter.learning.network import Ensemble, SegmenterNet
+from segmenter.learning.network import Ensemble, SegmenterNet, probabilities
 from segmenter.learning.novelty import Reference
 from segmenter.learning.regions import RowCleanup, layered_results, task_score, to_results
 from segmenter.learning.windows import WindowSource
@@ -181,7 +181,7 @@ def window_probabilities(
             chunk = starts[i : i + batch]
             windows, _ = source.gather(chunk)
             logits = net(torch.from_numpy(windows).to(on))
-            probs = (torch.sigmoid(logits) if sigmoid else torch.softmax(logits, dim=-1)).cpu()
+            probs = probabilities(logits, sigmoid).cpu()
             rows = (torch.from_numpy(chunk)[:, None] + offsets[None, :]).reshape(-1)
             total.index_add_(0, rows, probs.reshape(-1, n_classes))
             count.index_add_(0, rows, torch.ones(len(rows), 1))

@@ -1,0 +1,53 @@
+"""The network's forward pass: the split head gives the logits of heading the joined features."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from segmenter.learning.network import Ensemble, SegmenterNet, probabilities
+
+
+@pytest.mark.parametrize("rows,down", [(85, 4), (50, 2), (7, 3)])
+def test_split_head_equals_head_of_joined_features(rows: int, down: int) -> None:
+    torch.manual_seed(0)
+    net = SegmenterNet(3, 5, 64, down).eval()
+    x = torch.randn(4, rows, 3)
+    with torch.inference_mode():
+        local = torch.relu(net.conv(x.transpose(1, 2)))
+        padded = torch.nn.functional.pad(local, (0, -rows % down))
+        context, _ = net.lstm(torch.relu(net.down(padded)).transpose(1, 2))
+        stretched = context.repeat_interleave(down, dim=1)[:, :rows]
+        joined = net.head(torch.cat([stretched, local.transpose(1, 2)], dim=-1))
+        assert net(x).shape == (4, rows, 5)
+        assert torch.allclose(net(x), joined, atol=1e-5)
+
+
+def test_split_head_trains() -> None:
+    torch.manual_seed(0)
+    net = SegmenterNet(2, 3, 16, 2)
+    net(torch.randn(2, 10, 2)).sum().backward()
+    assert net.head.weight.grad is not None and net.head.weight.grad.abs().sum() > 0
+    assert net.head.bias.grad is not None
+
+
+def test_ensemble_is_the_mean_probability() -> None:
+    torch.manual_seed(0)
+    members = [SegmenterNet(2, 3, 16, 2).eval() for _ in range(3)]
+    x = torch.randn(2, 10, 2)
+    with torch.inference_mode():
+        mean = torch.stack([torch.softmax(m(x), dim=-1) for m in members]).mean(dim=0)
+        assert torch.allclose(torch.softmax(Ensemble(members)(x), dim=-1), mean, atol=1e-6)
+
+
+def test_probabilities_are_the_softmax_over_the_classes_of_each_row() -> None:
+    torch.manual_seed(0)
+    net = SegmenterNet(2, 4, 16, 3).eval()
+    x = torch.randn(3, 20, 2)
+    with torch.inference_mode():
+        logits = net(x)
+        p = probabilities(logits)
+        assert p.shape == (3, 20, 4)
+        assert torch.allclose(p, torch.softmax(logits.contiguous(), dim=-1), atol=1e-6)
+        assert torch.allclose(p.sum(dim=-1), torch.ones(3, 20))
+        assert torch.equal(probabilities(logits, sigmoid=True), torch.sigmoid(logits))
