@@ -28,7 +28,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
     .venv/bin/pip uninstall --disable-pip-version-check -y -q pip
 # Left out of the image (about 420 MB): torch's C++ headers, CMake files and C++ test programs
 # (for building extensions and testing torch itself; torch_shm_manager stays), the packages'
-# own test suites (pandas, scipy, scikit-learn, sympy, networkx, matplotlib, and onnx's backend
+# own test suites (pandas, sympy, networkx, matplotlib, and onnx's backend
 # test data, 17 MB; not numpy's: numpy.testing imports from them), and the bytecode caches of sympy and networkx, which only
 # torch's compiler stack imports and the backend never loads (Python compiles them in memory if
 # it ever does).
@@ -36,11 +36,11 @@ RUN set -eu; \
     site=$(.venv/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])"); \
     rm -rf "$site/torch/include" "$site/torch/share" "$site/torch/test" "$site/onnx/backend/test"; \
     find "$site/torch/bin" -type f ! -name torch_shm_manager -delete; \
-    for package in pandas scipy sklearn sympy networkx matplotlib; do \
+    for package in pandas sympy networkx matplotlib; do \
       find "$site/$package" -depth -type d -name tests -exec rm -rf {} +; \
     done; \
     find "$site/sympy" "$site/networkx" -depth -type d -name __pycache__ -exec rm -rf {} +; \
-    .venv/bin/python -c "import torch, pandas, sklearn, onnx, label_studio_sdk.label_interface; \
+    .venv/bin/python -c "import torch, pandas, onnx, label_studio_sdk.label_interface; \
 torch.nn.LSTM(2, 4)(torch.zeros(1, 3, 2))"
 
 # ---- runtime: the virtualenv and the application code, run as a non-root user ----
