@@ -1,5 +1,6 @@
 """Offline end to end: planted events -> train -> predict -> the events are found."""
 
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -13,8 +14,9 @@ from segmenter.learning.evaluation import score
 from segmenter.learning.inference import predict_tasks
 from segmenter.learning.network import Ensemble, SegmenterNet
 from segmenter.learning.trained_model import TrainedModel
-from segmenter.learning.training import TrainingError, train_project
+from segmenter.learning.training import Example, TrainingError, train_project
 from segmenter.reading.labelconfig import parse_label_config
+from segmenter.reading.series import Series
 from segmenter.reading.task_series import read_task_series
 
 SETTINGS = TrainingSettings(epochs=80, patience=6, batch_size=32)
@@ -162,7 +164,8 @@ def test_a_model_saved_before_the_context_followed_the_data_still_loads(trained)
     _, [model] = trained
     state = model.to_state()
     old = SegmenterNet(len(model.target.channels), len(model.target.classes), model.hidden_size)
-    state.pop("down")
+    for key in ("down", "members"):  # saved before either existed: one network, 2 rows a step
+        state.pop(key)
     state.update(weights=old.state_dict(), sequence_size=50)
     loaded = TrainedModel.from_state(state)
     assert loaded.net.factor == 2
@@ -220,9 +223,21 @@ def test_one_task_with_overlapping_labels_averages_each_labels_presence():
 def test_the_time_budget_ends_training_with_the_best_checkpoint():
     config = synthetic.label_config()
     tasks, fetcher = make_tasks(3, seed=1, rows=600)
-    [model] = train_project(config, tasks, fetcher, TrainingSettings(epochs=1000, patience=1000, time_budget=1.0))
-    assert model.info["stopped_because"].startswith("time budget of 1 s")
+    [model] = train_project(config, tasks, fetcher, TrainingSettings(epochs=1000, patience=1000, time_budget=1.0,
+                                                                     members=1))
+    spent = re.match(r"time budget of ([\d.]+) s spent", model.info["stopped_because"])
+    assert spent and 0.9 <= float(spent.group(1)) <= 1.0  # what was left of it after the preparation
     assert model.info["epochs"] < 1000
+
+
+def test_the_networks_of_an_ensemble_share_the_time_budget():
+    config = synthetic.label_config()
+    tasks, fetcher = make_tasks(3, seed=1, rows=600)
+    [model] = train_project(config, tasks, fetcher, TrainingSettings(epochs=1000, patience=1000, time_budget=3.0))
+    assert len(model.net.members) == 3
+    share = float(re.match(r"time budget of ([\d.]+) s spent", model.info["stopped_because"]).group(1))
+    assert 0.9 <= share <= 1.0  # the first network: a third of the budget, less the preparation
+    assert model.info["train_seconds"] < 3.0 + 1.0  # every network stopped within its share (plus an epoch)
 
 
 def test_members_average_networks_each_holding_out_its_own_tasks():
@@ -246,8 +261,26 @@ def test_train_members_is_read_and_bounded():
     from segmenter.config import Settings
     from segmenter.errors import ConfigError
 
-    assert Settings.from_env({}).training.members == 1
-    assert Settings.from_env({"TRAIN_MEMBERS": "3"}).training.members == 3
+    assert Settings.from_env({}).training.members is None  # chosen by the project's size
+    assert Settings.from_env({"TRAIN_MEMBERS": "1"}).training.members == 1
     for bad in ("0", "10", "three"):
         with pytest.raises(ConfigError, match="TRAIN_MEMBERS"):
             Settings.from_env({"TRAIN_MEMBERS": bad})
+
+
+def test_without_train_members_small_projects_average_three_networks_and_large_ones_train_one():
+    from segmenter.learning.training import ENSEMBLE_MAX_ROWS, members_for
+
+    def examples(*rows: int) -> list:
+        return [Example(i, Series(np.arange(n, dtype=float), np.zeros((n, 1)), "index"), None)
+                for i, n in enumerate(rows)]
+
+    auto = TrainingSettings()
+    assert members_for(examples(ENSEMBLE_MAX_ROWS // 2, ENSEMBLE_MAX_ROWS // 2), auto) == 3
+    assert members_for(examples(ENSEMBLE_MAX_ROWS // 2, ENSEMBLE_MAX_ROWS // 2 + 1), auto) == 1
+    assert members_for(examples(10 * ENSEMBLE_MAX_ROWS, 1), replace(auto, members=3)) == 3  # the operator's word
+    assert members_for(examples(10, 10), replace(auto, members=1)) == 1
+    config = synthetic.label_config()
+    tasks, fetcher = make_tasks(3, seed=1, rows=600)
+    [model] = train_project(config, tasks, fetcher, TrainingSettings(epochs=2, patience=1))
+    assert model.info["members"] == 3 and len(model.net.members) == 3

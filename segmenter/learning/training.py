@@ -15,8 +15,9 @@ still improves and stops after ``patience`` epochs without improvement (three
 times that while the thresholds are not yet met), ``epochs`` at most, and
 within ``time_budget`` seconds.  The checkpoint kept is the best one: thresholds
 met first, then lowest loss.  ``bench.suite`` chose the patience (60: on real
-recordings the loss keeps improving long after the thresholds are met) and the
-augmentation (``augmented``).
+recordings the loss keeps improving long after the thresholds are met), the
+augmentation (``augmented``) and the three networks a small project averages
+(``members_for``: the seed and the hold-out decide much less).
 """
 
 from __future__ import annotations
@@ -66,6 +67,11 @@ MIN_CONTEXT, MAX_CONTEXT = 16, MAX_CONTEXT_ROWS
 # Where each member's held-out 20% of a single annotated series starts: one task trains
 # three networks on different 80% and averages them, so no row is unused and no seed decides.
 SINGLE_TASK_FOLDS = (0.8, 0.0, 0.4)
+# Without TRAIN_MEMBERS, a project of several tasks averages three networks up to this many annotated
+# rows (every bench.suite set: 3,700-20,300), one above: there the three took 104 s against 36 s on
+# bench.training's 50,000 rows (target 60 s), and a large project's budget would be split three ways.
+ENSEMBLE_MAX_ROWS = 25_000
+AUTO_MEMBERS = 3
 MAX_SPLIT_TRIES = 50  # whole-task hold-outs tried for one whose classes the training tasks all hold
 Progress = Callable[[object], None]  # gets a str line, or an ``EpochReport`` (its str is the line)
 
@@ -260,6 +266,14 @@ def _default_context(examples: list[Example], settings: TrainingSettings) -> tup
         "runs": int(len(lengths)),
         "run_rows_lower_quartile": round(quartile, 1),
     }
+
+
+def members_for(examples: list[Example], settings: TrainingSettings) -> int:
+    """How many networks a project of several tasks averages: ``TRAIN_MEMBERS``, else three up to
+    ``ENSEMBLE_MAX_ROWS`` annotated rows and one above."""
+    if settings.members is not None:
+        return settings.members
+    return AUTO_MEMBERS if sum(len(e.series) for e in examples) <= ENSEMBLE_MAX_ROWS else 1
 
 
 def class_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
@@ -467,7 +481,7 @@ def fit(
             reason = f"thresholds not met, no validation-loss improvement for {3 * settings.patience} epochs"
             break
         if time.monotonic() > deadline:
-            reason = f"time budget of {allowed:g} s spent"
+            reason = f"time budget of {allowed:.3g} s spent"
             break
     net.load_state_dict(best_state)
     net.eval()
@@ -552,7 +566,7 @@ def train_target(
     # One task: three networks, each holding out another part of it.  Several tasks: ``members``
     # networks, the first on the split above, the others each on its own random hold-out of tasks.
     one_task = len(examples) == 1 and val is not examples
-    folds = SINGLE_TASK_FOLDS if one_task else SINGLE_TASK_FOLDS[:1] * settings.members
+    folds = SINGLE_TASK_FOLDS if one_task else SINGLE_TASK_FOLDS[:1] * members_for(examples, settings)
     nets, fits = [], []
     for k, fold in enumerate(folds):
         if k:
@@ -568,7 +582,10 @@ def train_target(
         source = WindowSource.build([member.normalise(e.series.values) for e in train], rows, size)
         weigh = label_weights if multi else class_weights
         weights = weigh(np.concatenate(rows), n_classes) if settings.use_class_weights else None
-        result = fit(member, source, val, settings, rng, weights, progress, settings.time_budget / len(folds))
+        # Each network gets an equal share of what is left of the budget: a small project's
+        # networks stop on their validation curve long before it, a large one's share it evenly.
+        share = max(0.0, settings.time_budget - (time.monotonic() - started)) / (len(folds) - k)
+        result = fit(member, source, val, settings, rng, weights, progress, share)
         nets.append(net)
         fits.append((result, held_out if k == 0 else held_out_k))
     net = nets[0] if len(nets) == 1 else Ensemble(nets, multi_label=multi).eval()
@@ -583,6 +600,7 @@ def train_target(
     model.info = training_record(examples, target, settings, fits[0][0], held_out, time.monotonic() - started)
     model.info["context"] = context
     model.info["multi_label"] = multi
+    model.info["members"] = len(nets)
     model.info["trained_with"] = project.training_key()
     if len(nets) > 1:
         model.info["ensemble"] = [
