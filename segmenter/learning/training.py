@@ -68,7 +68,7 @@ MIN_CONTEXT, MAX_CONTEXT = 16, MAX_CONTEXT_ROWS
 # three networks on different 80% and averages them, so no row is unused and no seed decides.
 SINGLE_TASK_FOLDS = (0.8, 0.0, 0.4)
 # Without TRAIN_MEMBERS, a project of several tasks averages three networks up to this many annotated
-# rows (every bench.suite set: 3,700-20,300), one above: there the three took 104 s against 36 s on
+# rows (every bench.suite set: 3,700-20,300), one above: there the three took 104 s against 24 s on
 # bench.training's 50,000 rows (target 60 s), and a large project's budget would be split three ways.
 ENSEMBLE_MAX_ROWS = 25_000
 AUTO_MEMBERS = 3
