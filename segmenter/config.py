@@ -128,7 +128,7 @@ class TrainingSettings:
     augment: float = 0.2
     # networks trained and averaged when a project has several tasks, each holding out its own random
     # tasks, so the seed and the hold-out decide much less (bench.suite, 3 rather than 1: JapaneseVowels
-    # worst event F1 0.83 -> 0.88, ItalyPowerDemand's spread 0.11 -> 0.09) at three times the training
+    # worst event F1 0.83 -> 0.84, ItalyPowerDemand's spread 0.11 -> 0.09) at three times the training
     # and network time; None: three up to ``training.ENSEMBLE_MAX_ROWS`` annotated rows, else one
     # (one-task projects always average three)
     members: int | None = None
