@@ -1,4 +1,4 @@
-"""The network's forward pass: the split head gives the logits of heading the joined features."""
+"""The network's forward pass: matrix products on the layers' weights give what the layers themselves give."""
 
 from __future__ import annotations
 
@@ -8,19 +8,37 @@ import torch
 from segmenter.learning.network import Ensemble, SegmenterNet, probabilities
 
 
-@pytest.mark.parametrize("rows,down", [(85, 4), (50, 2), (7, 3)])
-def test_split_head_equals_head_of_joined_features(rows: int, down: int) -> None:
+def reference(net: SegmenterNet, x: torch.Tensor) -> torch.Tensor:
+    """The logits as the layers compute them: strided convolution, LSTM, head on the joined features."""
+    rows, down = x.shape[1], net.factor
+    local = torch.relu(net.conv(x.transpose(1, 2)))
+    padded = torch.nn.functional.pad(local, (0, -rows % down))
+    context, _ = net.lstm(torch.relu(net.down(padded)).transpose(1, 2))
+    stretched = context.repeat_interleave(down, dim=1)[:, :rows]
+    return net.head(torch.cat([stretched, local.transpose(1, 2)], dim=-1))
+
+
+@pytest.mark.parametrize("rows,down", [(85, 4), (50, 2), (7, 3), (150, 6)])
+def test_forward_equals_the_layers(rows: int, down: int) -> None:
     torch.manual_seed(0)
     net = SegmenterNet(3, 5, 64, down).eval()
     x = torch.randn(4, rows, 3)
     with torch.inference_mode():
-        local = torch.relu(net.conv(x.transpose(1, 2)))
-        padded = torch.nn.functional.pad(local, (0, -rows % down))
-        context, _ = net.lstm(torch.relu(net.down(padded)).transpose(1, 2))
-        stretched = context.repeat_interleave(down, dim=1)[:, :rows]
-        joined = net.head(torch.cat([stretched, local.transpose(1, 2)], dim=-1))
         assert net(x).shape == (4, rows, 5)
-        assert torch.allclose(net(x), joined, atol=1e-5)
+        assert torch.allclose(net(x), reference(net, x), atol=1e-5)
+
+
+def test_gradients_equal_the_layers() -> None:
+    torch.manual_seed(0)
+    net = SegmenterNet(2, 3, 16, 5)
+    x, weights = torch.randn(3, 48, 2), torch.randn(3, 48, 3)
+    grads = []
+    for forward in (net, lambda v: reference(net, v)):
+        net.zero_grad()
+        (forward(x) * weights).sum().backward()
+        grads.append({name: p.grad.clone() for name, p in net.named_parameters()})
+    for name, grad in grads[0].items():
+        assert torch.allclose(grad, grads[1][name], atol=1e-5), name
 
 
 def test_split_head_trains() -> None:

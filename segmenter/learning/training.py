@@ -422,7 +422,9 @@ def fit(
     on = next(net.parameters()).device
     if weights is not None:
         weights = weights.to(on)
-    optimiser = torch.optim.Adam(net.parameters(), lr=settings.learning_rate)
+    # One fused kernel for every parameter (CPU and CUDA have it): the default steps each tensor
+    # from Python, 1 ms of a 7 ms step on JapaneseVowels' short windows.
+    optimiser = torch.optim.Adam(net.parameters(), lr=settings.learning_rate, fused=True)
     allowed = settings.time_budget if budget is None else budget
     deadline = time.monotonic() + allowed
     stride = max(1, model.sequence_size // 2)
