@@ -247,3 +247,18 @@ def test_context_in_time_units_becomes_rows_with_the_median_spacing():
     assert info["model_context"] == "30"
     assert choose_context(examples, TrainingSettings(), Duration(1, True))[0] == 2  # never below 2 rows
     assert choose_context(examples, TrainingSettings(sequence_size=64))[0] == 64
+
+
+def test_the_window_from_the_annotations_holds_at_least_24_rows():
+    from segmenter.learning.training import Example
+    from segmenter.reading.annotations import RowLabels
+
+    def example(run: int, rows: int = 600) -> Example:
+        ids = (np.arange(rows) // run) % 2  # alternating runs of ``run`` rows
+        series = Series(np.arange(rows, dtype=np.float64), np.zeros((rows, 1), np.float32), "index")
+        return Example(1, series, RowLabels(ids.astype(np.int64), frozenset(), [run] * (rows // run // 2)))
+
+    size, info = choose_context([example(10)], TrainingSettings())
+    assert (size, info["run_rows_lower_quartile"]) == (24, 10.0)  # JapaneseVowels-like runs get the floor
+    assert choose_context([example(40)], TrainingSettings())[0] == 40  # above it the quartile decides
+    assert choose_context([example(10, rows=12)], TrainingSettings())[0] == 24  # a shorter series is padded
