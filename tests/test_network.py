@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from segmenter.learning.network import Ensemble, SegmenterNet, probabilities
+from segmenter.learning.trained_model import window_probabilities
 
 
 def reference(net: SegmenterNet, x: torch.Tensor) -> torch.Tensor:
@@ -69,3 +71,15 @@ def test_probabilities_are_the_softmax_over_the_classes_of_each_row() -> None:
         assert torch.allclose(p, torch.softmax(logits.contiguous(), dim=-1), atol=1e-6)
         assert torch.allclose(p.sum(dim=-1), torch.ones(3, 20))
         assert torch.equal(probabilities(logits, sigmoid=True), torch.sigmoid(logits))
+
+
+@pytest.mark.parametrize("rows_per_batch", [1, 100, 1000])
+def test_window_probabilities_do_not_depend_on_the_chunks(rows_per_batch: int) -> None:
+    torch.manual_seed(0)
+    net = SegmenterNet(2, 3, 16, 2).eval()
+    values = np.random.default_rng(0).normal(size=(1003, 2)).astype(np.float32)
+    whole = window_probabilities(net, values, 40, rows_per_batch=10**6)
+    chunked = window_probabilities(net, values, 40, rows_per_batch=rows_per_batch)
+    assert whole.shape == (1003, 3)
+    assert np.allclose(whole.sum(axis=1), 1, atol=1e-5)
+    assert np.allclose(chunked, whole, atol=1e-6)

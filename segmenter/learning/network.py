@@ -42,23 +42,30 @@ class SegmenterNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.shape[1]
-        local = torch.relu(self.conv(x.transpose(1, 2)))  # (batch, features, rows)
         extra = -rows % self.factor
-        local_even = F.pad(local, (0, extra)) if extra else local
-        # ``down`` and the head's per-row half run as matrix products on its weights: the same
-        # values as the convolutions, whose backward passes (the strided one and a 1x1) took a
-        # third of a training step on windows of 150-250 rows.  The kernel is the stride, so a
-        # step's features are one product over its own rows.
-        blocks = local_even.unflatten(2, (-1, self.factor))  # (batch, features, steps, factor)
-        steps = torch.relu(torch.einsum("bcsk,ock->bso", blocks, self.down.weight) + self.down.bias)
+        half = CONV_KERNEL // 2
+        # Every layer runs as a matrix product on its own weights, with the features held as
+        # (batch, rows, features): a step's rows are then one contiguous block, where the
+        # convolutions' (batch, features, rows) made ``down`` copy every feature of every row
+        # into step order (a quarter of the network's time on a long series).  ``conv`` takes
+        # each row's 5-row neighbourhood plus a 1 for its bias; the padding rows of the last
+        # step are all zeros, so their features are 0 as the convolutions padded them.
+        padded = F.pad(x, (0, 0, half, half))
+        taps = [padded[:, k : k + rows] for k in range(CONV_KERNEL)]  # (batch, rows, channels) each
+        cols = torch.cat([*taps, torch.ones_like(x[..., :1])], dim=2)  # (batch, rows, 5*channels + 1)
+        cols = F.pad(cols, (0, 0, 0, extra)) if extra else cols
+        weight = torch.cat([self.conv.weight.transpose(1, 2).flatten(1), self.conv.bias[:, None]], dim=1)
+        local = torch.relu(torch.matmul(cols, weight.T))  # (batch, rows + extra, features)
+        blocks = local.unflatten(1, (-1, self.factor)).flatten(2)  # (batch, steps, factor*features), a view
+        steps = torch.relu(F.linear(blocks, self.down.weight.transpose(1, 2).flatten(1), self.down.bias))
         context, _ = self.lstm(steps)
         # The head is linear, so its context half is applied per LSTM step and only the class
         # scores are stretched: the same logits as heading the joined features, without copying
         # ``hidden_size`` + 32 features per row (half the network's time on a long series).
         split = context.shape[-1]
         per_step = F.linear(context, self.head.weight[:, :split]).transpose(1, 2)
-        per_row = torch.matmul(self.head.weight[:, split:], local) + self.head.bias[:, None]
-        logits = per_step.repeat_interleave(self.factor, dim=2)[:, :, :rows] + per_row
+        per_row = torch.matmul(self.head.weight[:, split:], local.transpose(1, 2)) + self.head.bias[:, None]
+        logits = (per_step.repeat_interleave(self.factor, dim=2) + per_row)[:, :, :rows]
         return logits.transpose(1, 2)  # held as (batch, classes, rows): see ``probabilities``
 
 
