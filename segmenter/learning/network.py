@@ -44,12 +44,13 @@ class SegmenterNet(nn.Module):
         rows = x.shape[1]
         extra = -rows % self.factor
         half = CONV_KERNEL // 2
-        # Every layer runs as a matrix product on its own weights, with the features held as
-        # (batch, rows, features): a step's rows are then one contiguous block, where the
-        # convolutions' (batch, features, rows) made ``down`` copy every feature of every row
-        # into step order (a quarter of the network's time on a long series).  ``conv`` takes
-        # each row's 5-row neighbourhood plus a 1 for its bias; the padding rows of the last
-        # step are all zeros, so their features are 0 as the convolutions padded them.
+        # The convolutions run as matrix products on their own weights, with the features held
+        # as (batch, rows, features): the layers' mkldnn backward passes took a third of a
+        # training step on 150-250-row windows, and their (batch, features, rows) made ``down``
+        # copy every feature of every row into step order (a quarter of the network's time on a
+        # long series), where now a step's rows are one contiguous block.  ``conv`` takes each
+        # row's 5-row neighbourhood plus a 1 for its bias; the padding rows of the last step
+        # are all zeros, so their features are 0 as the convolution padded them.
         padded = F.pad(x, (0, 0, half, half))
         taps = [padded[:, k : k + rows] for k in range(CONV_KERNEL)]  # (batch, rows, channels) each
         cols = torch.cat([*taps, torch.ones_like(x[..., :1])], dim=2)  # (batch, rows, 5*channels + 1)
