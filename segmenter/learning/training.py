@@ -14,7 +14,7 @@ inference time.  The model is good enough once balanced accuracy reaches
 still improves and stops after ``patience`` epochs without improvement (three
 times that while the thresholds are not yet met), ``epochs`` at most, and
 within ``time_budget`` seconds.  The checkpoint kept is the best one: thresholds
-met first, then lowest loss.  ``bench.suite`` chose the patience (60: on real
+met first, then lowest loss (``EarlyStop``).  ``bench.suite`` chose the patience (60: on real
 recordings the loss keeps improving long after the thresholds are met), the
 augmentation (``augmented``) and the three networks a small project averages
 (``members_for``: the seed and the hold-out decide much less).
@@ -399,6 +399,56 @@ class Fit:
     stopped_because: str
 
 
+def thresholds_met(v: Validation, settings: TrainingSettings) -> bool:
+    """Whether a validation is good enough: balanced accuracy and the weakest judged class's F1."""
+    return (v.balanced_accuracy >= settings.balanced_accuracy_threshold
+            and v.min_class_f1 >= settings.min_class_f1_threshold)
+
+
+@dataclass
+class EarlyStop:
+    """Which epoch's checkpoint to keep and when to stop, from each epoch's validation alone.
+
+    The best checkpoint: thresholds met first, then lowest loss.  Training stops after
+    ``patience`` epochs without a validation-loss improvement once the thresholds have been
+    met, three times that while they have not.  ``fit`` feeds it; ``bench.patience`` replays
+    recorded epochs through it to see where another patience would have stopped.
+    """
+
+    patience: int
+    best_key: tuple[bool, float] | None = None
+    best_epoch: int = 0
+    lowest_loss: float = math.inf
+    since_improved: int = 0
+    ever_met: bool = False
+
+    def record(self, epoch: int, loss: float, met: bool) -> bool:
+        """Take one epoch's validation; whether its checkpoint is now the best."""
+        self.ever_met |= met
+        key = (met, -loss)
+        best = self.best_key is None or key > self.best_key
+        if best:
+            self.best_key, self.best_epoch = key, epoch
+        if loss < self.lowest_loss - 1e-4:
+            self.lowest_loss, self.since_improved = loss, 0
+        else:
+            self.since_improved += 1
+        return best
+
+    @property
+    def epochs_left(self) -> int:
+        """Epochs before stopping if the loss does not improve again."""
+        return (self.patience if self.ever_met else 3 * self.patience) - self.since_improved
+
+    def reason(self) -> str | None:
+        """Why training stops now, or None while it goes on."""
+        if self.ever_met and self.since_improved >= self.patience:
+            return f"thresholds met, no validation-loss improvement for {self.patience} epochs"
+        if self.since_improved >= 3 * self.patience:
+            return f"thresholds not met, no validation-loss improvement for {3 * self.patience} epochs"
+        return None
+
+
 def augmented(x: np.ndarray, amount: float, rng: np.random.Generator) -> np.ndarray:
     """Windows ``x`` (batch, rows, channels) with each window's channels scaled by 1 +- ``amount`` and
     Gaussian noise of a tenth of ``amount`` added: the same motion recorded with another gain and noise."""
@@ -432,8 +482,7 @@ def fit(
     allowed = settings.time_budget if budget is None else budget
     deadline = time.monotonic() + allowed
     stride = max(1, model.sequence_size // 2)
-    best_key, best_state, best_val, best_epoch = None, None, None, 0
-    since_improved, lowest_loss, ever_met, reason = 0, math.inf, False, "epoch cap"
+    stop, best_state, best_val, reason = EarlyStop(settings.patience), None, None, "epoch cap"
     judge = validate_layers if model.multi_label else validate
     for epoch in range(1, settings.epochs + 1):
         net.train()
@@ -462,36 +511,22 @@ def fit(
             optimiser.step()
             epoch_loss += loss.item() * len(x)
         v = judge(net, val, model, settings.use_class_weights)
-        met = (
-            v.balanced_accuracy >= settings.balanced_accuracy_threshold
-            and v.min_class_f1 >= settings.min_class_f1_threshold
-        )
-        ever_met |= met
-        key = (met, -v.loss)
-        if best_key is None or key > best_key:
-            best_key, best_state, best_val, best_epoch = key, copy.deepcopy(net.state_dict()), v, epoch
-        if v.loss < lowest_loss - 1e-4:
-            lowest_loss, since_improved = v.loss, 0
-        else:
-            since_improved += 1
+        if stop.record(epoch, v.loss, thresholds_met(v, settings)):
+            best_state, best_val = copy.deepcopy(net.state_dict()), v
         if progress is not None:
-            left = (settings.patience if ever_met else 3 * settings.patience) - since_improved
             progress(EpochReport(
-                model.target.from_name, epoch, settings.epochs, epoch_loss / max(1, len(starts)), v, best_epoch,
-                max(0, min(settings.epochs - epoch, left)),
+                model.target.from_name, epoch, settings.epochs, epoch_loss / max(1, len(starts)), v, stop.best_epoch,
+                max(0, min(settings.epochs - epoch, stop.epochs_left)),
             ))
-        if ever_met and since_improved >= settings.patience:
-            reason = f"thresholds met, no validation-loss improvement for {settings.patience} epochs"
-            break
-        if since_improved >= 3 * settings.patience:
-            reason = f"thresholds not met, no validation-loss improvement for {3 * settings.patience} epochs"
+        if (why := stop.reason()) is not None:
+            reason = why
             break
         if time.monotonic() > deadline:
             reason = f"time budget of {allowed:.3g} s spent"
             break
     net.load_state_dict(best_state)
     net.eval()
-    return Fit(best_val, best_epoch, epoch, bool(best_key[0]), reason)
+    return Fit(best_val, stop.best_epoch, epoch, bool(stop.best_key[0]), reason)
 
 
 def training_record(
