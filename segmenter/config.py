@@ -113,7 +113,10 @@ class TrainingSettings:
     sequence_size: int | None = None  # None: chosen at each training from the annotations
     hidden_size: int = 64
     epochs: int = 1000
-    patience: int = 60
+    # epochs without validation-loss improvement once the thresholds are met (bench.patience, three networks:
+    # 30 rather than 60 keeps every set that met its targets, in a third less training; ArrowHead's mean
+    # macro-F1 loses 0.03)
+    patience: int = 30
     batch_size: int = 32
     learning_rate: float = 3e-3
     balanced_accuracy_threshold: float = 0.85
@@ -195,7 +198,7 @@ class Settings:
             sequence_size=_optional_int(env, "SEQUENCE_SIZE", 2),
             hidden_size=_int(env, "HIDDEN_SIZE", 64, 2),
             epochs=_int(env, "TRAIN_EPOCHS", 1000, 1),
-            patience=_int(env, "EARLY_STOPPING_PATIENCE", 60, 1),
+            patience=_int(env, "EARLY_STOPPING_PATIENCE", 30, 1),
             batch_size=_int(env, "BATCH_SIZE", 32, 1),
             learning_rate=_float(env, "LEARNING_RATE", 3e-3, 1e-6, 1.0),
             balanced_accuracy_threshold=_float(env, "BALANCED_ACCURACY_THRESHOLD", 0.85, 0.0, 1.0),
