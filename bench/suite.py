@@ -269,6 +269,18 @@ def run_one(key: str, fold: int, k: int, seed: int, overrides: dict) -> dict:
 
 def summarise(runs: list[dict]) -> dict:
     """Mean, worst and spread of the scores over one set's runs, and its cost and calibration."""
+    return {
+        **scores(runs),
+        "train_s_mean": round(statistics.fmean(r["train_seconds"] for r in runs), 1),
+        "train_s_max": max(r["train_seconds"] for r in runs),
+        "model_kb": max(r["model_kb"] for r in runs),
+        "ece_rows": round(statistics.fmean(r["ece_rows"] for r in runs), 3),
+        "ece_regions": round(statistics.fmean(r["ece_regions"] for r in runs if not np.isnan(r["ece_regions"])), 3),
+    }
+
+
+def scores(runs: list[dict]) -> dict:
+    """Mean, worst and spread of macro-F1 and event F1 over one set's runs, and each label's worst event F1."""
     macro = [r["macro_f1"] for r in runs]
     event = [r["event_f1"] for r in runs]
     out = {
@@ -277,11 +289,6 @@ def summarise(runs: list[dict]) -> dict:
         "macro_spread": round(max(macro) - min(macro), 3),
         "event_mean": round(statistics.fmean(event), 3), "event_worst": min(event),
         "event_spread": round(max(event) - min(event), 3),
-        "train_s_mean": round(statistics.fmean(r["train_seconds"] for r in runs), 1),
-        "train_s_max": max(r["train_seconds"] for r in runs),
-        "model_kb": max(r["model_kb"] for r in runs),
-        "ece_rows": round(statistics.fmean(r["ece_rows"] for r in runs), 3),
-        "ece_regions": round(statistics.fmean(r["ece_regions"] for r in runs if not np.isnan(r["ece_regions"])), 3),
     }
     labels: dict[str, list[float]] = {}
     for r in runs:
