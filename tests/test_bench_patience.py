@@ -16,11 +16,11 @@ def test_a_smaller_patience_keeps_the_checkpoint_the_replay_picks():
     long, curves = recorded_training(data, TrainingSettings(seed=0, epochs=40, patience=6))
     members = long.net.members
     assert len(curves) == len(members) == 3
-    assert [c.stop(6)[0] for c in curves] == [e["best_epoch"] for e in long.info["ensemble"]]
-    assert [c.stop(6)[1] for c in curves] == [len(c.losses) for c in curves]  # it stopped where recorded
+    assert [c.stop("6")[0] for c in curves] == [e["best_epoch"] for e in long.info["ensemble"]]
+    assert [c.stop("6")[1] for c in curves] == [len(c.losses) for c in curves]  # it stopped where recorded
 
     [short] = train_project(data.config, data.train, data.files, TrainingSettings(seed=0, epochs=40, patience=2))
-    stops = [c.stop(2) for c in curves]
+    stops = [c.stop("2") for c in curves]
     assert any(last < len(c.losses) for c, (_, last) in zip(curves, stops))  # the replay stopped some earlier
     for net, curve, (kept, _) in zip(short.net.members, curves, stops):
         for name, value in net.state_dict().items():

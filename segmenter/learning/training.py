@@ -406,17 +406,23 @@ def thresholds_met(v: Validation, settings: TrainingSettings) -> bool:
             and v.min_class_f1 >= settings.min_class_f1_threshold)
 
 
+# Epochs without improvement allowed, as a multiple of the patience, while the thresholds are unmet.
+UNMET_PATIENCE_FACTOR = 3
+
+
 @dataclass
 class EarlyStop:
     """Which epoch's checkpoint to keep and when to stop, from each epoch's validation alone.
 
     The best checkpoint: thresholds met first, then lowest loss.  Training stops after
     ``patience`` epochs without a validation-loss improvement once the thresholds have been
-    met, three times that while they have not.  ``fit`` feeds it; ``bench.patience`` replays
-    recorded epochs through it to see where another patience would have stopped.
+    met, ``unmet_patience`` (default ``UNMET_PATIENCE_FACTOR`` times ``patience``) while they
+    have not.  ``fit`` feeds it; ``bench.patience`` replays recorded epochs through it to see
+    where another rule would have stopped.
     """
 
     patience: int
+    unmet_patience: int | None = None
     best_key: tuple[bool, float] | None = None
     best_epoch: int = 0
     lowest_loss: float = math.inf
@@ -437,17 +443,23 @@ class EarlyStop:
         return best
 
     @property
+    def allowed(self) -> int:
+        """Epochs without improvement allowed now: fewer once the thresholds have been met."""
+        if self.ever_met:
+            return self.patience
+        return UNMET_PATIENCE_FACTOR * self.patience if self.unmet_patience is None else self.unmet_patience
+
+    @property
     def epochs_left(self) -> int:
         """Epochs before stopping if the loss does not improve again."""
-        return (self.patience if self.ever_met else 3 * self.patience) - self.since_improved
+        return self.allowed - self.since_improved
 
     def reason(self) -> str | None:
         """Why training stops now, or None while it goes on."""
-        if self.ever_met and self.since_improved >= self.patience:
-            return f"thresholds met, no validation-loss improvement for {self.patience} epochs"
-        if self.since_improved >= 3 * self.patience:
-            return f"thresholds not met, no validation-loss improvement for {3 * self.patience} epochs"
-        return None
+        if self.since_improved < self.allowed:
+            return None
+        met = "thresholds met" if self.ever_met else "thresholds not met"
+        return f"{met}, no validation-loss improvement for {self.allowed} epochs"
 
 
 def augmented(x: np.ndarray, amount: float, rng: np.random.Generator) -> np.ndarray:
