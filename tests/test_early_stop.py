@@ -12,15 +12,15 @@ def run(rule: EarlyStop, losses: list[float], met: list[bool]) -> tuple[int, int
     return rule.best_epoch, len(losses), None
 
 
-def test_a_plateau_stops_after_patience_once_met_and_three_times_that_before():
+def test_a_plateau_stops_after_patience_once_met_and_six_times_that_before():
     losses = [1.0, 0.5] + [0.6] * 50
     assert run(EarlyStop(5), losses, [True] * 52)[:2] == (2, 7)
     kept, last, why = run(EarlyStop(5), losses, [False] * 52)
-    assert (kept, last) == (2, 17)
-    assert why == "thresholds not met, no validation-loss improvement for 15 epochs"
+    assert (kept, last) == (2, 32)
+    assert why == "thresholds not met, no validation-loss improvement for 30 epochs"
 
 
-def test_an_unmet_patience_of_its_own_replaces_three_times_patience():
+def test_an_unmet_patience_of_its_own_replaces_six_times_patience():
     losses = [1.0, 0.5] + [0.6] * 50
     assert run(EarlyStop(5, 12), losses, [False] * 52)[:2] == (2, 14)
     assert run(EarlyStop(5, 12), losses, [True] * 52)[:2] == (2, 7)  # once met, patience alone
