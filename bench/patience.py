@@ -63,7 +63,7 @@ def early_stop(patience: str) -> EarlyStop:
 def recording_patience(patiences: list[str]) -> int:
     """The one patience whose training runs at least as long as each rule's would."""
     rules = [early_stop(p) for p in patiences]
-    return max(max(r.patience, -(-(r.unmet_patience or 0) // UNMET_PATIENCE_FACTOR)) for r in rules)
+    return max(max(r.patience, -(-r.unmet_patience // UNMET_PATIENCE_FACTOR)) for r in rules)
 
 
 def recorded_training(data: suite.Fold, settings: TrainingSettings) -> tuple[object, list[Curve]]:

@@ -38,4 +38,3 @@ def test_a_met_checkpoint_beats_a_lower_loss_and_meeting_late_stops_at_once():
 def test_improvements_below_a_ten_thousandth_do_not_reset_patience():
     losses = [1.0, 0.99995, 0.99993, 0.99992, 0.9999]
     assert run(EarlyStop(3), losses, [True] * 5)[:2] == (4, 4)  # epoch 4 the lowest, yet none improved
-

@@ -445,12 +445,14 @@ class EarlyStop:
             self.since_improved += 1
         return best
 
+    def __post_init__(self) -> None:
+        if self.unmet_patience is None:
+            self.unmet_patience = UNMET_PATIENCE_FACTOR * self.patience
+
     @property
     def allowed(self) -> int:
-        """Epochs without improvement allowed now: fewer once the thresholds have been met."""
-        if self.ever_met:
-            return self.patience
-        return UNMET_PATIENCE_FACTOR * self.patience if self.unmet_patience is None else self.unmet_patience
+        """Epochs without improvement allowed now: ``patience`` once the thresholds have been met."""
+        return self.patience if self.ever_met else self.unmet_patience
 
     @property
     def epochs_left(self) -> int:
