@@ -6,33 +6,40 @@ import numpy as np
 import pytest
 import torch
 
-from segmenter.learning.network import Ensemble, SegmenterNet, probabilities
+from segmenter.learning.network import Ensemble, SegmenterNet, down_factor, probabilities, reach_dilations
 from segmenter.learning.trained_model import window_probabilities
 
 
 def reference(net: SegmenterNet, x: torch.Tensor) -> torch.Tensor:
-    """The logits as the layers compute them: strided convolution, LSTM, head on the joined features."""
+    """The logits as the layers compute them: convolution, residual dilated convolutions, strided
+    convolution, LSTM, head on the joined features."""
     rows, down = x.shape[1], net.factor
     local = torch.relu(net.conv(x.transpose(1, 2)))
+    for layer in net.reach:
+        local = local + torch.relu(layer(local))
     padded = torch.nn.functional.pad(local, (0, -rows % down))
     context, _ = net.lstm(torch.relu(net.down(padded)).transpose(1, 2))
     stretched = context.repeat_interleave(down, dim=1)[:, :rows]
     return net.head(torch.cat([stretched, local.transpose(1, 2)], dim=-1))
 
 
-@pytest.mark.parametrize("rows,down", [(85, 4), (50, 2), (7, 3), (150, 6)])
-def test_forward_equals_the_layers(rows: int, down: int) -> None:
+@pytest.mark.parametrize(
+    "rows,down,dilations", [(85, 4, ()), (50, 2, ()), (7, 3, ()), (150, 6, ()), (150, 6, (4,)), (251, 11, (4, 8)),
+                            (5, 11, (4, 8))]
+)
+def test_forward_equals_the_layers(rows: int, down: int, dilations: tuple[int, ...]) -> None:
     torch.manual_seed(0)
-    net = SegmenterNet(3, 5, 64, down).eval()
+    net = SegmenterNet(3, 5, 64, down, dilations).eval()
     x = torch.randn(4, rows, 3)
     with torch.inference_mode():
         assert net(x).shape == (4, rows, 5)
         assert torch.allclose(net(x), reference(net, x), atol=1e-5)
 
 
-def test_gradients_equal_the_layers() -> None:
+@pytest.mark.parametrize("dilations", [(), (4, 8)])
+def test_gradients_equal_the_layers(dilations: tuple[int, ...]) -> None:
     torch.manual_seed(0)
-    net = SegmenterNet(2, 3, 16, 5)
+    net = SegmenterNet(2, 3, 16, 5, dilations)
     x, weights = torch.randn(3, 48, 2), torch.randn(3, 48, 3)
     grads = []
     for forward in (net, lambda v: reference(net, v)):
@@ -41,6 +48,13 @@ def test_gradients_equal_the_layers() -> None:
         grads.append({name: p.grad.clone() for name, p in net.named_parameters()})
     for name, grad in grads[0].items():
         assert torch.allclose(grad, grads[1][name], atol=1e-5), name
+
+
+def test_only_windows_over_200_rows_get_the_dilated_layers() -> None:
+    by_window = {w: reach_dilations(down_factor(w)) for w in (24, 100, 150, 200, 201, 251, 4096)}
+    assert by_window == {24: (), 100: (), 150: (), 200: (), 201: (4, 8), 251: (4, 8), 4096: (4, 8)}
+    net = SegmenterNet(2, 3, 16, down_factor(150), reach_dilations(down_factor(150)))
+    assert len(net.reach) == 0 and not any("reach" in name for name in net.state_dict())
 
 
 def test_split_head_trains() -> None:

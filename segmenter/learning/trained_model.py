@@ -64,6 +64,7 @@ class TrainedModel:
             "sequence_size": self.sequence_size,
             "hidden_size": self.hidden_size,
             "down": self.net.factor,
+            "dilations": list(self.net.dilations),
             "members": len(self.net.members) if isinstance(self.net, Ensemble) else 1,
             "instant_classes": sorted(self.instant_classes),
             "min_segment_rows": self.min_segment_rows,
@@ -81,7 +82,8 @@ class TrainedModel:
         down = int(state.get("down", 2))  # models saved before the factor followed the window used 2
         multi_label = bool(state.get("multi_label", False))  # older models: single-label
         outputs = len(target.labels) if multi_label else len(target.classes)
-        shape = (len(target.channels), outputs, int(state["hidden_size"]), down)
+        dilations = tuple(int(d) for d in state.get("dilations", ()))  # older models: none
+        shape = (len(target.channels), outputs, int(state["hidden_size"]), down, dilations)
         members = int(state.get("members", 1))  # older models: one network
         net = SegmenterNet(*shape) if members == 1 else Ensemble(
             [SegmenterNet(*shape) for _ in range(members)], multi_label
