@@ -54,14 +54,18 @@ class SegmenterNet(nn.Module):
         super().__init__()
         per_direction = max(1, hidden_size // 2)
         self.factor = down
-        self.dilations = tuple(dilations)
         self.conv = nn.Conv1d(n_channels, CONV_FEATURES, CONV_KERNEL, padding=CONV_KERNEL // 2)
         self.reach = nn.ModuleList(
-            nn.Conv1d(CONV_FEATURES, CONV_FEATURES, 3, dilation=d, padding=d) for d in self.dilations
+            nn.Conv1d(CONV_FEATURES, CONV_FEATURES, 3, dilation=d, padding=d) for d in dilations
         )
         self.down = nn.Conv1d(CONV_FEATURES, CONV_FEATURES, kernel_size=down, stride=down)
         self.lstm = nn.LSTM(CONV_FEATURES, per_direction, batch_first=True, bidirectional=True)
         self.head = nn.Linear(2 * per_direction + CONV_FEATURES, n_classes)
+
+    @property
+    def dilations(self) -> tuple[int, ...]:
+        """The residual convolutions' dilations, as their layers hold them (saved with the model)."""
+        return tuple(layer.dilation[0] for layer in self.reach)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.shape[1]
@@ -79,7 +83,8 @@ class SegmenterNet(nn.Module):
         cols = torch.cat([*taps, torch.ones_like(x[..., :1])], dim=2)  # (batch, rows, 5*channels + 1)
         weight = torch.cat([self.conv.weight.transpose(1, 2).flatten(1), self.conv.bias[:, None]], dim=1)
         local = torch.relu(torch.matmul(cols, weight.T))  # (batch, rows, features)
-        for d, layer in zip(self.dilations, self.reach):  # the same way: each row's rows -d, 0, +d side by side
+        for layer in self.reach:  # the same way: each row's rows -d, 0, +d side by side
+            d = layer.dilation[0]
             wide = F.pad(local, (0, 0, d, d))
             near = torch.cat([wide[:, :rows], local, wide[:, 2 * d :]], dim=2)  # (batch, rows, 3*features)
             local = local + torch.relu(F.linear(near, layer.weight.transpose(1, 2).flatten(1), layer.bias))
