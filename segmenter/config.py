@@ -139,10 +139,6 @@ class TrainingSettings:
     # recording with another offset or gain looks like the annotated ones; False: one mean/std per channel
     # over all training series
     series_norm: bool = False
-    # windows over 200 rows get two residual dilated convolutions before the LSTM's steps (``network.reach``):
-    # bench.suite ArrowHead worst event F1 0.50 -> 0.67, at 1.8x its training and 3-4x the network time of a
-    # long-window prediction; off by default for that cost (windows up to 200 rows never get them)
-    dilated: bool = False
 
 
 @dataclass(frozen=True)
@@ -212,7 +208,6 @@ class Settings:
             time_budget=_float(env, "TRAIN_TIME_BUDGET", 280.0, 1.0, 86400.0),
             members=_members(env),
             series_norm=_bool(env, "TRAIN_SERIES_NORM", False),
-            dilated=_bool(env, "TRAIN_DILATED", False),
         )
         label_studio_url = _url(env, "LABEL_STUDIO_URL", "LABEL_STUDIO_HOST")
         api_key = _text(env, "LABEL_STUDIO_API_KEY", "")

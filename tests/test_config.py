@@ -119,10 +119,3 @@ def test_torch_threads_default_to_the_entry_points_choice_unless_set():
         assert torch.get_num_threads() == 1, "the service's default"
     finally:
         torch.set_num_threads(before)
-
-
-def test_train_dilated_is_off_unless_set_and_a_bad_value_names_it():
-    assert Settings.from_env({}).training.dilated is False
-    assert Settings.from_env({"TRAIN_DILATED": "true"}).training.dilated is True
-    with pytest.raises(ConfigError, match="TRAIN_DILATED"):
-        Settings.from_env({"TRAIN_DILATED": "wide"})

@@ -108,12 +108,12 @@ def test_layered_runner_gives_the_overlapping_regions_of_predict(layered):
     assert _compare(models, LAYERED, settings, tmp / "export", tasks, files) > 0
 
 
-def test_a_long_window_network_with_its_dilated_layers_exports_and_runs_as_in_torch(tmp_path):
+def test_a_long_window_network_with_its_merged_positions_exports_and_runs_as_in_torch(tmp_path):
     tasks, files = synthetic.annotated_tasks(3, 700, spikes=2)
-    wide = replace(FAST, sequence_size=230, dilated=True)  # 10 rows an LSTM step: the dilated layers come in
+    wide = replace(FAST, sequence_size=230)  # 12 rows an LSTM step: merged positions and reach layers come in
     settings = Settings(model_dir=tmp_path / "models", cache_dir=tmp_path / "cache", training=wide)
     models = train_project(SINGLE, tasks, files, wide)
-    assert models[0].net.dilations == (4, 8)
+    assert (models[0].net.merge, models[0].net.dilations) == (4, (1, 2))
     store.save(settings.model_dir, "4", models)
     export(settings, "4", tmp_path / "export", label_config=SINGLE)
     assert _compare(models, SINGLE, settings, tmp_path / "export", tasks, files) > 0

@@ -6,40 +6,50 @@ import numpy as np
 import pytest
 import torch
 
-from segmenter.learning.network import Ensemble, SegmenterNet, down_factor, probabilities, reach_dilations
+from segmenter.learning.network import Ensemble, SegmenterNet, down_factor, probabilities, reach
 from segmenter.learning.trained_model import window_probabilities
 
 
 def reference(net: SegmenterNet, x: torch.Tensor) -> torch.Tensor:
-    """The logits as the layers compute them: convolution, residual dilated convolutions, strided
-    convolution, LSTM, head on the joined features."""
-    rows, down = x.shape[1], net.factor
+    """The logits as the layers compute them: convolution, merged positions and residual dilated
+    convolutions (on the rows where none are merged), strided convolution, LSTM, head on the joined
+    features."""
+    rows, down, merge = x.shape[1], net.factor, net.merge
     local = torch.relu(net.conv(x.transpose(1, 2)))
-    for layer in net.reach:
-        local = local + torch.relu(layer(local))
+    if merge == 1:
+        for layer in net.reach:
+            local = local + torch.relu(layer(local))
     padded = torch.nn.functional.pad(local, (0, -rows % down))
-    context, _ = net.lstm(torch.relu(net.down(padded)).transpose(1, 2))
-    stretched = context.repeat_interleave(down, dim=1)[:, :rows]
-    return net.head(torch.cat([stretched, local.transpose(1, 2)], dim=-1))
+    coarse = padded
+    if merge > 1:
+        coarse = torch.relu(net.coarse(padded))
+        for layer in net.reach:
+            coarse = coarse + torch.relu(layer(coarse))
+    context, _ = net.lstm(torch.relu(net.down(coarse)).transpose(1, 2))
+    joined = [context.repeat_interleave(down, dim=1), padded.transpose(1, 2)]
+    if merge > 1:
+        joined.append(coarse.transpose(1, 2).repeat_interleave(merge, dim=1))
+    return net.head(torch.cat(joined, dim=-1))[:, :rows]
 
 
 @pytest.mark.parametrize(
-    "rows,down,dilations", [(85, 4, ()), (50, 2, ()), (7, 3, ()), (150, 6, ()), (150, 6, (4,)), (251, 11, (4, 8)),
-                            (5, 11, (4, 8))]
+    "rows,down,dilations,merge",
+    [(85, 4, (), 1), (50, 2, (), 1), (7, 3, (), 1), (150, 6, (), 1), (150, 6, (4,), 1), (251, 11, (4, 8), 1),
+     (5, 11, (4, 8), 1), (251, 12, (1, 2), 4), (201, 12, (1, 2), 4), (5, 12, (1, 2), 4), (64, 8, (), 2)],
 )
-def test_forward_equals_the_layers(rows: int, down: int, dilations: tuple[int, ...]) -> None:
+def test_forward_equals_the_layers(rows: int, down: int, dilations: tuple[int, ...], merge: int) -> None:
     torch.manual_seed(0)
-    net = SegmenterNet(3, 5, 64, down, dilations).eval()
+    net = SegmenterNet(3, 5, 64, down, dilations, merge).eval()
     x = torch.randn(4, rows, 3)
     with torch.inference_mode():
         assert net(x).shape == (4, rows, 5)
         assert torch.allclose(net(x), reference(net, x), atol=1e-5)
 
 
-@pytest.mark.parametrize("dilations", [(), (4, 8)])
-def test_gradients_equal_the_layers(dilations: tuple[int, ...]) -> None:
+@pytest.mark.parametrize("down,dilations,merge", [(5, (), 1), (5, (4, 8), 1), (8, (1, 2), 4)])
+def test_gradients_equal_the_layers(down: int, dilations: tuple[int, ...], merge: int) -> None:
     torch.manual_seed(0)
-    net = SegmenterNet(2, 3, 16, 5, dilations)
+    net = SegmenterNet(2, 3, 16, down, dilations, merge)
     x, weights = torch.randn(3, 48, 2), torch.randn(3, 48, 3)
     grads = []
     for forward in (net, lambda v: reference(net, v)):
@@ -50,11 +60,19 @@ def test_gradients_equal_the_layers(dilations: tuple[int, ...]) -> None:
         assert torch.allclose(grad, grads[1][name], atol=1e-5), name
 
 
-def test_only_windows_over_200_rows_get_the_dilated_layers() -> None:
-    by_window = {w: reach_dilations(down_factor(w)) for w in (24, 100, 150, 200, 201, 251, 4096)}
-    assert by_window == {24: (), 100: (), 150: (), 200: (), 201: (4, 8), 251: (4, 8), 4096: (4, 8)}
-    net = SegmenterNet(2, 3, 16, down_factor(150), reach_dilations(down_factor(150)))
-    assert len(net.reach) == 0 and not any("reach" in name for name in net.state_dict())
+def test_only_windows_over_200_rows_get_merged_positions_and_the_reach_layers() -> None:
+    by_window = {w: (down_factor(w), *reach(down_factor(w))) for w in (24, 100, 150, 200, 201, 251, 4096)}
+    assert by_window == {
+        24: (2, (), 1), 100: (4, (), 1), 150: (6, (), 1), 200: (8, (), 1),
+        201: (12, (1, 2), 4), 251: (12, (1, 2), 4), 4096: (164, (1, 2), 4),
+    }
+    net = SegmenterNet(2, 3, 16, down_factor(150), *reach(down_factor(150)))
+    assert net.merge == 1 and len(net.reach) == 0
+    assert not any(part in name for name in net.state_dict() for part in ("reach", "coarse"))
+    wide = SegmenterNet(2, 3, 16, down_factor(251), *reach(down_factor(251)))
+    assert wide.merge == 4 and wide.dilations == (1, 2) and wide.down.kernel_size == (3,)
+    with pytest.raises(ValueError, match="positions of 4 rows"):
+        SegmenterNet(2, 3, 16, 11, (1, 2), 4)
 
 
 def test_split_head_trains() -> None:

@@ -160,29 +160,40 @@ def test_context_follows_the_annotations_unless_the_operator_sets_it(trained):
     assert fixed.info["context"]["chosen_by"] == "SEQUENCE_SIZE"
 
 
-def test_train_dilated_adds_the_layers_to_a_long_window_and_they_are_saved_with_the_model(trained, tmp_path):
+def test_a_long_window_gets_merged_positions_and_reach_layers_saved_with_the_model(trained, tmp_path):
     _, [short] = trained
-    assert short.info["context"]["reach_dilations"] == [] and short.net.dilations == ()
+    assert short.info["context"]["reach_dilations"] == [] and short.info["context"]["reach_rows_merged"] == 1
+    assert short.net.dilations == () and short.net.merge == 1
     config = synthetic.label_config()
     tasks, fetcher = make_tasks(2, seed=3, rows=900)
-    long_window = TrainingSettings(sequence_size=210, epochs=2, patience=1)
-    [plain] = train_project(config, tasks, fetcher, long_window)
-    assert plain.info["context"]["reach_dilations"] == [] and plain.net.dilations == ()
-    [wide] = train_project(config, tasks, fetcher, replace(long_window, dilated=True))
-    assert wide.info["context"]["lstm_rows_per_step"] == 9
-    assert wide.info["context"]["reach_dilations"] == [4, 8]
-    assert all(m.dilations == (4, 8) and len(m.reach) == 2 for m in wide.net.members)
+    [wide] = train_project(config, tasks, fetcher, TrainingSettings(sequence_size=210, epochs=2, patience=1))
+    context = wide.info["context"]
+    assert (context["lstm_rows_per_step"], context["reach_rows_merged"], context["reach_dilations"]) == (12, 4, [1, 2])
+    assert all(m.merge == 4 and m.dilations == (1, 2) and m.factor == 12 for m in wide.net.members)
     [loaded] = store.load(tmp_path, 7, store.save(tmp_path, "7.1795697041", [wide]))
-    assert loaded.net.dilations == (4, 8)
+    assert loaded.net.merge == 4 and loaded.net.dilations == (1, 2)
     tests, test_fetcher = make_tasks(1, seed=200, rows=500)
     assert predict_tasks([wide], tests, test_fetcher) == predict_tasks([loaded], tests, test_fetcher)
+
+
+def test_a_model_trained_with_train_dilated_loads_with_its_layers_on_the_rows(trained):
+    _, [model] = trained
+    state = model.to_state()
+    rows_reach = SegmenterNet(len(model.target.channels), len(model.target.classes), model.hidden_size, 9, (4, 8))
+    state.pop("merge")  # TRAIN_DILATED (2026-12-07) saved the dilations, in rows, and no merge
+    state.update(weights=rows_reach.state_dict(), down=9, dilations=[4, 8], members=1, sequence_size=210)
+    loaded = TrainedModel.from_state(state)
+    assert (loaded.net.merge, loaded.net.dilations, loaded.net.factor) == (1, (4, 8), 9)
+    x = torch.randn(2, 210, len(model.target.channels))
+    with torch.inference_mode():
+        assert torch.equal(loaded.net(x), rows_reach.eval()(x))
 
 
 def test_a_model_saved_before_the_context_followed_the_data_still_loads(trained):
     _, [model] = trained
     state = model.to_state()
     old = SegmenterNet(len(model.target.channels), len(model.target.classes), model.hidden_size)
-    for key in ("down", "members", "dilations"):  # saved before these existed: one network, 2 rows a step, no reach
+    for key in ("down", "members", "dilations", "merge"):  # saved before these existed: one network, 2 rows a step
         state.pop(key)
     state.update(weights=old.state_dict(), sequence_size=50)
     loaded = TrainedModel.from_state(state)

@@ -12,11 +12,15 @@ before ``down`` existed used 2.  ``hidden_size`` is the width of the LSTM
 output (half per direction).
 
 Where a step merges 9 rows or more (windows over 200 rows), the strided
-convolution alone sees a shape 5 rows at a time.  With ``TRAIN_DILATED``, two
-residual convolutions dilated 4 and 8 rows (``reach``) first widen each row's
-features to 29 rows, so a step knows the stroke it sits in (``bench.suite``:
-ArrowHead, 251-row outlines at 11 rows a step, worst event F1 0.50 -> 0.67, at
-1.8x the training time).  Models saved before they existed have none.
+convolution alone would see a shape 5 rows at a time.  Such a network first
+merges every ``merge`` (4) rows into one position (``coarse``), and two residual
+convolutions dilated 1 and 2 positions (``reach``: 4 and 8 rows) widen each
+position's view to about 33 rows before ``down`` merges positions into a step;
+the head also sees each position's features.  At a quarter of the rows they cost
+little (``bench.suite``: ArrowHead, 251-row outlines, mean event F1 0.644 ->
+0.729 over 18 runs at the same training time).  ``TRAIN_DILATED`` models of
+2026-12-07 ran the reach at full resolution (``merge`` 1, dilated 4 and 8 rows),
+models before it have none.
 """
 
 from __future__ import annotations
@@ -28,44 +32,62 @@ from torch import nn
 CONV_FEATURES = 32
 CONV_KERNEL = 5
 LSTM_STEPS = 25
-REACH_DILATIONS = (4, 8)  # each tiles the features below it: 5 -> 13 -> 29 rows seen
-# Rows per step from which a network may get them: GunPoint's 150-row windows (6 a step) gained nothing
-# from dilation 4 alone and lost a little in the tails, ArrowHead's 251-row ones (11) gained most.
+REACH_MERGE = 4  # rows merged into one position before the reach layers
+REACH_DILATIONS = (1, 2)  # in positions, each tiling the one below it: 4 + 4 -> 12 -> 28 rows, + the 5-row kernel
+# Rows per step from which a network gets them: GunPoint's 150-row windows (6 a step) gained nothing
+# and lost a little in the tails, ArrowHead's 251-row ones (11) gained most.
 REACH_MIN_FACTOR = 9
 
 
 def down_factor(sequence_size: int) -> int:
-    """Rows merged per LSTM step for a window of ``sequence_size`` rows (2 for today's 50)."""
-    return max(2, -(-sequence_size // LSTM_STEPS))
+    """Rows merged per LSTM step for a window of ``sequence_size`` rows (2 for 50 rows); from
+    ``REACH_MIN_FACTOR`` on a multiple of ``REACH_MERGE`` (251 rows: 12), so positions tile steps."""
+    factor = max(2, -(-sequence_size // LSTM_STEPS))
+    return factor if factor < REACH_MIN_FACTOR else -(-factor // REACH_MERGE) * REACH_MERGE
 
 
-def reach_dilations(factor: int) -> tuple[int, ...]:
-    """Dilations of the residual convolutions for ``factor`` rows per LSTM step: none under
-    ``REACH_MIN_FACTOR`` (windows up to 200 rows train and predict as before), else 4 and 8."""
-    return REACH_DILATIONS if factor >= REACH_MIN_FACTOR else ()
+def reach(factor: int) -> tuple[tuple[int, ...], int]:
+    """The reach layers' dilations (in positions) and the rows merged into a position, for ``factor``
+    rows per LSTM step: ((), 1) under ``REACH_MIN_FACTOR`` (windows up to 200 rows), else ((1, 2), 4)."""
+    return (REACH_DILATIONS, REACH_MERGE) if factor >= REACH_MIN_FACTOR else ((), 1)
 
 
 class SegmenterNet(nn.Module):
     """(batch, rows, channels) -> (batch, rows, classes) logits."""
 
     def __init__(
-        self, n_channels: int, n_classes: int, hidden_size: int, down: int = 2, dilations: tuple[int, ...] = ()
+        self,
+        n_channels: int,
+        n_classes: int,
+        hidden_size: int,
+        down: int = 2,
+        dilations: tuple[int, ...] = (),
+        merge: int = 1,
     ) -> None:
         super().__init__()
+        if down % merge:
+            raise ValueError(f"{down} rows a step do not split into positions of {merge} rows")
         per_direction = max(1, hidden_size // 2)
         self.factor = down
         self.conv = nn.Conv1d(n_channels, CONV_FEATURES, CONV_KERNEL, padding=CONV_KERNEL // 2)
+        self.coarse = nn.Conv1d(CONV_FEATURES, CONV_FEATURES, merge, stride=merge) if merge > 1 else None
         self.reach = nn.ModuleList(
             nn.Conv1d(CONV_FEATURES, CONV_FEATURES, 3, dilation=d, padding=d) for d in dilations
         )
-        self.down = nn.Conv1d(CONV_FEATURES, CONV_FEATURES, kernel_size=down, stride=down)
+        self.down = nn.Conv1d(CONV_FEATURES, CONV_FEATURES, kernel_size=down // merge, stride=down // merge)
         self.lstm = nn.LSTM(CONV_FEATURES, per_direction, batch_first=True, bidirectional=True)
-        self.head = nn.Linear(2 * per_direction + CONV_FEATURES, n_classes)
+        row_features = CONV_FEATURES * (2 if merge > 1 else 1)  # a row's own, and its position's
+        self.head = nn.Linear(2 * per_direction + row_features, n_classes)
 
     @property
     def dilations(self) -> tuple[int, ...]:
         """The residual convolutions' dilations, as their layers hold them (saved with the model)."""
         return tuple(layer.dilation[0] for layer in self.reach)
+
+    @property
+    def merge(self) -> int:
+        """Rows merged into one position before the residual convolutions (1: none merged)."""
+        return 1 if self.coarse is None else self.coarse.stride[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.shape[1]
@@ -83,23 +105,46 @@ class SegmenterNet(nn.Module):
         cols = torch.cat([*taps, torch.ones_like(x[..., :1])], dim=2)  # (batch, rows, 5*channels + 1)
         weight = torch.cat([self.conv.weight.transpose(1, 2).flatten(1), self.conv.bias[:, None]], dim=1)
         local = torch.relu(torch.matmul(cols, weight.T))  # (batch, rows, features)
-        for layer in self.reach:  # the same way: each row's rows -d, 0, +d side by side
-            d = layer.dilation[0]
-            wide = F.pad(local, (0, 0, d, d))
-            near = torch.cat([wide[:, :rows], local, wide[:, 2 * d :]], dim=2)  # (batch, rows, 3*features)
-            local = local + torch.relu(F.linear(near, layer.weight.transpose(1, 2).flatten(1), layer.bias))
+        if self.coarse is None:  # the residual layers of a TRAIN_DILATED model ran on the rows
+            local = self._reached(local)
         local = F.pad(local, (0, 0, 0, extra)) if extra else local  # the last step's padding rows: 0
-        blocks = local.unflatten(1, (-1, self.factor)).flatten(2)  # (batch, steps, factor*features), a view
-        steps = torch.relu(F.linear(blocks, self.down.weight.transpose(1, 2).flatten(1), self.down.bias))
+        coarse = local
+        if self.coarse is not None:  # every ``merge`` rows one position, as ``down`` forms steps
+            merged = local.unflatten(1, (-1, self.merge)).flatten(2)
+            coarse = self._reached(torch.relu(F.linear(merged, *_as_linear(self.coarse))))
+        blocks = coarse.unflatten(1, (-1, self.factor // self.merge)).flatten(2)  # (batch, steps, ...), a view
+        steps = torch.relu(F.linear(blocks, *_as_linear(self.down)))
         context, _ = self.lstm(steps)
-        # The head is linear, so its context half is applied per LSTM step and only the class
-        # scores are stretched: the same logits as heading the joined features, without copying
-        # ``hidden_size`` + 32 features per row (half the network's time on a long series).
+        # The head is linear, so its context half is applied per LSTM step (and its position part
+        # per position) and only the class scores are stretched: the same logits as heading the
+        # joined features, without copying ``hidden_size`` + 32 features per row (half the
+        # network's time on a long series).
         split = context.shape[-1]
-        per_step = F.linear(context, self.head.weight[:, :split]).transpose(1, 2)
-        per_row = torch.matmul(self.head.weight[:, split:], local.transpose(1, 2)) + self.head.bias[:, None]
-        logits = (per_step.repeat_interleave(self.factor, dim=2) + per_row)[:, :, :rows]
+        weight = self.head.weight
+        scores, stretch = F.linear(context, weight[:, :split]).transpose(1, 2), self.factor  # per step
+        if self.coarse is not None:  # per position
+            per_position = F.linear(coarse, weight[:, split + CONV_FEATURES :]).transpose(1, 2)
+            scores, stretch = scores.repeat_interleave(self.factor // self.merge, dim=2) + per_position, self.merge
+        own = weight[:, split : split + CONV_FEATURES]
+        per_row = torch.matmul(own, local.transpose(1, 2)) + self.head.bias[:, None]
+        logits = (scores.repeat_interleave(stretch, dim=2) + per_row)[:, :, :rows]
         return logits.transpose(1, 2)  # held as (batch, classes, rows): see ``probabilities``
+
+    def _reached(self, features: torch.Tensor) -> torch.Tensor:
+        """``features`` (batch, positions, features) through the residual dilated convolutions, each
+        as ``conv`` runs: a position's positions -d, 0, +d side by side, then one matrix product."""
+        n = features.shape[1]
+        for layer in self.reach:
+            d = layer.dilation[0]
+            wide = F.pad(features, (0, 0, d, d))
+            near = torch.cat([wide[:, :n], features, wide[:, 2 * d :]], dim=2)  # (batch, n, 3*features)
+            features = features + torch.relu(F.linear(near, *_as_linear(layer)))
+        return features
+
+
+def _as_linear(layer: nn.Conv1d) -> tuple[torch.Tensor, torch.Tensor]:
+    """A convolution's weight and bias as a linear layer's over its taps' features side by side."""
+    return layer.weight.transpose(1, 2).flatten(1), layer.bias
 
 
 def probabilities(logits: torch.Tensor, sigmoid: bool = False) -> torch.Tensor:
@@ -140,6 +185,10 @@ class Ensemble(nn.Module):
     @property
     def dilations(self) -> tuple[int, ...]:
         return self.members[0].dilations
+
+    @property
+    def merge(self) -> int:
+        return self.members[0].merge
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.multi_label:

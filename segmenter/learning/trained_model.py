@@ -65,6 +65,7 @@ class TrainedModel:
             "hidden_size": self.hidden_size,
             "down": self.net.factor,
             "dilations": list(self.net.dilations),
+            "merge": self.net.merge,
             "members": len(self.net.members) if isinstance(self.net, Ensemble) else 1,
             "instant_classes": sorted(self.instant_classes),
             "min_segment_rows": self.min_segment_rows,
@@ -83,7 +84,8 @@ class TrainedModel:
         multi_label = bool(state.get("multi_label", False))  # older models: single-label
         outputs = len(target.labels) if multi_label else len(target.classes)
         dilations = tuple(int(d) for d in state.get("dilations", ()))  # older models: none
-        shape = (len(target.channels), outputs, int(state["hidden_size"]), down, dilations)
+        merge = int(state.get("merge", 1))  # older models (TRAIN_DILATED's included): the rows themselves
+        shape = (len(target.channels), outputs, int(state["hidden_size"]), down, dilations, merge)
         members = int(state.get("members", 1))  # older models: one network
         net = SegmenterNet(*shape) if members == 1 else Ensemble(
             [SegmenterNet(*shape) for _ in range(members)], multi_label
