@@ -170,6 +170,7 @@ def test_a_long_window_gets_merged_positions_and_reach_layers_saved_with_the_mod
     context = wide.info["context"]
     assert (context["lstm_rows_per_step"], context["reach_rows_merged"], context["reach_dilations"]) == (12, 4, [1, 2])
     assert all(m.merge == 4 and m.dilations == (1, 2) and m.factor == 12 for m in wide.net.members)
+    assert wide.info["batch_size"] == 16 and wide.info["settings"]["batch_size"] is None  # chosen, not set
     [loaded] = store.load(tmp_path, 7, store.save(tmp_path, "7.1795697041", [wide]))
     assert loaded.net.merge == 4 and loaded.net.dilations == (1, 2)
     tests, test_fetcher = make_tasks(1, seed=200, rows=500)
@@ -283,6 +284,27 @@ def test_members_average_networks_each_holding_out_its_own_tasks():
     series = read_task_series(task, model.target, fetcher)
     np.testing.assert_allclose(loaded.probabilities(series), model.probabilities(series), atol=1e-6)
     assert train_project(config, tasks, fetcher, replace(fast, members=1))[0].net.__class__ is SegmenterNet
+
+
+def test_without_batch_size_long_windows_train_in_steps_of_16_and_the_others_of_32():
+    from segmenter.learning.training import batch_size_for
+
+    auto = TrainingSettings()
+    assert [batch_size_for(rows, auto) for rows in (24, 150, 200, 201, 251, 4096)] == [32, 32, 32, 16, 16, 16]
+    assert batch_size_for(251, replace(auto, batch_size=64)) == 64  # the operator's word
+    assert batch_size_for(24, replace(auto, batch_size=8)) == 8
+
+
+def test_batch_size_is_read_and_bounded():
+    from segmenter.config import Settings
+    from segmenter.errors import ConfigError
+
+    assert Settings.from_env({}).training.batch_size is None  # chosen by the window
+    assert Settings.from_env({"BATCH_SIZE": ""}).training.batch_size is None
+    assert Settings.from_env({"BATCH_SIZE": "48"}).training.batch_size == 48
+    for bad in ("0", "sixteen"):
+        with pytest.raises(ConfigError, match="BATCH_SIZE"):
+            Settings.from_env({"BATCH_SIZE": bad})
 
 
 def test_train_members_is_read_and_bounded():
