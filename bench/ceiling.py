@@ -7,8 +7,9 @@ is told where: every test recording of ``bench.suite``'s folds (the same draw, f
 and series order) is classified whole by MiniRocket (``aeon``'s ``MiniRocketClassifier``,
 a whole-series classifier among the most accurate on the UCR/UEA archive), trained on
 the fold's training recordings.  Its classes are laid on the rows of the suite's test
-series and scored as the suite scores the segmenter (row macro-F1 with background,
-event F1@IoU0.5 where adjacent recordings of one class make one event), so a segmenter
+series (which begin part-way into their first recording, as in the suite) and scored
+as the suite scores the segmenter (row macro-F1 with background, event F1@IoU0.5
+where adjacent recordings of one class make one event), so a segmenter
 score above this line would need a better classifier than MiniRocket; a target above
 it is beyond what the recordings tell apart.  Recordings of unequal length
 (JapaneseVowels) are padded with their last value to the longest.
@@ -22,7 +23,7 @@ import time
 
 import numpy as np
 
-from bench.suite import SOURCES, TARGETS, draw
+from bench.suite import SOURCES, TARGETS, draw, leads
 from segmenter.learning.evaluation import event_f1, match_events, timestep_scores
 
 
@@ -45,11 +46,11 @@ def fold_scores(key: str, k: int, seed: int) -> list[dict]:
         model = MiniRocketClassifier(random_state=seed, n_jobs=1)
         model.fit(padded([d.x[i] for i in train], longest), d.y[train])
         truth_rows, pred_rows, matched, n_true, n_pred = [], [], 0, 0, 0
-        for group in parts["test"]:
+        for group, lead in zip(parts["test"], leads(d, f), strict=True):
             guess = model.predict(padded([d.x[i] for i in group], longest))
             lengths = [d.x[i].shape[1] for i in group]
-            truth = np.repeat([index[d.y[i]] for i in group], lengths)
-            pred = np.repeat([index[g] for g in guess], lengths)
+            truth = np.repeat([index[d.y[i]] for i in group], lengths)[lead:]
+            pred = np.repeat([index[g] for g in guess], lengths)[lead:]
             m, t, p = match_events(truth, pred, frozenset(), 1)
             matched, n_true, n_pred = matched + m, n_true + t, n_pred + p
             truth_rows.append(truth)

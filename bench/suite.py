@@ -7,7 +7,10 @@ Real recordings from the ``aeon`` wheel (UCR/UEA, both splits pooled, a seeded s
 subset) are laid end to end into labelled series as ``bench.basicmotions`` does for
 BasicMotions: the first class is background, every other class a range label.  The
 recordings are dealt into ``--folds`` folds (each class spread evenly); each fold's
-recordings are the test series of one run, the others the training series.  The synthetic
+recordings are the test series of one run, the others the training series.  A test series
+begins part-way into its first recording (``unaligned``): recordings of one length laid end
+to end from row 0 line up with the grid of prediction windows, which a real series does not
+(it keeps at least half of that recording: a few rows of one would be an event no annotator marks).  The synthetic
 (``harness.synthetic``: ranges and instants) and layered (overlapping labels) sets are
 folded by whole recordings.  Every (set, fold, seed) trains with the project's
 ``train_project`` at the default settings (only the seed changes) and is scored by
@@ -35,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from bench import basicmotions
 from harness import synthetic
@@ -134,6 +138,20 @@ def draw(key: str, k: int) -> Draw:
     return Draw(x, y, series)
 
 
+def unaligned(frame: pd.DataFrame, regions: list[dict], rows: int) -> tuple[pd.DataFrame, list[dict]]:
+    """``frame`` without its first ``rows`` rows, and ``regions`` cut to what is left (the time column,
+    a row index, keeps its numbers, so the regions' start and end still name their rows)."""
+    kept = [{**r, "value": {**r["value"], "start": max(r["value"]["start"], rows)}}
+            for r in regions if r["value"]["end"] >= rows]
+    return frame.iloc[rows:].reset_index(drop=True), kept
+
+
+def leads(d: Draw, fold: int) -> list[int]:
+    """The rows each test series of ``fold`` drops of its first recording (``unaligned``): 1 to half of it."""
+    rng = np.random.default_rng([DATA_SEED, fold])
+    return [int(rng.integers(1, d.x[group[0]].shape[1] // 2 + 1)) for group in d.series[fold]["test"]]
+
+
 def recording_folds(key: str, k: int) -> list[Fold]:
     """The ``k`` leave-recordings-out folds of one aeon data set."""
     d = draw(key, k)
@@ -144,12 +162,15 @@ def recording_folds(key: str, k: int) -> list[Fold]:
     out = []
     for f, parts in enumerate(d.series):
         files, split = synthetic.MemoryFiles(), {}
+        dropped = iter(leads(d, f))
         for part, groups in parts.items():
             tasks = []
             for s, group in zip(range(0, PER_SERIES * len(groups), PER_SERIES), groups):
                 frame, regions = basicmotions.concatenate(
                     [d.x[i] for i in group], [names[d.y[i]] for i in group], channels, f"f{f}{part}{s}"
                 )
+                if part == "test":
+                    frame, regions = unaligned(frame, regions, next(dropped))
                 name = f"{part}{s}.csv"
                 files[name] = frame.to_csv(index=False).encode()
                 tasks.append({"id": len(tasks) + 1, "data": {"csv_url": name},
