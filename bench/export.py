@@ -116,7 +116,6 @@ def network_stage(folder: str, which: str) -> None:
     from segmenter import store
     from segmenter.config import Settings, bootstrap
     from segmenter.export.runner import Runner
-    from segmenter.learning.trained_model import window_probabilities
     from segmenter.reading.series import load_series
 
     bootstrap(Settings.from_env())  # torch's threads as the backend sets them (TORCH_THREADS)
@@ -126,7 +125,7 @@ def network_stage(folder: str, which: str) -> None:
     if which == "torch":
         values = model.normalise(series.values)
         started = time.perf_counter()
-        window_probabilities(model.net, values, model.sequence_size, sigmoid=model.multi_label)
+        model.window_probabilities(values)
     else:
         runner = Runner(base / "export", threads=int(which.rsplit("-", 1)[1]))
         started = time.perf_counter()

@@ -155,11 +155,13 @@ def test_stream_in_chunks_equals_the_whole_series_and_short_series_match_torch(s
     runner, [model] = Runner(out), models
     values = read_task_series(tasks[0], model.target, files).values
     whole = runner.probabilities(values)
+    assert runner.long.window == 2 * runner.window == 2 * model.sequence_size
     for size in (1, 37, runner.window, 599):
         parts = list(runner.probabilities_stream(values[i : i + size] for i in range(0, len(values), size)))
-        assert max(len(p) for p in parts) <= size + runner.window  # yielded as soon as final
+        assert max(len(p) for p in parts) <= size + runner.long.window  # yielded as soon as final
         np.testing.assert_array_equal(np.concatenate(parts), whole)
-    for rows in (1, runner.window - 1, runner.window, runner.window + 1):
+    long = runner.long.window  # from two training windows on, the backend cuts windows twice as long
+    for rows in (1, runner.window - 1, runner.window, runner.window + 1, long - 1, long, long + 1):
         short = Series(np.arange(rows, dtype=np.float64), values[:rows], "numeric")
         np.testing.assert_allclose(runner.probabilities(short.values), model.probabilities(short), atol=1e-5)
 
@@ -175,7 +177,9 @@ def test_cli_export_then_runner_without_torch_reproduces_predict(single, tmp_pat
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["version"] == store.latest_version(settings.model_dir, "1")
-    assert {"manifest.json", "target0.onnx", "runner.py", "postprocess.py", "novelty.py"} <= set(os.listdir(out))
+    assert {"manifest.json", "target0.onnx", "target0-long.onnx", "runner.py", "postprocess.py", "novelty.py"} <= set(
+        os.listdir(out)
+    )
     csv = tmp_path / "recording.csv"
     csv.write_bytes(files[tasks[1]["data"]["csv_url"]])
     ran = subprocess.run([sys.executable, "-c", NO_TORCH, str(out), str(csv)], cwd=out, env=env,

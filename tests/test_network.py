@@ -6,8 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from harness import synthetic
 from segmenter.learning.network import Ensemble, SegmenterNet, down_factor, probabilities, reach
-from segmenter.learning.trained_model import window_probabilities
+from segmenter.learning.trained_model import TrainedModel, prediction_window, window_probabilities
+from segmenter.reading.labelconfig import parse_label_config
+from segmenter.reading.series import Series
 
 
 def reference(net: SegmenterNet, x: torch.Tensor) -> torch.Tensor:
@@ -115,3 +118,35 @@ def test_window_probabilities_do_not_depend_on_the_chunks(rows_per_batch: int) -
     assert whole.shape == (1003, 3)
     assert np.allclose(whole.sum(axis=1), 1, atol=1e-5)
     assert np.allclose(chunked, whole, atol=1e-6)
+
+
+def test_prediction_windows_are_twice_the_training_window_where_the_series_holds_two() -> None:
+    assert [prediction_window(40, n) for n in (1, 40, 79, 80, 1000)] == [40, 40, 40, 80, 80]
+
+
+class _Probe(torch.nn.Module):
+    """Equal logits for every row of 3 classes; remembers the window lengths it was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = torch.nn.Linear(1, 3)
+        self.seen: set[int] = set()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.add(x.shape[1])
+        return torch.zeros(x.shape[0], 3, x.shape[1]).transpose(1, 2)
+
+
+@pytest.mark.parametrize(("rows", "window"), [(30, 40), (79, 40), (80, 80), (1003, 80)])
+def test_a_model_cuts_a_series_of_two_training_windows_into_windows_twice_as_long(rows: int, window: int) -> None:
+    [target] = parse_label_config(synthetic.label_config(channels=2))
+    probe = _Probe()
+    model = TrainedModel(target, probe, np.zeros(2, np.float32), np.ones(2, np.float32), 40, 16, frozenset(), 1)
+    series = Series(np.arange(rows, dtype=np.float64), np.zeros((rows, 2)), "numeric")
+    p = model.probabilities(series)
+    assert probe.seen == {window}
+    assert p.shape == (rows, 3)
+    assert np.allclose(p, 1 / 3)
+    probe.seen.clear()
+    window_probabilities(probe, np.zeros((rows, 2), np.float32), 40)  # as validation cuts them
+    assert probe.seen == {40}

@@ -7,6 +7,9 @@ up with, else the automatic ones), the time column's form, the version and what
 it was trained on.  Each ONNX graph takes a batch of normalised windows
 ``(batch, window, channels)`` and gives per-row probabilities (the softmax, or
 for a layered model each label's sigmoid), so the runner adds nothing to it.
+A target has two graphs of one network, as the backend cuts two windows
+(``trained_model.prediction_window``): the training window for a series shorter
+than two of them, twice it (``long``) otherwise.
 ``runner.py`` and the numerics it shares with the backend (``postprocess.py``,
 ``novelty.py``) are copied beside the manifest: the folder is all a user needs.
 """
@@ -32,7 +35,7 @@ from segmenter.errors import SegmenterError
 from segmenter.learning import novelty
 from segmenter.learning.inference import fitting_models
 from segmenter.learning.network import probabilities
-from segmenter.learning.trained_model import TrainedModel
+from segmenter.learning.trained_model import PREDICTION_SPAN, TrainedModel
 from segmenter.reading.project_config import ProjectConfig
 from segmenter.reading.project_settings import ProjectSettings
 
@@ -67,15 +70,15 @@ class _Probabilities(torch.nn.Module):
         return probabilities(self.net(windows), self.sigmoid)
 
 
-def onnx_bytes(model: TrainedModel) -> bytes:
-    """The model's network as an ONNX graph with a free batch dimension.
+def onnx_bytes(model: TrainedModel, window: int) -> bytes:
+    """The model's network as an ONNX graph for windows of ``window`` rows, with a free batch dimension.
 
     TorchScript-based exporter (``dynamo=False``): the LSTM exports with it and it
     needs no ``onnxscript``; its deprecation and tracing warnings say nothing about
     this network, whose shapes are fixed by the window.
     """
     net = _Probabilities(model.net, model.multi_label).cpu().eval()
-    example = torch.zeros(1, model.sequence_size, len(model.target.channels))
+    example = torch.zeros(1, window, len(model.target.channels))
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.inference_mode(False):
         warnings.simplefilter("ignore")
@@ -97,8 +100,10 @@ def _time_kind(model: TrainedModel) -> str:
     return "datetime" if model.target.time_format else "numeric"
 
 
-def target_manifest(model: TrainedModel, settings: ProjectSettings | None, onnx_file: str) -> dict:
-    """What the runner needs besides the network to reproduce ``/predict`` for one target."""
+def target_manifest(model: TrainedModel, settings: ProjectSettings | None, onnx_file: str, long_file: str) -> dict:
+    """What the runner needs besides the network to reproduce ``/predict`` for one target: ``window``
+    and ``onnx`` for a series shorter than two windows, ``long`` for the others."""
+    long = PREDICTION_SPAN * model.sequence_size
     t = model.target
     rules = settings.rules(t.labels) if settings is not None else [(None, None)] * len(t.classes)
     return {
@@ -114,6 +119,7 @@ def target_manifest(model: TrainedModel, settings: ProjectSettings | None, onnx_
         "normalise": {"mean": model.mean.astype(float).tolist(), "std": model.std.astype(float).tolist()},
         "window": model.sequence_size,
         "stride": max(1, math.ceil(model.sequence_size / 2)),
+        "long": {"onnx": long_file, "window": long, "stride": max(1, math.ceil(long / 2))},
         "layered": model.multi_label,
         "labels": list(t.labels),
         "outputs": list(t.labels) if model.multi_label else list(t.classes),
@@ -181,10 +187,11 @@ def export(settings: Settings, project: str, out: Path, version: str | None = No
     out.mkdir(parents=True, exist_ok=True)
     targets = []
     for i, model in enumerate(models):
-        name = f"target{i}.onnx"
-        (out / name).write_bytes(onnx_bytes(model))
+        name, long_name = f"target{i}.onnx", f"target{i}-long.onnx"
+        (out / name).write_bytes(onnx_bytes(model, model.sequence_size))
+        (out / long_name).write_bytes(onnx_bytes(model, PREDICTION_SPAN * model.sequence_size))
         own = project_settings.get(model.target.from_name) if project_settings is not None else None
-        targets.append(target_manifest(model, own, name))
+        targets.append(target_manifest(model, own, name, long_name))
     manifest = {
         "format": FORMAT,
         "project": project,

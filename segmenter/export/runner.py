@@ -17,10 +17,11 @@ or from Python, in the export folder (or as ``segmenter.export.runner``)::
         ...
 
 The regions are those ``/predict`` gives for the same series (the ``result``
-list and the task ``score``): the same windows, averaging, clean-up, scores,
+list and the task ``score``): the same windows (twice the training window where
+the series holds two, with the ``long`` graph), averaging, clean-up, scores,
 layered labels and instants, because the clean-up code is the backend's own.
 Memory: the network sees ``BATCH`` windows at a time; ``probabilities_stream``
-holds at most a window plus a chunk of rows, whatever the series' length.
+holds at most a long window plus a chunk of rows, whatever the series' length.
 Regions need the whole series' per-row probabilities (``rows x classes``
 float32), as in the backend, since the clean-up looks both ways along it.
 """
@@ -31,7 +32,8 @@ import argparse
 import json
 import sys
 from collections.abc import Iterable, Iterator
-from itertools import islice
+from dataclasses import dataclass
+from itertools import chain, islice
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +50,15 @@ BATCH = 512  # windows per network call
 CSV_CHUNK_ROWS = 200_000
 _SEPARATORS = {"tab": "\t", "\\t": "\t", "space": None, " ": None, "comma": ",", "dot": "."}
 _SNIFFED = (",", ";", "\t", "|", " ")
+
+
+@dataclass(frozen=True)
+class Grid:
+    """One way the backend cuts a series: a graph for windows of ``window`` rows, ``stride`` apart."""
+
+    session: onnxruntime.InferenceSession
+    window: int
+    stride: int
 
 
 class Runner:
@@ -69,7 +80,7 @@ class Runner:
         if spec is None:
             raise ValueError(f"no target {target!r} in the export (targets: {names})")
         self.manifest, self.spec = manifest, spec
-        self.window, self.stride = int(spec["window"]), int(spec["stride"])
+        self.window = int(spec["window"])  # the training window (the novelty score's too)
         self.mean = np.asarray(spec["normalise"]["mean"], np.float32)
         self.std = np.asarray(spec["normalise"]["std"], np.float32)
         self.classes = ("__background__", *spec["labels"])
@@ -77,9 +88,14 @@ class Runner:
         self.control = postprocess.Control(spec["from_name"], spec["to_name"], tuple(spec["labels"]))
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
-        self.session = onnxruntime.InferenceSession(
-            str(folder / spec["onnx"]), options, providers=["CPUExecutionProvider"]
-        )
+
+        def grid(part: dict) -> Grid:
+            session = onnxruntime.InferenceSession(str(folder / part["onnx"]), options,
+                                                   providers=["CPUExecutionProvider"])
+            return Grid(session, int(part["window"]), int(part["stride"]))
+
+        self.short = grid(spec)
+        self.long = grid(spec["long"]) if "long" in spec else None  # exports before long windows: none
         reference = spec.get("novelty")
         self.reference = None if reference is None else novelty.Reference.from_state(reference)
 
@@ -92,18 +108,18 @@ class Runner:
         """Channels scaled with the training data's statistics, as the backend does."""
         return ((np.asarray(values, np.float32) - self.mean) / self.std).astype(np.float32, copy=False)
 
-    def _add(self, rows: np.ndarray, starts: np.ndarray, sums: np.ndarray, counts: np.ndarray) -> None:
-        """Run the windows of ``rows`` at ``starts`` and add their probabilities to the rows they cover.
+    def _add(self, grid: Grid, rows: np.ndarray, starts: np.ndarray, sums: np.ndarray, counts: np.ndarray) -> None:
+        """Run the ``grid`` windows of ``rows`` at ``starts`` and add their probabilities to the rows they cover.
 
         Windows ``stride`` >= half a window apart: the even ones never overlap each
         other, nor the odd ones, so each half is one vectorised add, and a row's
         sum is the same as adding the windows one after another.
         """
-        offsets = np.arange(self.window)
+        offsets = np.arange(grid.window)
         for i in range(0, len(starts), BATCH):
             chunk = starts[i : i + BATCH]
             index = chunk[:, None] + offsets[None, :]
-            probs = self.session.run(None, {self.spec["input"]: rows[index]})[0]
+            probs = grid.session.run(None, {self.spec["input"]: rows[index]})[0]
             for half in (slice(0, None, 2), slice(1, None, 2)):
                 sums[index[half]] += probs[half]
                 counts[index[half]] += 1.0
@@ -114,8 +130,24 @@ class Runner:
         Yields them in order as soon as no later window can touch them: windows
         every ``stride`` rows from row 0, plus one aligned to the end (a series
         shorter than a window: one window, padded), as the backend cuts them.
+        The backend's long windows need a series of at least one long window: the
+        rows are held until that many have come (or the series has ended).
         """
-        size, stride, width = self.window, self.stride, len(self.spec["outputs"])
+        grid, chunks = self.short, iter(chunks)
+        if self.long is not None:
+            head, held = [], 0
+            for chunk in chunks:
+                head.append(chunk)
+                held += np.asarray(chunk).size // len(self.mean)
+                if held >= self.long.window:
+                    grid = self.long
+                    break
+            chunks = chain(head, chunks)
+        yield from self._stream(grid, chunks)
+
+    def _stream(self, grid: Grid, chunks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """``probabilities_stream`` on the windows of ``grid``."""
+        size, stride, width = grid.window, grid.stride, len(self.spec["outputs"])
         rows = np.zeros((0, len(self.mean)), np.float32)  # normalised rows from ``base`` on
         sums, counts = np.zeros((0, width), np.float32), np.zeros((0, 1), np.float32)
         base = seen = next_start = 0
@@ -127,7 +159,7 @@ class Runner:
             seen += len(chunk)
             if seen - size >= next_start:
                 starts = np.arange(next_start, seen - size + 1, stride, dtype=np.int64)
-                self._add(rows, starts - base, sums, counts)
+                self._add(grid, rows, starts - base, sums, counts)
                 next_start = int(starts[-1]) + stride
             done = max(base, min(next_start, seen - size))
             if done > base:
@@ -141,11 +173,11 @@ class Runner:
             padded[: len(rows)] = rows
             pad_sums = np.zeros((size, width), np.float32)
             pad_counts = np.zeros((size, 1), np.float32)
-            self._add(padded, np.zeros(1, np.int64), pad_sums, pad_counts)
+            self._add(grid, padded, np.zeros(1, np.int64), pad_sums, pad_counts)
             yield pad_sums[:seen] / pad_counts[:seen]
             return
         if next_start - stride != seen - size:  # the window aligned to the end
-            self._add(rows, np.array([seen - size - base], np.int64), sums, counts)
+            self._add(grid, rows, np.array([seen - size - base], np.int64), sums, counts)
         yield sums / counts
 
     def probabilities(self, values: np.ndarray) -> np.ndarray:
