@@ -35,7 +35,7 @@ from segmenter.errors import SegmenterError
 from segmenter.learning import novelty
 from segmenter.learning.inference import fitting_models
 from segmenter.learning.network import probabilities
-from segmenter.learning.trained_model import PREDICTION_SPAN, TrainedModel
+from segmenter.learning.trained_model import TrainedModel, long_window
 from segmenter.reading.project_config import ProjectConfig
 from segmenter.reading.project_settings import ProjectSettings
 
@@ -103,7 +103,7 @@ def _time_kind(model: TrainedModel) -> str:
 def target_manifest(model: TrainedModel, settings: ProjectSettings | None, onnx_file: str, long_file: str) -> dict:
     """What the runner needs besides the network to reproduce ``/predict`` for one target: ``window``
     and ``onnx`` for a series shorter than two windows, ``long`` for the others."""
-    long = PREDICTION_SPAN * model.sequence_size
+    long = long_window(model.sequence_size)
     t = model.target
     rules = settings.rules(t.labels) if settings is not None else [(None, None)] * len(t.classes)
     return {
@@ -189,7 +189,7 @@ def export(settings: Settings, project: str, out: Path, version: str | None = No
     for i, model in enumerate(models):
         name, long_name = f"target{i}.onnx", f"target{i}-long.onnx"
         (out / name).write_bytes(onnx_bytes(model, model.sequence_size))
-        (out / long_name).write_bytes(onnx_bytes(model, PREDICTION_SPAN * model.sequence_size))
+        (out / long_name).write_bytes(onnx_bytes(model, long_window(model.sequence_size)))
         own = project_settings.get(model.target.from_name) if project_settings is not None else None
         targets.append(target_manifest(model, own, name, long_name))
     manifest = {
