@@ -7,7 +7,15 @@ import pytest
 import torch
 
 from harness import synthetic
-from segmenter.learning.network import Ensemble, SegmenterNet, down_factor, probabilities, reach
+from segmenter.learning.network import (
+    CONV_FEATURES,
+    Ensemble,
+    SegmenterNet,
+    down_factor,
+    probabilities,
+    reach,
+    row_kernel,
+)
 from segmenter.learning.trained_model import TrainedModel, prediction_window, window_probabilities
 from segmenter.reading.labelconfig import parse_label_config
 from segmenter.reading.series import Series
@@ -36,23 +44,25 @@ def reference(net: SegmenterNet, x: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize(
-    "rows,down,dilations,merge",
-    [(85, 4, (), 1), (50, 2, (), 1), (7, 3, (), 1), (150, 6, (), 1), (150, 6, (4,), 1), (251, 11, (4, 8), 1),
-     (5, 11, (4, 8), 1), (251, 12, (1, 2), 4), (201, 12, (1, 2), 4), (5, 12, (1, 2), 4), (64, 8, (), 2)],
+    "rows,down,dilations,merge,kernel",
+    [(85, 4, (), 1, 5), (85, 4, (), 1, 9), (50, 2, (), 1, 9), (7, 3, (), 1, 5), (7, 3, (), 1, 9), (150, 6, (), 1, 9),
+     (150, 6, (4,), 1, 5), (251, 11, (4, 8), 1, 5), (5, 11, (4, 8), 1, 5), (251, 12, (1, 2), 4, 5),
+     (201, 12, (1, 2), 4, 5), (5, 12, (1, 2), 4, 5), (64, 8, (), 2, 5)],
 )
-def test_forward_equals_the_layers(rows: int, down: int, dilations: tuple[int, ...], merge: int) -> None:
+def test_forward_equals_the_layers(rows: int, down: int, dilations: tuple[int, ...], merge: int, kernel: int) -> None:
     torch.manual_seed(0)
-    net = SegmenterNet(3, 5, 64, down, dilations, merge).eval()
+    net = SegmenterNet(3, 5, 64, down, dilations, merge, kernel).eval()
     x = torch.randn(4, rows, 3)
     with torch.inference_mode():
         assert net(x).shape == (4, rows, 5)
         assert torch.allclose(net(x), reference(net, x), atol=1e-5)
 
 
-@pytest.mark.parametrize("down,dilations,merge", [(5, (), 1), (5, (4, 8), 1), (8, (1, 2), 4)])
-def test_gradients_equal_the_layers(down: int, dilations: tuple[int, ...], merge: int) -> None:
+@pytest.mark.parametrize("down,dilations,merge,kernel", [(5, (), 1, 9), (5, (), 1, 5), (5, (4, 8), 1, 5),
+                                                         (8, (1, 2), 4, 5)])
+def test_gradients_equal_the_layers(down: int, dilations: tuple[int, ...], merge: int, kernel: int) -> None:
     torch.manual_seed(0)
-    net = SegmenterNet(2, 3, 16, down, dilations, merge)
+    net = SegmenterNet(2, 3, 16, down, dilations, merge, kernel)
     x, weights = torch.randn(3, 48, 2), torch.randn(3, 48, 3)
     grads = []
     for forward in (net, lambda v: reference(net, v)):
@@ -64,13 +74,14 @@ def test_gradients_equal_the_layers(down: int, dilations: tuple[int, ...], merge
 
 
 def test_only_windows_over_200_rows_get_merged_positions_and_the_reach_layers() -> None:
-    by_window = {w: (down_factor(w), *reach(down_factor(w))) for w in (24, 100, 150, 200, 201, 251, 4096)}
-    assert by_window == {
-        24: (2, (), 1), 100: (4, (), 1), 150: (6, (), 1), 200: (8, (), 1),
-        201: (12, (1, 2), 4), 251: (12, (1, 2), 4), 4096: (164, (1, 2), 4),
+    by_window = {w: (down_factor(w), *reach(down_factor(w)), row_kernel(down_factor(w)))
+                 for w in (24, 100, 150, 200, 201, 251, 4096)}
+    assert by_window == {  # and the windows without them a first convolution 9 rows wide
+        24: (2, (), 1, 9), 100: (4, (), 1, 9), 150: (6, (), 1, 9), 200: (8, (), 1, 9),
+        201: (12, (1, 2), 4, 5), 251: (12, (1, 2), 4, 5), 4096: (164, (1, 2), 4, 5),
     }
-    net = SegmenterNet(2, 3, 16, down_factor(150), *reach(down_factor(150)))
-    assert net.merge == 1 and len(net.reach) == 0
+    net = SegmenterNet(2, 3, 16, down_factor(150), *reach(down_factor(150)), row_kernel(down_factor(150)))
+    assert net.merge == 1 and len(net.reach) == 0 and net.conv.weight.shape == (CONV_FEATURES, 2, 9)
     assert not any(part in name for name in net.state_dict() for part in ("reach", "coarse"))
     wide = SegmenterNet(2, 3, 16, down_factor(251), *reach(down_factor(251)))
     assert wide.merge == 4 and wide.dilations == (1, 2) and wide.down.kernel_size == (3,)

@@ -164,12 +164,15 @@ def test_a_long_window_gets_merged_positions_and_reach_layers_saved_with_the_mod
     _, [short] = trained
     assert short.info["context"]["reach_dilations"] == [] and short.info["context"]["reach_rows_merged"] == 1
     assert short.net.dilations == () and short.net.merge == 1
+    assert short.info["context"]["row_kernel"] == 9 and short.net.kernel == 9  # no reach: the wide convolution
+    assert TrainedModel.from_state(short.to_state()).net.kernel == 9
     config = synthetic.label_config()
     tasks, fetcher = make_tasks(2, seed=3, rows=900)
     [wide] = train_project(config, tasks, fetcher, TrainingSettings(sequence_size=210, epochs=2, patience=1))
     context = wide.info["context"]
     assert (context["lstm_rows_per_step"], context["reach_rows_merged"], context["reach_dilations"]) == (12, 4, [1, 2])
-    assert all(m.merge == 4 and m.dilations == (1, 2) and m.factor == 12 for m in wide.net.members)
+    assert all(m.merge == 4 and m.dilations == (1, 2) and m.factor == 12 and m.kernel == 5 for m in wide.net.members)
+    assert context["row_kernel"] == 5
     assert wide.info["batch_size"] == 16 and wide.info["settings"]["batch_size"] is None  # chosen, not set
     [loaded] = store.load(tmp_path, 7, store.save(tmp_path, "7.1795697041", [wide]))
     assert loaded.net.merge == 4 and loaded.net.dilations == (1, 2)
@@ -181,10 +184,11 @@ def test_a_model_trained_with_train_dilated_loads_with_its_layers_on_the_rows(tr
     _, [model] = trained
     state = model.to_state()
     rows_reach = SegmenterNet(len(model.target.channels), len(model.target.classes), model.hidden_size, 9, (4, 8))
-    state.pop("merge")  # TRAIN_DILATED (2026-12-07) saved the dilations, in rows, and no merge
+    for key in ("merge", "kernel"):  # TRAIN_DILATED (2026-12-07) saved the dilations, in rows, and no merge
+        state.pop(key)
     state.update(weights=rows_reach.state_dict(), down=9, dilations=[4, 8], members=1, sequence_size=210)
     loaded = TrainedModel.from_state(state)
-    assert (loaded.net.merge, loaded.net.dilations, loaded.net.factor) == (1, (4, 8), 9)
+    assert (loaded.net.merge, loaded.net.dilations, loaded.net.factor, loaded.net.kernel) == (1, (4, 8), 9, 5)
     x = torch.randn(2, 210, len(model.target.channels))
     with torch.inference_mode():
         assert torch.equal(loaded.net(x), rows_reach.eval()(x))
@@ -194,11 +198,11 @@ def test_a_model_saved_before_the_context_followed_the_data_still_loads(trained)
     _, [model] = trained
     state = model.to_state()
     old = SegmenterNet(len(model.target.channels), len(model.target.classes), model.hidden_size)
-    for key in ("down", "members", "dilations", "merge"):  # saved before these existed: one network, 2 rows a step
+    for key in ("down", "members", "dilations", "merge", "kernel"):  # saved before these: one network, 2 rows a step
         state.pop(key)
     state.update(weights=old.state_dict(), sequence_size=50)
     loaded = TrainedModel.from_state(state)
-    assert loaded.net.factor == 2
+    assert (loaded.net.factor, loaded.net.kernel) == (2, 5)
     assert loaded.sequence_size == 50
     tests, fetcher = make_tasks(1, seed=200, rows=333)
     assert predict_tasks([loaded], tests, fetcher)[0]["score"] >= 0

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from segmenter import device
-from segmenter.learning.network import Ensemble, SegmenterNet, probabilities
+from segmenter.learning.network import CONV_KERNEL, Ensemble, SegmenterNet, probabilities
 from segmenter.learning.novelty import Reference
 from segmenter.learning.regions import RowCleanup, layered_results, task_score, to_results
 from segmenter.learning.windows import WindowSource
@@ -75,6 +75,7 @@ class TrainedModel:
             "down": self.net.factor,
             "dilations": list(self.net.dilations),
             "merge": self.net.merge,
+            "kernel": self.net.kernel,
             "members": len(self.net.members) if isinstance(self.net, Ensemble) else 1,
             "instant_classes": sorted(self.instant_classes),
             "min_segment_rows": self.min_segment_rows,
@@ -94,7 +95,8 @@ class TrainedModel:
         outputs = len(target.labels) if multi_label else len(target.classes)
         dilations = tuple(int(d) for d in state.get("dilations", ()))  # older models: none
         merge = int(state.get("merge", 1))  # older models (TRAIN_DILATED's included): the rows themselves
-        shape = (len(target.channels), outputs, int(state["hidden_size"]), down, dilations, merge)
+        kernel = int(state.get("kernel", CONV_KERNEL))  # older models: 5 rows, with or without reach layers
+        shape = (len(target.channels), outputs, int(state["hidden_size"]), down, dilations, merge, kernel)
         members = int(state.get("members", 1))  # older models: one network
         net = SegmenterNet(*shape) if members == 1 else Ensemble(
             [SegmenterNet(*shape) for _ in range(members)], multi_label

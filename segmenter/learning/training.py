@@ -40,7 +40,7 @@ from segmenter import device, shutdown
 from segmenter.config import TrainingSettings
 from segmenter.errors import SegmenterError, TaskDataError
 from segmenter.learning.evaluation import class_scores
-from segmenter.learning.network import Ensemble, SegmenterNet, down_factor, reach
+from segmenter.learning.network import Ensemble, SegmenterNet, down_factor, reach, row_kernel
 from segmenter.learning.novelty import Reference
 from segmenter.learning.trained_model import MIN_STD, TrainedModel, standardised, window_probabilities
 from segmenter.learning.windows import WindowSource
@@ -642,6 +642,7 @@ def train_target(
     factor = context["lstm_rows_per_step"] = down_factor(size)
     dilations, merge = reach(factor)
     context["reach_rows_merged"], context["reach_dilations"] = merge, list(dilations)  # dilations in positions
+    kernel = context["row_kernel"] = row_kernel(factor)
     # Overlapping regions: one sigmoid per label; otherwise one softmax class per row, as always.
     multi = len(target.labels) <= MAX_LAYERED_LABELS and any(e.rows.overlaps for e in examples)
     n_classes = len(target.labels) if multi else len(target.classes)
@@ -655,7 +656,7 @@ def train_target(
             torch.manual_seed(settings.seed + k)
             rng = np.random.default_rng([settings.seed, k])
             train, val, held_out_k = split(examples, rng, fold)
-        net = SegmenterNet(len(target.channels), n_classes, settings.hidden_size, factor, dilations, merge)
+        net = SegmenterNet(len(target.channels), n_classes, settings.hidden_size, factor, dilations, merge, kernel)
         net.to(device.current())
         member = TrainedModel(  # without series_norm: the examples are already standardised then
             target, net, mean, std, size, settings.hidden_size, instant_classes, min_rows, multi_label=multi
