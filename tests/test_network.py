@@ -87,6 +87,8 @@ def test_only_windows_over_200_rows_get_merged_positions_and_the_reach_layers() 
     assert wide.merge == 4 and wide.dilations == (1, 2) and wide.down.kernel_size == (3,)
     with pytest.raises(ValueError, match="positions of 4 rows"):
         SegmenterNet(2, 3, 16, 11, (1, 2), 4)
+    with pytest.raises(ValueError, match="no middle row"):
+        SegmenterNet(2, 3, 16, 2, kernel=4)
 
 
 def test_split_head_trains() -> None:

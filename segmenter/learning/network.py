@@ -82,6 +82,8 @@ class SegmenterNet(nn.Module):
         super().__init__()
         if down % merge:
             raise ValueError(f"{down} rows a step do not split into positions of {merge} rows")
+        if kernel < 1 or kernel % 2 == 0:
+            raise ValueError(f"a first convolution of {kernel} rows has no middle row")
         per_direction = max(1, hidden_size // 2)
         self.factor = down
         self.conv = nn.Conv1d(n_channels, CONV_FEATURES, kernel, padding=kernel // 2)
